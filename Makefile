@@ -1,0 +1,60 @@
+# PineOps: `make demo` runs the appliance locally, `make test` runs every test.
+# Both start from nothing but Python 3.11: they create .venv and install what they need.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/pineops_ci
+DEMO_ENV := deploy/demo.env
+DEMO_PORT ?= 8000
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install chromium services test test-sqlite test-postgres check-logs demo clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+services:
+	@bash deploy/services.sh
+
+test: install chromium services
+	@rm -f test-artifacts/secrets.txt test-artifacts/*.log
+	$(MAKE) --no-print-directory test-sqlite test-postgres check-logs
+
+test-sqlite:
+	@echo "== tests on SQLite"
+	env -u DATABASE_URL $(PY) -m pytest tests -o log_file=test-artifacts/pytest-sqlite.log
+
+# Framework-free packages (strategies, sim) need no database: they run once, on SQLite.
+test-postgres:
+	@echo "== tests on PostgreSQL ($(PG_TEST_URL), throw-away test database)"
+	DATABASE_URL=$(PG_TEST_URL) $(PY) -m pytest tests --create-db -o log_file=test-artifacts/pytest-postgres.log \
+		--ignore=tests/strategies --ignore=tests/sim
+
+# Every secret a test configured is listed in test-artifacts/secrets.txt; none may be in any log.
+check-logs:
+	@if [ -s test-artifacts/secrets.txt ] && grep -F -l -f test-artifacts/secrets.txt test-artifacts/*.log; then \
+		echo "FAIL: a configured secret appears in the test logs above"; exit 1; fi
+	@echo "logs checked: $$(sort -u test-artifacts/secrets.txt 2>/dev/null | wc -l) configured secrets, none in $$(ls test-artifacts/*.log | wc -l) log files"
+
+demo: install
+	@PINEOPS_ENV_FILE=$(DEMO_ENV) $(PY) manage.py migrate --no-input -v0
+	@PINEOPS_ENV_FILE=$(DEMO_ENV) $(PY) manage.py load_demo
+	@echo "admin:  http://127.0.0.1:$(DEMO_PORT)/admin/"
+	@PINEOPS_ENV_FILE=$(DEMO_ENV) $(PY) manage.py ensure_admin
+	@echo "(Ctrl-C stops it)"
+	@PINEOPS_ENV_FILE=$(DEMO_ENV) $(VENV)/bin/gunicorn pineops.wsgi --bind 127.0.0.1:$(DEMO_PORT) \
+		--workers 2 --access-logfile - --log-level warning
+
+clean:
+	rm -rf $(VENV) var test-artifacts

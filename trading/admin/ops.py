@@ -1,0 +1,21 @@
+from django.contrib import admin
+
+from trading.models import Heartbeat, Notification
+
+from .base import ReadOnlyAdmin
+
+
+@admin.register(Heartbeat)
+class HeartbeatAdmin(ReadOnlyAdmin):
+    list_display = ("process", "state", "last_seen", "last_bar_time", "open_positions", "pid", "host",
+                    "stale_alerted")
+    list_filter = ("state", "stale_alerted")
+
+
+@admin.register(Notification)
+class NotificationAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "kind", "strategy", "title", "state", "attempts", "sent_at")
+    list_filter = ("kind", "state", "strategy")
+    search_fields = ("title", "body")
+    list_select_related = ("strategy",)
+    show_full_result_count = False

@@ -1,0 +1,13 @@
+"""Trading models, one module per concept."""
+from .instruments import ContractRoll, Instrument
+from .ops import Heartbeat, Notification
+from .orders import DeliveryAttempt, Signal, signal_key
+from .risk import DailyRiskState, KillSwitch, KillSwitchEvent
+from .strategies import Strategy, StrategyInstrument
+from .trades import Position, Trade, pnl_percent, trade_pnl
+
+__all__ = [
+    "ContractRoll", "DailyRiskState", "DeliveryAttempt", "Heartbeat", "Instrument", "KillSwitch",
+    "KillSwitchEvent", "Notification", "Position", "Signal", "Strategy", "StrategyInstrument", "Trade",
+    "pnl_percent", "signal_key", "trade_pnl",
+]

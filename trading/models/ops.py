@@ -1,0 +1,67 @@
+"""Process heartbeats and the notification (Discord) outbox."""
+from django.db import models
+
+from .strategies import Strategy
+
+
+class Heartbeat(models.Model):
+    """Last sign of life of one process (hub, worker:NAME, …); the database is the truth."""
+
+    process = models.CharField(max_length=64, unique=True)
+    host = models.CharField(max_length=128, blank=True)
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    state = models.CharField(max_length=32, default="starting")
+    last_seen = models.DateTimeField()
+    last_bar_time = models.DateTimeField(null=True, blank=True)
+    open_positions = models.PositiveIntegerField(default=0)
+    interval = models.PositiveIntegerField(default=30, help_text="seconds between beats")
+    details = models.JSONField(default=dict, blank=True)
+    stale_alerted = models.BooleanField(default=False, help_text="A stale alert is open for this process")
+
+    class Meta:
+        ordering = ["process"]
+
+    def __str__(self):
+        return f"{self.process} ({self.state})"
+
+
+class Notification(models.Model):
+    """A message waiting for (or done with) delivery to Discord."""
+
+    class Kind(models.TextChoices):
+        STARTUP = "startup", "startup"
+        SHUTDOWN = "shutdown", "shutdown"
+        ENTRY = "entry", "entry"
+        EXIT = "exit", "exit"
+        EMERGENCY = "emergency", "emergency"
+        SUMMARY = "summary", "summary"
+        INFO = "info", "info"
+
+    class State(models.TextChoices):
+        PENDING = "pending", "pending"
+        SENDING = "sending", "sending"
+        SENT = "sent", "sent"
+        FAILED = "failed", "failed"
+        COALESCED = "coalesced", "coalesced into a summary"
+
+    strategy = models.ForeignKey(Strategy, null=True, blank=True, on_delete=models.CASCADE,
+                                 related_name="notifications")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    title = models.CharField(max_length=256)
+    body = models.TextField(blank=True)
+    fields = models.JSONField(default=dict, blank=True)
+    dedupe_key = models.CharField(max_length=160, null=True, blank=True, unique=True,
+                                  help_text="Same key → queued once (e.g. one daily-stop alert per day)")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["state", "next_attempt_at"]), models.Index(fields=["kind", "-created_at"])]
+
+    def __str__(self):
+        return f"[{self.kind}] {self.title}"

@@ -1,0 +1,81 @@
+"""Signals (orders to the broker) and their delivery attempts: the order outbox.
+
+A signal is written, with a deterministic id and a unique constraint, before anything is sent;
+delivery claims it with a conditional update, so no restart and no second process can send the
+same order twice. The webhook URL is never stored here — only the strategy's ${VAR} name.
+"""
+from django.db import models
+
+from .instruments import Instrument
+from .strategies import Strategy
+
+
+def signal_key(strategy: str, root: str, bar_time, action: str) -> str:
+    """Deterministic id of a decision: strategy, instrument, bar start (UTC) and action."""
+    return f"{strategy}:{root}:{bar_time.strftime('%Y-%m-%dT%H:%M:%SZ')}:{action}"
+
+
+class Signal(models.Model):
+    class Action(models.TextChoices):
+        BUY = "buy", "buy (enter long)"
+        EXIT = "exit", "exit (close long)"
+
+    class State(models.TextChoices):
+        PENDING = "pending", "pending"
+        SENDING = "sending", "sending"
+        SENT = "sent", "sent"
+        FAILED = "failed", "failed"
+        BLOCKED = "blocked", "blocked"
+        EXPIRED = "expired", "expired"
+
+    key = models.CharField(max_length=120, unique=True, help_text="strategy:root:bar time:action")
+    strategy = models.ForeignKey(Strategy, on_delete=models.PROTECT, related_name="signals")
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="signals")
+    contract = models.CharField(max_length=16, blank=True)
+    bar_time = models.DateTimeField(help_text="Start of the bar the decision was made on (UTC)")
+    action = models.CharField(max_length=8, choices=Action.choices)
+    quantity = models.PositiveIntegerField()
+    signal_price = models.DecimalField(max_digits=20, decimal_places=9)
+    reason = models.CharField(max_length=32, help_text="entry, or the exit reason")
+    ibs = models.FloatField(null=True, blank=True)
+    ml_score = models.FloatField(null=True, blank=True)
+    payload = models.JSONField(default=dict, help_text="Exactly what is (or would be) posted")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    state_reason = models.CharField(max_length=300, blank=True, help_text="Why blocked, failed or expired")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-bar_time", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["strategy", "instrument", "bar_time", "action"],
+                                    name="one_signal_per_bar_and_action"),
+            models.CheckConstraint(condition=models.Q(quantity__gte=1), name="signal_quantity_positive"),
+        ]
+        indexes = [models.Index(fields=["state", "next_attempt_at"]), models.Index(fields=["strategy", "state"])]
+
+    def __str__(self):
+        return self.key
+
+
+class DeliveryAttempt(models.Model):
+    """One POST of a signal to the broker (never the URL, only what came back)."""
+
+    signal = models.ForeignKey(Signal, on_delete=models.CASCADE, related_name="delivery_attempts")
+    number = models.PositiveSmallIntegerField()
+    attempted_at = models.DateTimeField()
+    outcome = models.CharField(max_length=16)  # delivered, retryable, permanent
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response = models.TextField(blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["signal", "number"]
+        constraints = [models.UniqueConstraint(fields=["signal", "number"], name="one_attempt_number_per_signal")]
+
+    def __str__(self):
+        return f"{self.signal.key} #{self.number} {self.outcome}"

@@ -1,0 +1,164 @@
+"""Strategies and the instruments each one trades, with every IBS parameter of the design.
+
+Validation lives here (`clean`) and delegates parameter rules to strategies.params, so the
+admin, load_demo and the worker refuse the same values with the same messages.
+"""
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+
+from strategies.params import DEFAULTS, PARAM_NAMES, IBSParams, ParameterError
+from trading.config import ConfigError, reference_name, resolve
+
+from .instruments import Instrument
+
+UNIT = [MinValueValidator(0.0, "must be between 0 and 1"), MaxValueValidator(1.0, "must be between 0 and 1")]
+
+
+def validate_reference(value):
+    try:
+        reference_name(value, "value")
+    except ConfigError as exc:
+        raise ValidationError(str(exc).removeprefix("value: ")) from None
+
+
+class Strategy(models.Model):
+    class TimeInForce(models.TextChoices):
+        DAY = "day", "day"
+        GTC = "gtc", "gtc"
+        OPG = "opg", "opg"
+        CLS = "cls", "cls"
+        IOC = "ioc", "ioc"
+        FOK = "fok", "fok"
+
+    name = models.CharField(max_length=40, unique=True, validators=[
+        RegexValidator(r"^[a-z][a-z0-9_]*$", "use lower-case letters, digits and _ (e.g. ibs_a)")])
+    enabled = models.BooleanField(default=False, help_text="Run a worker for this strategy")
+    description = models.CharField(max_length=200, blank=True)
+    broker_webhook = models.CharField(
+        max_length=100, validators=[validate_reference],
+        help_text="TradersPost webhook as a ${VAR} reference; the URL itself lives in .env")
+    discord_webhook = models.CharField(
+        max_length=100, blank=True, validators=[validate_reference],
+        help_text="Discord webhook as a ${VAR} reference (blank: no Discord alerts)")
+    max_positions = models.PositiveSmallIntegerField(default=2, validators=[MinValueValidator(1)])
+    daily_stop_loss = models.DecimalField(
+        max_digits=12, decimal_places=2, default=Decimal("2000.00"),
+        validators=[MinValueValidator(Decimal("0.01"), "must be greater than 0")],
+        help_text="$ loss for the CME trading day at which new entries stop")
+    heartbeat_file = models.CharField(
+        max_length=255, blank=True, help_text="Blank: {RUNTIME_DIR}/{strategy}_worker_heartbeat.json")
+    heartbeat_interval = models.PositiveIntegerField(
+        default=30, validators=[MinValueValidator(1), MaxValueValidator(3600)], help_text="seconds")
+    time_in_force = models.CharField(max_length=3, choices=TimeInForce.choices, default=TimeInForce.DAY)
+    timeframe = models.CharField(max_length=3, choices=[("1h", "1 hour")], default="1h")
+
+    # IBS parameters (names and defaults of DESIGN.md; overridable per instrument).
+    ibs_entry_low = models.FloatField(default=DEFAULTS.ibs_entry_low, validators=UNIT)
+    ibs_entry_high = models.FloatField(default=DEFAULTS.ibs_entry_high, validators=UNIT)
+    ibs_exit_low = models.FloatField(default=DEFAULTS.ibs_exit_low, validators=UNIT)
+    ibs_exit_high = models.FloatField(default=DEFAULTS.ibs_exit_high, validators=UNIT)
+    stop_loss_pct = models.FloatField(default=DEFAULTS.stop_loss_pct)
+    take_profit_pct = models.FloatField(default=DEFAULTS.take_profit_pct)
+    max_bars_held = models.PositiveIntegerField(default=DEFAULTS.max_bars_held, validators=[MinValueValidator(1)])
+    entry_windows = models.CharField(max_length=200, default=DEFAULTS.entry_windows)
+    flat_time = models.CharField(max_length=8, default=DEFAULTS.flat_time, help_text="HH:MM or 'none'")
+    window_tz = models.CharField(max_length=64, default=DEFAULTS.window_tz)
+    ml_threshold = models.FloatField(default=DEFAULTS.ml_threshold, validators=UNIT)
+
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "strategies"
+
+    def __str__(self):
+        return self.name
+
+    # --- parameters ---------------------------------------------------------------------------
+    def params(self) -> IBSParams:
+        """The strategy's IBS parameters; ParameterError names the first bad one."""
+        return IBSParams(**{name: getattr(self, name) for name in PARAM_NAMES})
+
+    def clean(self):
+        super().clean()
+        errors = {}
+        try:
+            self.params()
+        except ParameterError as exc:
+            errors[exc.param] = str(exc).removeprefix(f"{exc.param}: ")
+        except (TypeError, ValueError) as exc:  # a field left empty in a form
+            errors["__all__"] = str(exc)
+        for field in ("broker_webhook", "discord_webhook"):
+            value = getattr(self, field)
+            if value and field not in errors:
+                try:
+                    resolve(value, field)
+                except ConfigError as exc:
+                    errors[field] = str(exc).removeprefix(f"{field}: ")
+        if errors:
+            raise ValidationError(errors)
+
+    def heartbeat_path(self) -> str:
+        if self.heartbeat_file:
+            return self.heartbeat_file.replace("{RUNTIME_DIR}", str(settings.RUNTIME_DIR)).replace(
+                "{strategy}", self.name)
+        return str(settings.RUNTIME_DIR / f"{self.name}_worker_heartbeat.json")
+
+
+class StrategyInstrument(models.Model):
+    class ModelFailurePolicy(models.TextChoices):
+        SKIP_ENTRIES = "skip_entries", "Skip entries until the model loads"
+        TRADE_UNFILTERED = "trade_unfiltered", "Trade without the ML filter"
+
+    strategy = models.ForeignKey(Strategy, on_delete=models.CASCADE, related_name="legs")
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="strategy_legs")
+    enabled = models.BooleanField(default=True)
+    size = models.PositiveIntegerField(default=1, validators=[MinValueValidator(1, "size must be at least 1 contract")])
+    commission_per_side = models.DecimalField(
+        max_digits=8, decimal_places=2, default=Decimal("1.25"),
+        validators=[MinValueValidator(Decimal("0"), "commission cannot be negative")],
+        help_text="$ per contract per side")
+    ticker = models.CharField(max_length=24, blank=True,
+                              help_text="Ticker TradersPost expects; blank = the instrument root")
+    ml_enabled = models.BooleanField(default=True)
+    ml_threshold = models.FloatField(null=True, blank=True, validators=UNIT,
+                                     help_text="Blank: the strategy's threshold")
+    ml_failure_policy = models.CharField(max_length=20, choices=ModelFailurePolicy.choices,
+                                         default=ModelFailurePolicy.SKIP_ENTRIES)
+    overrides = models.JSONField(default=dict, blank=True,
+                                 help_text='Parameter overrides, e.g. {"stop_loss_pct": 1.5}')
+
+    class Meta:
+        ordering = ["strategy__name", "instrument__root"]
+        constraints = [models.UniqueConstraint(fields=["strategy", "instrument"], name="one_leg_per_instrument")]
+        verbose_name = "strategy instrument"
+
+    def __str__(self):
+        return f"{self.strategy_id and self.strategy.name}/{self.instrument_id and self.instrument.root}"
+
+    def params(self) -> IBSParams:
+        overrides = dict(self.overrides or {})
+        if self.ml_threshold is not None:
+            overrides["ml_threshold"] = self.ml_threshold
+        return self.strategy.params().with_overrides(overrides)
+
+    def clean(self):
+        super().clean()
+        if not isinstance(self.overrides, dict):
+            raise ValidationError({"overrides": 'must be a JSON object, e.g. {"stop_loss_pct": 1.5}'})
+        if self.strategy_id is None:
+            return
+        try:
+            self.params()
+        except ParameterError as exc:
+            raise ValidationError({"overrides": f"parameter {exc}"}) from None
+        except (TypeError, ValueError) as exc:
+            raise ValidationError({"overrides": str(exc)}) from None
+
+    @property
+    def broker_ticker(self) -> str:
+        return self.ticker or self.instrument.root

@@ -1,0 +1,100 @@
+"""Open positions and closed trades, as modelled by the worker.
+
+TradersPost reports no fills, so these rows are the modelled trades; P&L uses the
+instrument's point value and the leg's commission. Open positions are rows, so a restart
+resumes them; one open position per strategy and instrument is a database constraint.
+"""
+from decimal import Decimal
+
+from django.db import models
+
+from .instruments import Instrument
+from .orders import Signal
+from .strategies import Strategy
+
+PRICE = dict(max_digits=20, decimal_places=9)
+MONEY = dict(max_digits=14, decimal_places=2)
+
+
+def trade_pnl(entry: Decimal, exit_: Decimal, point_value: Decimal, size: int, commission: Decimal) -> Decimal:
+    """P&L of a long trade: (exit − entry) × point value × size − 2 × commission × size."""
+    gross = (Decimal(exit_) - Decimal(entry)) * Decimal(point_value) * size
+    return (gross - 2 * Decimal(commission) * size).quantize(Decimal("0.01"))
+
+
+def pnl_percent(entry: Decimal, exit_: Decimal) -> float:
+    return float((Decimal(exit_) - Decimal(entry)) / Decimal(entry) * 100)
+
+
+class Position(models.Model):
+    class State(models.TextChoices):
+        OPEN = "open", "open"
+        CLOSED = "closed", "closed"
+
+    strategy = models.ForeignKey(Strategy, on_delete=models.PROTECT, related_name="positions")
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="positions")
+    contract = models.CharField(max_length=16, blank=True)
+    side = models.CharField(max_length=5, default="long")
+    size = models.PositiveIntegerField()
+    entry_time = models.DateTimeField(help_text="Modelled fill time (open of the bar after the signal)")
+    entry_price = models.DecimalField(**PRICE)
+    stop_price = models.DecimalField(**PRICE, null=True, blank=True)
+    target_price = models.DecimalField(**PRICE, null=True, blank=True)
+    bars_held = models.PositiveIntegerField(default=0)
+    ibs_entry = models.FloatField(null=True, blank=True)
+    ml_score = models.FloatField(null=True, blank=True)
+    commission_per_side = models.DecimalField(max_digits=8, decimal_places=2)
+    point_value = models.DecimalField(max_digits=18, decimal_places=6)
+    entry_signal = models.OneToOneField(Signal, on_delete=models.PROTECT, related_name="opened_position")
+    state = models.CharField(max_length=8, choices=State.choices, default=State.OPEN)
+    opened_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-entry_time"]
+        constraints = [
+            models.UniqueConstraint(fields=["strategy", "instrument"], condition=models.Q(state="open"),
+                                    name="one_open_position_per_instrument"),
+        ]
+        indexes = [models.Index(fields=["strategy", "state"])]
+
+    def __str__(self):
+        return f"{self.strategy.name} {self.instrument.root} {self.side} {self.size} @ {self.entry_price}"
+
+
+class Trade(models.Model):
+    strategy = models.ForeignKey(Strategy, on_delete=models.PROTECT, related_name="trades")
+    symbol = models.CharField(max_length=8, help_text="Instrument root")
+    contract = models.CharField(max_length=16, blank=True)
+    side = models.CharField(max_length=5, default="long")
+    entry_time = models.DateTimeField()
+    entry_price = models.DecimalField(**PRICE)
+    entry_size = models.PositiveIntegerField()
+    exit_time = models.DateTimeField()
+    exit_price = models.DecimalField(**PRICE)
+    exit_size = models.PositiveIntegerField()
+    pnl = models.DecimalField(**MONEY)
+    pnl_percent = models.FloatField()
+    exit_reason = models.CharField(max_length=32)
+    ml_score = models.FloatField(null=True, blank=True)
+    ibs_entry = models.FloatField(null=True, blank=True)
+    ibs_exit = models.FloatField(null=True, blank=True)
+    commission = models.DecimalField(**MONEY, help_text="Total commission of the round trip ($)")
+    point_value = models.DecimalField(max_digits=18, decimal_places=6)
+    session_date = models.DateField(help_text="CME trading day of the exit")
+    entry_signal = models.ForeignKey(Signal, on_delete=models.PROTECT, related_name="+")
+    exit_signal = models.OneToOneField(Signal, on_delete=models.PROTECT, related_name="closed_trade",
+                                       null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-exit_time", "-id"]
+        indexes = [
+            models.Index(fields=["strategy", "-exit_time"]),
+            models.Index(fields=["strategy", "session_date"]),
+            models.Index(fields=["symbol", "-exit_time"]),
+            models.Index(fields=["exit_reason"]),
+        ]
+        constraints = [models.UniqueConstraint(fields=["entry_signal"], name="one_trade_per_entry")]
+
+    def __str__(self):
+        return f"{self.strategy.name} {self.symbol} {self.entry_time:%Y-%m-%d %H:%M} {self.pnl}"
