@@ -76,26 +76,10 @@ class IBSParams:
     ml_threshold: float = 0.5
 
     def __post_init__(self):
-        for name in ("ibs_entry_low", "ibs_entry_high", "ibs_exit_low", "ibs_exit_high", "ml_threshold"):
-            v = getattr(self, name)
-            if not (0.0 <= v <= 1.0):
-                raise ParameterError(name, f"{v} is outside [0, 1]")
-        if not self.ibs_entry_low < self.ibs_entry_high:
-            raise ParameterError("ibs_entry_high", f"must be above ibs_entry_low ({self.ibs_entry_low})")
-        if not self.ibs_exit_low < self.ibs_exit_high:
-            raise ParameterError("ibs_exit_high", f"must be above ibs_exit_low ({self.ibs_exit_low})")
-        if not (0.0 < self.stop_loss_pct < 100.0):
-            raise ParameterError("stop_loss_pct", f"{self.stop_loss_pct} must be > 0 and < 100")
-        if not (0.0 < self.take_profit_pct <= 1000.0):
-            raise ParameterError("take_profit_pct", f"{self.take_profit_pct} must be > 0 and ≤ 1000")
-        if self.max_bars_held < 1:
-            raise ParameterError("max_bars_held", f"{self.max_bars_held} must be at least 1")
-        parse_windows(self.entry_windows)
-        parse_clock("flat_time", self.flat_time)
-        try:
-            ZoneInfo(self.window_tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ParameterError("window_tz", f"unknown time zone {self.window_tz!r}") from None
+        errors = param_errors(self)
+        if errors:
+            name, message = next(iter(errors.items()))
+            raise ParameterError(name, message)
 
     # Derived, parsed forms (cheap; the dataclass stays hashable and printable as text).
     @property
@@ -118,6 +102,36 @@ class IBSParams:
         for name, raw in overrides.items():
             values[name] = parse_value(name, raw)
         return IBSParams(**values)
+
+
+def param_errors(p) -> dict[str, str]:
+    """Every rule broken by the values of `p` (an IBSParams or any object with those attributes),
+    as {parameter: message}; empty when all are valid. Lets a form name every bad field at once."""
+    errors: dict[str, str] = {}
+    for name in ("ibs_entry_low", "ibs_entry_high", "ibs_exit_low", "ibs_exit_high", "ml_threshold"):
+        v = getattr(p, name)
+        if not (0.0 <= v <= 1.0):
+            errors[name] = f"{v} is outside [0, 1]"
+    for low, high in (("ibs_entry_low", "ibs_entry_high"), ("ibs_exit_low", "ibs_exit_high")):
+        if low not in errors and high not in errors and not getattr(p, low) < getattr(p, high):
+            errors[high] = f"must be above {low} ({getattr(p, low)})"
+    if not (0.0 < p.stop_loss_pct < 100.0):
+        errors["stop_loss_pct"] = f"{p.stop_loss_pct} must be > 0 and < 100"
+    if not (0.0 < p.take_profit_pct <= 1000.0):
+        errors["take_profit_pct"] = f"{p.take_profit_pct} must be > 0 and ≤ 1000"
+    if p.max_bars_held < 1:
+        errors["max_bars_held"] = f"{p.max_bars_held} must be at least 1"
+    for name, check in (("entry_windows", lambda: parse_windows(p.entry_windows)),
+                        ("flat_time", lambda: parse_clock("flat_time", p.flat_time))):
+        try:
+            check()
+        except ParameterError as exc:
+            errors[name] = str(exc).removeprefix(f"{name}: ")
+    try:
+        ZoneInfo(p.window_tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        errors["window_tz"] = f"unknown time zone {p.window_tz!r}"
+    return errors
 
 
 PARAM_NAMES = tuple(f.name for f in dataclasses.fields(IBSParams))

@@ -66,7 +66,7 @@ def strategy_form(strategy, **changes):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"ibs_entry_high": "1.4"}, "between 0 and 1"),
+    ({"ibs_entry_high": "1.4"}, "1.4 is outside [0, 1]"),
     ({"entry_windows": "9-5"}, "cannot parse"),
     ({"broker_webhook": "${NOPE"}, "not a valid reference"),
     ({"broker_webhook": "${PINEOPS_UNSET_VAR}"}, "PINEOPS_UNSET_VAR is not set"),

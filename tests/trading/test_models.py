@@ -27,11 +27,11 @@ def test_default_strategy_is_valid(webhook_env):
 
 
 @pytest.mark.parametrize("field, value, words", [
-    ("ibs_entry_low", 1.5, "between 0 and 1"),
-    ("ibs_entry_high", -0.1, "between 0 and 1"),
+    ("ibs_entry_low", 1.5, "1.5 is outside [0, 1]"),
+    ("ibs_entry_high", -0.1, "-0.1 is outside [0, 1]"),
     ("ibs_entry_high", 0.0, "must be above ibs_entry_low"),
     ("ibs_exit_high", 0.7, "must be above ibs_exit_low"),
-    ("ml_threshold", 1.2, "between 0 and 1"),
+    ("ml_threshold", 1.2, "1.2 is outside [0, 1]"),
     ("entry_windows", "00:00-15:00,banana", "cannot parse 'banana'"),
     ("entry_windows", "15:00-10:00", "ends before it starts"),
     ("flat_time", "25:00", "cannot parse"),
@@ -54,6 +54,12 @@ def test_unset_webhook_variable_is_refused_naming_the_variable(webhook_env, monk
     errors = errors_of(make_strategy())
     assert errors["broker_webhook"] == [
         "environment variable TRADERSPOST_IBS_A_WEBHOOK is not set (referenced as ${TRADERSPOST_IBS_A_WEBHOOK})"]
+
+
+def test_every_bad_field_is_reported_once_in_one_pass(webhook_env):
+    errors = errors_of(make_strategy(ibs_entry_low=1.5, flat_time="noon", broker_webhook="${X", window_tz="Nowhere"))
+    assert set(errors) == {"ibs_entry_low", "flat_time", "broker_webhook", "window_tz"}
+    assert all(len(messages) == 1 for messages in errors.values()), errors
 
 
 def test_validation_error_never_contains_the_secret(webhook_env):

@@ -31,8 +31,8 @@ class KillSwitchForm(forms.ModelForm):
 @admin.register(KillSwitch)
 class KillSwitchAdmin(admin.ModelAdmin):
     form = KillSwitchForm
-    readonly_fields = ("effective_mode", "changed_by", "changed_at")
-    fields = ("effective_mode", "mode", "reason", "changed_by", "changed_at")
+    readonly_fields = ("effective_mode", "current_reason", "changed_by", "changed_at")
+    fields = ("effective_mode", "current_reason", "changed_by", "changed_at", "mode", "reason")
 
     def has_add_permission(self, request):
         return False
@@ -49,6 +49,10 @@ class KillSwitchAdmin(admin.ModelAdmin):
         forced = env_override()
         mode = KillSwitch.Mode(current_mode()).label
         return f"{mode} (forced by POLICY_KILLSWITCH)" if forced else mode
+
+    @admin.display(description="reason of the current mode")
+    def current_reason(self, obj):
+        return obj.reason or "—"
 
     def save_model(self, request, obj, form, change):
         event = set_mode(form.cleaned_data["mode"], form.cleaned_data["reason"], actor=request.user.get_username(),

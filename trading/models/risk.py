@@ -40,6 +40,7 @@ class KillSwitchEvent(models.Model):
 
     class Meta:
         ordering = ["-at", "-id"]
+        verbose_name = "killswitch event"
 
     def __str__(self):
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor}: {self.previous_mode} → {self.mode}"

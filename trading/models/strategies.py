@@ -10,8 +10,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
-from strategies.params import DEFAULTS, PARAM_NAMES, IBSParams, ParameterError
-from trading.config import ConfigError, reference_name, resolve
+from strategies.params import DEFAULTS, PARAM_NAMES, IBSParams, ParameterError, param_errors
+from trading.config import REFERENCE, ConfigError, reference_name, resolve
 
 from .instruments import Instrument
 
@@ -57,17 +57,17 @@ class Strategy(models.Model):
     timeframe = models.CharField(max_length=3, choices=[("1h", "1 hour")], default="1h")
 
     # IBS parameters (names and defaults of DESIGN.md; overridable per instrument).
-    ibs_entry_low = models.FloatField(default=DEFAULTS.ibs_entry_low, validators=UNIT)
-    ibs_entry_high = models.FloatField(default=DEFAULTS.ibs_entry_high, validators=UNIT)
-    ibs_exit_low = models.FloatField(default=DEFAULTS.ibs_exit_low, validators=UNIT)
-    ibs_exit_high = models.FloatField(default=DEFAULTS.ibs_exit_high, validators=UNIT)
+    ibs_entry_low = models.FloatField(default=DEFAULTS.ibs_entry_low)
+    ibs_entry_high = models.FloatField(default=DEFAULTS.ibs_entry_high)
+    ibs_exit_low = models.FloatField(default=DEFAULTS.ibs_exit_low)
+    ibs_exit_high = models.FloatField(default=DEFAULTS.ibs_exit_high)
     stop_loss_pct = models.FloatField(default=DEFAULTS.stop_loss_pct)
     take_profit_pct = models.FloatField(default=DEFAULTS.take_profit_pct)
     max_bars_held = models.PositiveIntegerField(default=DEFAULTS.max_bars_held, validators=[MinValueValidator(1)])
     entry_windows = models.CharField(max_length=200, default=DEFAULTS.entry_windows)
     flat_time = models.CharField(max_length=8, default=DEFAULTS.flat_time, help_text="HH:MM or 'none'")
     window_tz = models.CharField(max_length=64, default=DEFAULTS.window_tz)
-    ml_threshold = models.FloatField(default=DEFAULTS.ml_threshold, validators=UNIT)
+    ml_threshold = models.FloatField(default=DEFAULTS.ml_threshold)
 
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -86,15 +86,11 @@ class Strategy(models.Model):
     def clean(self):
         super().clean()
         errors = {}
-        try:
-            self.params()
-        except ParameterError as exc:
-            errors[exc.param] = str(exc).removeprefix(f"{exc.param}: ")
-        except (TypeError, ValueError) as exc:  # a field left empty in a form
-            errors["__all__"] = str(exc)
+        if all(getattr(self, name) is not None for name in PARAM_NAMES):  # else clean_fields said so
+            errors.update(param_errors(self))
         for field in ("broker_webhook", "discord_webhook"):
             value = getattr(self, field)
-            if value and field not in errors:
+            if value and REFERENCE.match(value.strip()):  # a malformed one is reported by the field validator
                 try:
                     resolve(value, field)
                 except ConfigError as exc:
@@ -150,8 +146,8 @@ class StrategyInstrument(models.Model):
         super().clean()
         if not isinstance(self.overrides, dict):
             raise ValidationError({"overrides": 'must be a JSON object, e.g. {"stop_loss_pct": 1.5}'})
-        if self.strategy_id is None:
-            return
+        if self.strategy_id is None or param_errors(self.strategy):
+            return  # the strategy's own form reports its bad parameters
         try:
             self.params()
         except ParameterError as exc:
