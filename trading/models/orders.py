@@ -46,6 +46,9 @@ class Signal(models.Model):
     last_status = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True,
+                                      help_text="Time in force 'day': not sent after the session closes")
+    claimed_at = models.DateTimeField(null=True, blank=True, help_text="When a sender took it (state sending)")
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
 
@@ -68,7 +71,7 @@ class DeliveryAttempt(models.Model):
     signal = models.ForeignKey(Signal, on_delete=models.CASCADE, related_name="delivery_attempts")
     number = models.PositiveSmallIntegerField()
     attempted_at = models.DateTimeField()
-    outcome = models.CharField(max_length=16)  # delivered, retryable, permanent
+    outcome = models.CharField(max_length=16)  # started (POST under way), delivered, retryable, permanent
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     response = models.TextField(blank=True)
     duration_ms = models.PositiveIntegerField(default=0)

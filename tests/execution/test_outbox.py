@@ -1,0 +1,169 @@
+"""The order outbox against the database: once delivered never again, failures kept and alerted."""
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from trading.execution.outbox import MAX_ATTEMPTS, backoff_seconds, recover_interrupted, send_pending_orders
+from trading.models import DeliveryAttempt, Notification, Signal, Strategy, signal_key
+from trading.risk.killswitch import set_mode
+
+pytestmark = pytest.mark.django_db
+
+
+@dataclass
+class Result:
+    outcome: str
+    status_code: int | None = None
+    body: str = ""
+    retry_after: float | None = None
+    error: str = ""
+
+
+class ScriptedBroker:
+    """Answers POSTs from a script of results and records what it was sent."""
+
+    def __init__(self, *script):
+        self.script = list(script)
+        self.calls = []
+
+    def __call__(self, url, payload, timeout):
+        self.calls.append((url, payload))
+        return self.script.pop(0) if self.script else Result("delivered", 200, "ok")
+
+
+@pytest.fixture
+def signal(webhook_env):
+    call_command("load_demo")
+    strategy = Strategy.objects.get(name="ibs_a")
+    cl = strategy.legs.get(instrument__root="CL").instrument
+    bar = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    return Signal.objects.create(
+        key=signal_key("ibs_a", "CL", bar, "buy"), strategy=strategy, instrument=cl, bar_time=bar, action="buy",
+        quantity=1, signal_price=Decimal("71.25"), reason="entry",
+        payload={"ticker": "CL", "action": "buy", "quantity": 1, "orderType": "market", "signalPrice": 71.25,
+                 "timeInForce": "day"})
+
+
+def test_delivered_signal_is_never_sent_again(signal, webhook_env):
+    broker = ScriptedBroker(Result("delivered", 200, "ok"))
+    report = send_pending_orders(deliver=broker)
+    assert report.sent == [signal.key]
+    assert broker.calls == [(webhook_env["TRADERSPOST_IBS_A_WEBHOOK"], signal.payload)]
+    for _ in range(3):
+        send_pending_orders(deliver=broker, now=timezone.now() + timedelta(hours=1))
+    assert len(broker.calls) == 1
+    signal.refresh_from_db()
+    assert signal.state == "sent" and signal.attempts == 1 and signal.sent_at is not None
+
+
+def test_500_then_200_is_one_order(signal):
+    broker = ScriptedBroker(Result("retryable", 500, "boom"), Result("delivered", 200, "ok"))
+    t0 = timezone.now()
+    first = send_pending_orders(deliver=broker, now=t0)
+    assert first.retrying == [signal.key]
+    assert send_pending_orders(deliver=broker, now=t0).sent == []  # not due yet: backoff
+    signal.refresh_from_db()
+    assert signal.state == "pending" and signal.next_attempt_at > t0
+    assert send_pending_orders(deliver=broker, now=signal.next_attempt_at).sent == [signal.key]
+    assert len(broker.calls) == 2
+    assert list(DeliveryAttempt.objects.values_list("outcome", "status_code")) == [("retryable", 500), ("delivered", 200)]
+
+
+def test_400_is_failed_with_the_body_alerted_and_not_retried(signal):
+    broker = ScriptedBroker(Result("permanent", 400, '{"message": "Invalid ticker"}'))
+    assert send_pending_orders(deliver=broker).failed == [signal.key]
+    for _ in range(3):
+        send_pending_orders(deliver=broker, now=timezone.now() + timedelta(hours=1))
+    assert len(broker.calls) == 1
+    signal.refresh_from_db()
+    assert signal.state == "failed" and "Invalid ticker" in signal.last_error and "HTTP 400" in signal.state_reason
+    alert = Notification.objects.get(kind="emergency", dedupe_key=f"order-failed:{signal.key}")
+    assert "Invalid ticker" in alert.body
+
+
+def test_retries_are_bounded(signal):
+    broker = ScriptedBroker(*[Result("retryable", 503, "unavailable")] * (MAX_ATTEMPTS + 3))
+    now = timezone.now()
+    for _ in range(MAX_ATTEMPTS + 3):
+        send_pending_orders(deliver=broker, now=now)
+        now += timedelta(hours=1)
+    assert len(broker.calls) == MAX_ATTEMPTS
+    signal.refresh_from_db()
+    assert signal.state == "failed" and f"gave up after {MAX_ATTEMPTS} attempts" in signal.state_reason
+
+
+def test_retry_after_is_honoured(signal):
+    broker = ScriptedBroker(Result("retryable", 429, "slow down", retry_after=90))
+    t0 = timezone.now()
+    send_pending_orders(deliver=broker, now=t0)
+    signal.refresh_from_db()
+    assert signal.next_attempt_at >= t0 + timedelta(seconds=90)
+
+
+def test_killswitch_blocks_entry_at_send_time_and_nothing_is_posted(signal):
+    set_mode("entries", "test", actor="t")
+    broker = ScriptedBroker()
+    assert send_pending_orders(deliver=broker).blocked == [signal.key]
+    assert broker.calls == []
+    signal.refresh_from_db()
+    assert signal.state == "blocked" and "blocks entries" in signal.state_reason
+
+
+def test_day_order_expires_rather_than_going_out_late(signal):
+    Signal.objects.filter(pk=signal.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+    broker = ScriptedBroker()
+    assert send_pending_orders(deliver=broker).expired == [signal.key]
+    assert broker.calls == []
+    assert Notification.objects.filter(kind="emergency", title__contains="expired").exists()
+
+
+def test_unset_webhook_fails_with_the_variable_named(signal, monkeypatch):
+    monkeypatch.delenv("TRADERSPOST_IBS_A_WEBHOOK")
+    broker = ScriptedBroker()
+    send_pending_orders(deliver=broker)
+    signal.refresh_from_db()
+    assert signal.state == "failed" and "TRADERSPOST_IBS_A_WEBHOOK is not set" in signal.last_error
+    assert broker.calls == []
+
+
+def test_second_sender_cannot_claim_a_claimed_signal(signal):
+    Signal.objects.filter(pk=signal.pk).update(state="sending", claimed_at=timezone.now())
+    broker = ScriptedBroker()
+    send_pending_orders(deliver=broker)
+    assert broker.calls == []
+
+
+def test_crash_before_post_is_requeued_and_sent_once(signal):
+    Signal.objects.filter(pk=signal.pk).update(state="sending", claimed_at=timezone.now() - timedelta(minutes=5))
+    assert recover_interrupted()["requeued"] == [signal.key]
+    broker = ScriptedBroker()
+    assert send_pending_orders(deliver=broker).sent == [signal.key]
+    assert len(broker.calls) == 1
+
+
+def test_crash_during_post_is_never_resent_and_is_alerted(signal):
+    Signal.objects.filter(pk=signal.pk).update(state="sending", claimed_at=timezone.now() - timedelta(minutes=5),
+                                               attempts=1)
+    DeliveryAttempt.objects.create(signal=signal, number=1, attempted_at=timezone.now(), outcome="started")
+    assert recover_interrupted()["ambiguous"] == [signal.key]
+    broker = ScriptedBroker()
+    send_pending_orders(deliver=broker)
+    assert broker.calls == []
+    signal.refresh_from_db()
+    assert signal.state == "failed" and "not resent" in signal.state_reason
+    assert Notification.objects.filter(title__contains="state unknown").exists()
+
+
+def test_recent_claim_is_left_to_its_sender(signal):
+    Signal.objects.filter(pk=signal.pk).update(state="sending", claimed_at=timezone.now())
+    assert recover_interrupted() == {"requeued": [], "ambiguous": []}
+
+
+def test_backoff_grows_and_is_capped():
+    delays = [backoff_seconds(n, rng=lambda: 0.0) for n in range(1, 12)]
+    assert delays[:4] == [2, 4, 8, 16] and max(delays) == 300
+    assert backoff_seconds(1, retry_after=30, rng=lambda: 0.0) == 30

@@ -1,0 +1,180 @@
+"""The order outbox: delivers pending signals to the broker exactly once, or says why not.
+
+A signal is claimed with a conditional update (pending → sending) before its POST, and an
+attempt row marked 'started' is committed before the request leaves, so after a crash we know
+whether a POST may have gone out. Such an ambiguous order is never resent (TradersPost has no
+idempotency key; a duplicate POST is a duplicate order): it is failed and alerted instead.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import close_old_connections, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from trading.config import ConfigError, resolve
+from trading.models import DeliveryAttempt, Signal
+from trading.notify.outbox import enqueue
+from trading.risk.killswitch import allows, current_mode
+
+log = logging.getLogger(__name__)
+State = Signal.State
+
+MAX_ATTEMPTS = 6
+CLAIM_LEASE = timedelta(seconds=120)  # longer than any POST timeout: a claim older than this is dead
+BACKOFF_BASE = 2.0
+BACKOFF_CAP = 300.0
+
+
+def backoff_seconds(attempt: int, retry_after: float | None = None, *, rng=random.random) -> float:
+    """Delay before attempt `attempt + 1`: exponential with 20 % jitter, capped; never below retry_after."""
+    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
+    delay *= 1 + 0.2 * rng()
+    return max(delay, retry_after or 0.0)
+
+
+@dataclass
+class OutboxReport:
+    sent: list[str] = field(default_factory=list)
+    retrying: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
+    throttled: list[str] = field(default_factory=list)
+
+
+def _finish(sig: Signal, state: str, reason: str, **extra) -> None:
+    Signal.objects.filter(pk=sig.pk, state=State.SENDING).update(state=state, state_reason=reason[:300], **extra)
+
+
+def _alert_failure(sig: Signal, title: str, detail: str) -> None:
+    enqueue("emergency", title, strategy=sig.strategy, body=detail[:1500],
+            fields={"signal": sig.key, "action": sig.action, "quantity": sig.quantity},
+            dedupe_key=f"order-failed:{sig.key}")
+
+
+def _default_deliver():
+    from trading.execution.traderspost import deliver
+
+    return deliver
+
+
+def send_one(pk: int, *, now: datetime | None = None, deliver=None, limiter=None, timeout: float = 10.0,
+             report: OutboxReport | None = None) -> str | None:
+    """Try to deliver signal `pk` once; returns its new state, or None when another sender has it."""
+    report = report or OutboxReport()
+    now = now or timezone.now()
+    if not Signal.objects.filter(pk=pk, state=State.PENDING).update(state=State.SENDING, claimed_at=now):
+        return None
+    sig = Signal.objects.select_related("strategy", "instrument").get(pk=pk)
+
+    if sig.expires_at and now >= sig.expires_at:
+        _finish(sig, State.EXPIRED, "time in force 'day': the session closed before it could be delivered")
+        _alert_failure(sig, f"Order expired undelivered: {sig.key}",
+                       f"The broker could not be reached before the session closed; it was not sent late. "
+                       f"Last error: {sig.last_error or '—'}")
+        report.expired.append(sig.key)
+        return State.EXPIRED
+
+    ok, why = allows(current_mode(), sig.action)
+    if not ok:
+        _finish(sig, State.BLOCKED, why)
+        log.warning("order blocked signal=%s reason=%r", sig.key, why)
+        report.blocked.append(sig.key)
+        return State.BLOCKED
+
+    try:
+        url = resolve(sig.strategy.broker_webhook, "broker_webhook")
+    except ConfigError as exc:
+        _finish(sig, State.FAILED, str(exc), last_error=str(exc))
+        _alert_failure(sig, f"Order not sent: {sig.key}", str(exc))
+        log.error("order failed signal=%s error=%r", sig.key, str(exc))
+        report.failed.append(sig.key)
+        return State.FAILED
+
+    if limiter is not None:
+        wait = limiter.acquire(url)
+        if wait > 0:
+            _finish(sig, State.PENDING, "rate limit", next_attempt_at=now + timedelta(seconds=wait))
+            report.throttled.append(sig.key)
+            return State.PENDING
+
+    deliver = deliver or _default_deliver()
+    number = sig.attempts + 1
+    with transaction.atomic():
+        attempt = DeliveryAttempt.objects.create(signal=sig, number=number, attempted_at=now, outcome="started")
+        Signal.objects.filter(pk=sig.pk).update(attempts=number)
+    started = time.monotonic()
+    result = deliver(url, sig.payload, timeout)
+    elapsed_ms = int((time.monotonic() - started) * 1000)
+    body = (getattr(result, "body", "") or "")[:2000]
+    status = getattr(result, "status_code", None)
+    with transaction.atomic():
+        DeliveryAttempt.objects.filter(pk=attempt.pk).update(outcome=result.outcome, status_code=status,
+                                                             response=body, duration_ms=elapsed_ms)
+        if result.outcome == "delivered":
+            _finish(sig, State.SENT, "", sent_at=timezone.now(), last_status=status, last_error="")
+            report.sent.append(sig.key)
+            new_state = State.SENT
+        elif result.outcome == "retryable" and number < MAX_ATTEMPTS:
+            delay = backoff_seconds(number, getattr(result, "retry_after", None))
+            _finish(sig, State.PENDING, f"attempt {number} failed; retrying", last_status=status,
+                    last_error=body or getattr(result, "error", ""), next_attempt_at=now + timedelta(seconds=delay))
+            report.retrying.append(sig.key)
+            new_state = State.PENDING
+        else:
+            what = "rejected by the broker" if result.outcome == "permanent" else f"gave up after {number} attempts"
+            detail = f"{what}: HTTP {status or '—'} {body or getattr(result, 'error', '')}".strip()
+            _finish(sig, State.FAILED, detail, last_status=status, last_error=body or getattr(result, "error", ""))
+            _alert_failure(sig, f"Order failed: {sig.key}", detail)
+            report.failed.append(sig.key)
+            new_state = State.FAILED
+    log.info("order delivery signal=%s attempt=%d outcome=%s status=%s ms=%d", sig.key, number, result.outcome,
+             status, elapsed_ms)
+    return new_state
+
+
+def send_pending_orders(*, strategy=None, now: datetime | None = None, deliver=None, limiter=None,
+                        timeout: float = 10.0, limit: int = 100) -> OutboxReport:
+    """Deliver every due pending signal (oldest first); safe to run from several processes at once."""
+    close_old_connections()
+    now = now or timezone.now()
+    report = OutboxReport()
+    due = Signal.objects.filter(state=State.PENDING).filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+    if strategy is not None:
+        due = due.filter(strategy=strategy)
+    for pk in due.order_by("created_at", "id").values_list("pk", flat=True)[:limit]:
+        send_one(pk, now=now, deliver=deliver, limiter=limiter, timeout=timeout, report=report)
+    return report
+
+
+def recover_interrupted(*, strategy=None, now: datetime | None = None, lease: timedelta = CLAIM_LEASE) -> dict:
+    """Settle signals left in 'sending' by a process that died (claims older than `lease`).
+
+    Never posted (no started attempt) → pending again. Possibly posted → failed and alerted, never resent.
+    """
+    now = now or timezone.now()
+    stuck = Signal.objects.filter(state=State.SENDING).filter(Q(claimed_at__lt=now - lease) | Q(claimed_at__isnull=True))
+    if strategy is not None:
+        stuck = stuck.filter(strategy=strategy)
+    outcome = {"requeued": [], "ambiguous": []}
+    for sig in stuck.select_related("strategy"):
+        in_flight = sig.delivery_attempts.filter(outcome="started").exists()
+        if not in_flight:
+            Signal.objects.filter(pk=sig.pk, state=State.SENDING).update(state=State.PENDING)
+            outcome["requeued"].append(sig.key)
+            continue
+        reason = ("interrupted while posting: it may have reached the broker, so it is not resent "
+                  "(a second POST would be a second order); check the broker")
+        Signal.objects.filter(pk=sig.pk, state=State.SENDING).update(state=State.FAILED, state_reason=reason)
+        sig.delivery_attempts.filter(outcome="started").update(outcome="interrupted")
+        _alert_failure(sig, f"Order state unknown: {sig.key}", reason)
+        outcome["ambiguous"].append(sig.key)
+    if outcome["requeued"] or outcome["ambiguous"]:
+        log.warning("outbox recovery requeued=%s ambiguous=%s", outcome["requeued"], outcome["ambiguous"])
+    return outcome
