@@ -167,3 +167,24 @@ def test_backoff_grows_and_is_capped():
     delays = [backoff_seconds(n, rng=lambda: 0.0) for n in range(1, 12)]
     assert delays[:4] == [2, 4, 8, 16] and max(delays) == 300
     assert backoff_seconds(1, retry_after=30, rng=lambda: 0.0) == 30
+
+
+def test_long_pending_signal_is_alerted_once(signal):
+    from trading.execution.outbox import alert_stuck_pending
+
+    later = timezone.now() + timedelta(minutes=10)
+    assert alert_stuck_pending(now=later) == [signal.key]
+    assert alert_stuck_pending(now=later + timedelta(minutes=1)) == []
+    assert Notification.objects.filter(dedupe_key=f"order-stuck:{signal.key}").count() == 1
+
+
+def test_periodic_tasks_exist_after_migrate_and_are_registered():
+    from django_celery_beat.models import PeriodicTask
+
+    from pineops.celery import app
+
+    import trading.tasks  # noqa: F401 — registers the tasks
+
+    names = set(PeriodicTask.objects.values_list("task", flat=True))
+    assert {"trading.check_heartbeats", "trading.send_pending_orders", "trading.check_stuck_orders"} <= names
+    assert names <= set(app.tasks)

@@ -178,3 +178,20 @@ def recover_interrupted(*, strategy=None, now: datetime | None = None, lease: ti
     if outcome["requeued"] or outcome["ambiguous"]:
         log.warning("outbox recovery requeued=%s ambiguous=%s", outcome["requeued"], outcome["ambiguous"])
     return outcome
+
+
+STUCK_AFTER = timedelta(minutes=5)
+
+
+def alert_stuck_pending(*, now: datetime | None = None, older_than: timedelta = STUCK_AFTER) -> list[str]:
+    """Alert (once per signal) on signals still pending long after they were decided."""
+    now = now or timezone.now()
+    stuck = Signal.objects.filter(state=State.PENDING, created_at__lt=now - older_than).select_related("strategy")
+    keys = []
+    for sig in stuck:
+        minutes = int((now - sig.created_at).total_seconds() // 60)
+        if enqueue("emergency", f"Order stuck in pending: {sig.key}", strategy=sig.strategy,
+                   body=f"Decided {minutes} min ago, {sig.attempts} attempts; last error: {sig.last_error or '—'}",
+                   dedupe_key=f"order-stuck:{sig.key}"):
+            keys.append(sig.key)
+    return keys
