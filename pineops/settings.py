@@ -173,3 +173,8 @@ LOGGING = {
         "urllib3": {"level": "WARNING"},
     },
 }
+
+# --- Processes (supervisord) -------------------------------------------------------------------
+# Command of a strategy's worker program; {strategy} is replaced by its name.
+WORKER_COMMAND = env.str("PINEOPS_WORKER_COMMAND",
+                         default="%(ENV_PINEOPS_PYTHON)s manage.py runworker --strategy {strategy}")

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# PineOps entrypoint (the container's, and `make demo`'s): check the environment, wait for the
+# database (and an external Redis), migrate under a lock, prepare, then exec supervisord.
+set -euo pipefail
+
+export PINEOPS_HOME="${PINEOPS_HOME:-$(cd "$(dirname "$0")/.." && pwd)}"
+export PINEOPS_PYTHON="${PINEOPS_PYTHON:-$(command -v python)}"
+cd "$PINEOPS_HOME"
+
+if [ "$(id -u)" = 0 ] && [ "${PINEOPS_ALLOW_ROOT:-0}" != 1 ]; then
+  echo "entrypoint: refusing to run as root; run as the pineops user (or set PINEOPS_ALLOW_ROOT=1)" >&2
+  exit 64
+fi
+
+# Settings read .env themselves; supervisord needs RUNTIME_DIR and where Redis is.
+eval "$("$PINEOPS_PYTHON" manage.py appliance_env)"
+mkdir -p "$RUNTIME_DIR/redis" "$RUNTIME_DIR/supervisor"
+
+if [ -z "${PINEOPS_START_REDIS:-}" ]; then
+  case "$PINEOPS_REDIS_HOST" in 127.0.0.1|localhost|::1) PINEOPS_START_REDIS=true ;; *) PINEOPS_START_REDIS=false ;; esac
+fi
+export PINEOPS_START_REDIS
+
+"$PINEOPS_PYTHON" manage.py wait_for --database --timeout "${PINEOPS_WAIT_SECONDS:-60}"
+if [ "$PINEOPS_START_REDIS" != true ]; then
+  "$PINEOPS_PYTHON" manage.py wait_for --redis --timeout "${PINEOPS_WAIT_SECONDS:-60}"
+fi
+
+# Several containers may start at once against one database: one migrates at a time.
+flock "$RUNTIME_DIR/migrate.lock" "$PINEOPS_PYTHON" manage.py migrate --no-input -v0
+"$PINEOPS_PYTHON" manage.py collectstatic --no-input -v0
+"$PINEOPS_PYTHON" manage.py ensure_admin
+if [ "${PINEOPS_LOAD_DEMO:-0}" = 1 ]; then
+  "$PINEOPS_PYTHON" manage.py load_demo
+fi
+"$PINEOPS_PYTHON" manage.py sync_workers
+
+exec "$PINEOPS_PYTHON" -m supervisor.supervisord -c "$PINEOPS_HOME/supervisord.conf"

@@ -1,0 +1,147 @@
+"""Run the appliance as its container does (deploy/entrypoint.sh → supervisord) in a temp dir.
+
+The processes get their own database (SQLite file, or a throw-away PostgreSQL database when the
+suite runs on PostgreSQL), their own Redis started by supervisord on a free port, and their own
+web port; nothing touches the developer's data.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import closing
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except Exception as exc:  # noqa: BLE001 — keep polling; report the last error
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+class Appliance:
+    def __init__(self, tmp: Path, extra_env: dict | None = None):
+        self.tmp = tmp
+        self.web_port = free_port()
+        self.redis_port = free_port()
+        self.pg_db = None
+        db_url = os.environ.get("DATABASE_URL", "")
+        if db_url.startswith("postgres"):
+            self.pg_db = f"pineops_e2e_{uuid.uuid4().hex[:10]}"
+            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-c", f"CREATE DATABASE {self.pg_db}"],
+                           check=True, capture_output=True)
+            db_url = db_url.rsplit("/", 1)[0] + "/" + self.pg_db
+        else:
+            db_url = f"sqlite:///{tmp / 'pineops.sqlite3'}"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST_"))},
+            "PINEOPS_ENV_FILE": "/dev/null",
+            "RUNTIME_DIR": str(tmp),
+            "DATABASE_URL": db_url,
+            "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+            "PINEOPS_START_REDIS": "true",
+            "PINEOPS_WEB_BIND": f"127.0.0.1:{self.web_port}",
+            "PINEOPS_ALLOW_ROOT": "1",
+            "PINEOPS_LOAD_DEMO": "1",
+            "PINEOPS_ADMIN_PASSWORD": "e2e-admin-password",
+            "PINEOPS_PYTHON": sys.executable,
+            "PYTHONUNBUFFERED": "1",
+            **(extra_env or {}),
+        }
+        self.proc = None
+        self.log = tmp / "appliance.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def start(self):
+        self._log = self.log.open("wb")
+        self.proc = subprocess.Popen(["bash", str(ROOT / "deploy" / "entrypoint.sh")], cwd=ROOT, env=self.env,
+                                     stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_until(lambda: (self.tmp / "supervisor.sock").exists() or self.proc.poll() is not None, 90,
+                   "supervisord socket")
+        assert self.proc.poll() is None, self.log.read_text()[-3000:]
+        return self
+
+    def manage(self, *args: str, check=True) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True,
+                              text=True, check=check, timeout=120)
+
+    def shell(self, code: str) -> str:
+        return self.manage("shell", "-c", code).stdout
+
+    def rpc(self):
+        import xmlrpc.client
+
+        from supervisor.xmlrpc import SupervisorTransport
+
+        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=SupervisorTransport(
+            None, None, f"unix://{self.tmp / 'supervisor.sock'}"))
+
+    def states(self) -> dict[str, dict]:
+        return {p["name"]: p for p in self.rpc().supervisor.getAllProcessInfo()}
+
+    def wait_running(self, name: str, timeout: float = 60) -> dict:
+        return wait_until(lambda: (self.states().get(name) or {}).get("statename") == "RUNNING"
+                          and self.states()[name], timeout, f"{name} RUNNING")
+
+    def get(self, path: str, **kw):
+        return requests.get(self.url + path, timeout=5, **kw)
+
+    def stop(self, timeout: float = 120) -> float:
+        """SIGTERM supervisord and wait; returns seconds taken."""
+        if self.proc is None or self.proc.poll() is not None:
+            return 0.0
+        started = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self._log.close()
+        return time.monotonic() - started
+
+    def cleanup(self):
+        self.stop()
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError, TypeError, AttributeError):
+            pass
+        if self.pg_db:
+            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-c",
+                            f"DROP DATABASE IF EXISTS {self.pg_db} WITH (FORCE)"], capture_output=True)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead for our purpose
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False

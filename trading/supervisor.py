@@ -1,0 +1,97 @@
+"""Worker programs follow the database: one supervisord program per enabled strategy.
+
+Renders `{RUNTIME_DIR}/supervisor/workers.conf` (included by supervisord.conf) and applies a
+change through supervisord's XML-RPC interface on its unix socket — what `supervisorctl update`
+does — so enabling a strategy in the admin starts its worker without touching files by hand.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import xmlrpc.client
+from pathlib import Path
+
+from django.conf import settings
+
+from trading.models import Strategy
+
+log = logging.getLogger(__name__)
+
+PROGRAM = """[program:worker-{name}]
+command={command}
+directory=%(ENV_PINEOPS_HOME)s
+autostart=true
+autorestart=true
+startsecs=3
+startretries=10
+stopsignal=TERM
+stopwaitsecs=60
+stopasgroup=true
+killasgroup=true
+stdout_logfile=/dev/stdout
+stdout_logfile_maxbytes=0
+stderr_logfile=/dev/stderr
+stderr_logfile_maxbytes=0
+"""
+
+
+def config_path() -> Path:
+    return settings.RUNTIME_DIR / "supervisor" / "workers.conf"
+
+
+def socket_path() -> Path:
+    return settings.RUNTIME_DIR / "supervisor.sock"
+
+
+def render(names: list[str]) -> str:
+    template = settings.WORKER_COMMAND
+    header = "; Rendered from the database by `manage.py sync_workers`; edits here are overwritten.\n"
+    return header + "\n".join(PROGRAM.format(name=n, command=template.format(strategy=n)) for n in sorted(names))
+
+
+def enabled_strategy_names() -> list[str]:
+    return list(Strategy.objects.filter(enabled=True).order_by("name").values_list("name", flat=True))
+
+
+def write_config(text: str) -> bool:
+    """Write the rendered programs atomically; False when the file already says the same."""
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and path.read_text() == text:
+        return False
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return True
+
+
+def rpc() -> xmlrpc.client.ServerProxy:
+    from supervisor.xmlrpc import SupervisorTransport
+
+    transport = SupervisorTransport(None, None, f"unix://{socket_path()}")
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+
+
+def apply(server=None) -> dict:
+    """Make supervisord match its config files: add, restart changed and remove worker groups."""
+    server = server or rpc()
+    added, changed, removed = server.supervisor.reloadConfig()[0]
+    for group in removed + changed:
+        try:
+            server.supervisor.stopProcessGroup(group, True)
+        except xmlrpc.client.Fault as fault:
+            log.warning("stopping group=%s: %s", group, fault.faultString)
+        server.supervisor.removeProcessGroup(group)
+    for group in changed + added:
+        server.supervisor.addProcessGroup(group)
+    result = {"added": added, "changed": changed, "removed": removed}
+    if any(result.values()):
+        log.info("worker programs updated added=%s changed=%s removed=%s", added, changed, removed)
+    return result
+
+
+def sync(*, apply_changes: bool = True) -> dict | None:
+    """Render from the database; apply through supervisord when the file changed."""
+    if write_config(render(enabled_strategy_names())) and apply_changes:
+        return apply()
+    return None
