@@ -1,8 +1,2 @@
-"""Admin registrations, one module per models module."""
+"""Admin registrations, one module per models module; the site itself is pineops.admin_site."""
 from . import instruments, ops, orders, risk, strategies, trades  # noqa: F401
-
-from django.contrib import admin
-
-admin.site.site_header = "PineOps"
-admin.site.site_title = "PineOps admin"
-admin.site.index_title = "Trading appliance"

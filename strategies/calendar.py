@@ -1,0 +1,102 @@
+"""The CME trading day (session date) of any instant, DST-correct, holidays from a calendar library.
+
+A CME Globex day runs 17:00 → 16:00 America/Chicago; trading from 17:00 belongs to the next
+trade date (Sunday evening opens Monday). Trade dates follow CME clearing's calendar
+(pandas-market-calendars 'CME_TradeDate'): on a holiday with no trade date, trading folds into
+the next one. Never hard-code a UTC boundary: it is 22:00 or 23:00 UTC depending on DST.
+"""
+from __future__ import annotations
+
+import functools
+from datetime import date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+CHICAGO = ZoneInfo("America/Chicago")
+SESSION_START = time(17, 0)  # local: trading from here on belongs to the next trade date
+SESSION_CLOSE = time(16, 0)  # local: the daily halt begins
+CALENDAR = "CME_TradeDate"
+_SPAN = ("2000-01-01", "2045-12-31")
+
+
+@functools.lru_cache(maxsize=1)
+def _trade_dates() -> np.ndarray:
+    """All CME trade dates in _SPAN as sorted datetime64[D]."""
+    import pandas_market_calendars as pmc
+
+    days = pmc.get_calendar(CALENDAR).valid_days(*_SPAN)
+    return np.array(days.tz_localize(None).values.astype("datetime64[D]"))
+
+
+def is_trade_date(d: date) -> bool:
+    days = _trade_dates()
+    i = np.searchsorted(days, np.datetime64(d, "D"))
+    return bool(i < len(days) and days[i] == np.datetime64(d, "D"))
+
+
+def next_trade_date(d: date, *, inclusive: bool = True) -> date:
+    days = _trade_dates()
+    target = np.datetime64(d, "D")
+    i = np.searchsorted(days, target, side="left" if inclusive else "right")
+    if i >= len(days):
+        raise ValueError(f"{d} is beyond the trading calendar ({_SPAN[1]})")
+    return days[i].astype(date)
+
+
+def previous_trade_date(d: date) -> date:
+    days = _trade_dates()
+    i = np.searchsorted(days, np.datetime64(d, "D"), side="left") - 1
+    if i < 0:
+        raise ValueError(f"{d} is before the trading calendar ({_SPAN[0]})")
+    return days[i].astype(date)
+
+
+def _require_aware(ts: datetime) -> None:
+    if ts.tzinfo is None:
+        raise ValueError(f"naive datetime {ts!r}: PineOps times are timezone-aware (UTC)")
+
+
+def session_date(ts: datetime) -> date:
+    """The CME trade date that instant `ts` belongs to."""
+    _require_aware(ts)
+    local = ts.astimezone(CHICAGO)
+    candidate = local.date() + timedelta(days=1) if local.time() >= SESSION_START else local.date()
+    return next_trade_date(candidate)
+
+
+def session_dates(ts_ns: np.ndarray) -> np.ndarray:
+    """Vectorised `session_date` for int64 UTC nanoseconds; returns datetime64[D]."""
+    local = pd.DatetimeIndex(np.asarray(ts_ns, dtype="int64").view("datetime64[ns]"), tz="UTC").tz_convert(CHICAGO)
+    naive_days = local.tz_localize(None).normalize().values.astype("datetime64[D]")
+    after_start = np.asarray(local.hour) >= SESSION_START.hour  # SESSION_START is on the hour
+    candidate = naive_days + after_start.astype("timedelta64[D]")
+    days = _trade_dates()
+    idx = np.searchsorted(days, candidate, side="left")
+    if len(idx) and idx.max() >= len(days):
+        raise ValueError("timestamps beyond the trading calendar")
+    return days[idx]
+
+
+def _local(d: date, t: time) -> datetime:
+    return datetime.combine(d, t, tzinfo=CHICAGO).astimezone(timezone.utc)
+
+
+def session_close(d: date) -> datetime:
+    """16:00 Chicago on trade date `d`, in UTC: when a `day` order stops being valid."""
+    return _local(d, SESSION_CLOSE)
+
+
+def session_end(d: date) -> datetime:
+    """17:00 Chicago on `d`, in UTC: from here on trading belongs to the next trade date."""
+    return _local(d, SESSION_START)
+
+
+def session_open(d: date) -> datetime:
+    """17:00 Chicago on the calendar day before trade date `d` (Sunday for Monday), in UTC.
+
+    After a holiday without a trade date the session of `d` also holds the trading since the
+    previous trade date's end; `session_date` is the authority on membership.
+    """
+    return _local(d - timedelta(days=1), SESSION_START)

@@ -1,0 +1,146 @@
+"""The operator dashboard: an admin page (login required) with P&L, positions, health and the killswitch.
+
+Every figure comes from one bounded query (indexed, aggregated in the database), so the page
+stays fast with a long trade history. Unrealised P&L uses the last 1-minute close the hub
+publishes in Redis; when Redis is unreachable the page says so instead of guessing.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count, Sum
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.utils import timezone
+
+from strategies.calendar import session_date as cme_session_date
+from trading.health.heartbeat import is_fresh
+from trading.models import (DailyRiskState, Heartbeat, KillSwitch, KillSwitchEvent, Notification, Position, Strategy,
+                            Trade)
+from trading.redis_client import get_redis, key
+from trading.risk.killswitch import current_mode, env_override, set_mode
+
+
+class KillSwitchControl(forms.Form):
+    mode = forms.ChoiceField(choices=KillSwitch.Mode.choices)
+    reason = forms.CharField(max_length=300, strip=True)
+    confirm = forms.BooleanField(required=True, label="I confirm this change")
+
+
+@dataclass
+class StrategyRow:
+    strategy: Strategy
+    today_pnl: Decimal
+    today_trades: int
+    stopped: bool
+    open_positions: list
+    unrealized: Decimal | None
+
+
+def last_prices(roots: list[str]) -> dict[str, float] | None:
+    if not roots:
+        return {}
+    try:
+        values = get_redis().mget([key("last", root) for root in roots])
+    except Exception:  # noqa: BLE001 — the page must render without Redis
+        return None
+    return {root: float(json.loads(v)["close"]) for root, v in zip(roots, values) if v}
+
+
+def unrealized_pnl(position: Position, price: float | None) -> Decimal | None:
+    if price is None:
+        return None
+    return ((Decimal(str(price)) - position.entry_price) * position.point_value * position.size).quantize(Decimal("0.01"))
+
+
+def equity_curve(days: int = 120) -> dict[str, list[tuple[str, float]]]:
+    """Cumulative realised P&L per strategy by CME session date (last `days` sessions)."""
+    rows = (Trade.objects.values("strategy__name", "session_date").annotate(pnl=Sum("pnl"))
+            .order_by("strategy__name", "session_date"))
+    curves: dict[str, list[tuple[str, float]]] = {}
+    for row in rows:
+        series = curves.setdefault(row["strategy__name"], [])
+        total = (series[-1][1] if series else 0.0) + float(row["pnl"])
+        series.append((row["session_date"].isoformat(), round(total, 2)))
+    return {name: series[-days:] for name, series in curves.items()}
+
+
+def svg_chart(curves: dict[str, list[tuple[str, float]]], width=720, height=220) -> str:
+    """A small inline SVG line chart (no external scripts: the appliance has no CDN)."""
+    points = [v for series in curves.values() for _, v in series]
+    if not points:
+        return ""
+    lo, hi = min(points + [0.0]), max(points + [0.0])
+    span = (hi - lo) or 1.0
+    dates = sorted({d for series in curves.values() for d, _ in series})
+    x_of = {d: 40 + i * (width - 60) / max(len(dates) - 1, 1) for i, d in enumerate(dates)}
+    y = lambda v: 10 + (hi - v) * (height - 30) / span  # noqa: E731
+    colours = ["#2b7bb9", "#d9822b", "#3a9d23", "#b93a3a"]
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="equity" viewBox="0 0 {width} {height}" '
+             f'width="100%" role="img" aria-label="equity curve">',
+             f'<line x1="40" x2="{width - 20}" y1="{y(0):.1f}" y2="{y(0):.1f}" stroke="#999" stroke-dasharray="4"/>',
+             f'<text x="2" y="{y(hi) + 4:.1f}" font-size="10">{hi:,.0f}</text>',
+             f'<text x="2" y="{y(lo) + 4:.1f}" font-size="10">{lo:,.0f}</text>']
+    for i, (name, series) in enumerate(sorted(curves.items())):
+        coords = " ".join(f"{x_of[d]:.1f},{y(v):.1f}" for d, v in series)
+        colour = colours[i % len(colours)]
+        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{coords}"/>')
+        parts.append(f'<text x="{50 + 90 * i}" y="{height - 4}" font-size="11" fill="{colour}">{name}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def dashboard_context(now=None) -> dict:
+    now = now or timezone.now()
+    today: date = cme_session_date(now)
+    strategies = list(Strategy.objects.order_by("name"))
+    daily = {s.strategy_id: s for s in DailyRiskState.objects.filter(session_date=today)}
+    today_trades = {r["strategy"]: r for r in Trade.objects.filter(session_date=today).values("strategy")
+                    .annotate(pnl=Sum("pnl"), n=Count("id"))}
+    positions = list(Position.objects.filter(state="open").select_related("instrument", "strategy"))
+    prices = last_prices(sorted({p.instrument.root for p in positions}))
+    rows = []
+    for s in strategies:
+        mine = [p for p in positions if p.strategy_id == s.pk]
+        for p in mine:
+            p.last_price = None if prices is None else prices.get(p.instrument.root)
+            p.unrealized = unrealized_pnl(p, p.last_price)
+        known = [p.unrealized for p in mine if p.unrealized is not None]
+        rows.append(StrategyRow(
+            strategy=s, today_pnl=(today_trades.get(s.pk) or {}).get("pnl") or Decimal("0"),
+            today_trades=(today_trades.get(s.pk) or {}).get("n", 0), stopped=bool(daily.get(s.pk) and daily[s.pk].stopped),
+            open_positions=mine, unrealized=sum(known, Decimal("0")) if mine and len(known) == len(mine) else None))
+    beats = list(Heartbeat.objects.order_by("process"))
+    for hb in beats:
+        hb.fresh = is_fresh(hb, now)
+    return {
+        "now": now, "session_date": today, "rows": rows, "prices_unavailable": prices is None,
+        "heartbeats": beats,
+        "killswitch_mode": KillSwitch.Mode(current_mode()).label, "killswitch_forced": env_override() is not None,
+        "killswitch_events": list(KillSwitchEvent.objects.all()[:5]),
+        "recent_trades": list(Trade.objects.select_related("strategy")[:15]),
+        "alerts": list(Notification.objects.filter(kind__in=["emergency", "info"]).select_related("strategy")[:10]),
+        "chart": svg_chart(equity_curve()),
+    }
+
+
+def dashboard_view(request, site=admin.site):
+    form = KillSwitchControl(request.POST or None, initial={"mode": current_mode()})
+    if request.method == "POST" and form.is_valid():
+        event = set_mode(form.cleaned_data["mode"], form.cleaned_data["reason"], actor=request.user.get_username(),
+                         user=request.user)
+        messages.warning(request, f"Killswitch {event.previous_mode} → {event.mode} (recorded for {event.actor})")
+        return redirect("admin:dashboard")
+    context = {**site.each_context(request), "title": "Dashboard", "form": form, **dashboard_context()}
+    template = "admin/trading/dashboard_body.html" if request.GET.get("partial") else "admin/trading/dashboard.html"
+    return TemplateResponse(request, template, context)
+
+
+def dashboard_urls(site):
+    return [path("dashboard/", site.admin_view(lambda request: dashboard_view(request, site)), name="dashboard")]
