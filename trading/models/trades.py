@@ -8,6 +8,8 @@ from decimal import Decimal
 
 from django.db import models
 
+from strategies import pnl as strategies_pnl
+
 from .instruments import Instrument
 from .orders import Signal
 from .strategies import Strategy
@@ -17,13 +19,13 @@ MONEY = dict(max_digits=14, decimal_places=2)
 
 
 def trade_pnl(entry: Decimal, exit_: Decimal, point_value: Decimal, size: int, commission: Decimal) -> Decimal:
-    """P&L of a long trade: (exit − entry) × point value × size − 2 × commission × size."""
-    gross = (Decimal(exit_) - Decimal(entry)) * Decimal(point_value) * size
-    return (gross - 2 * Decimal(commission) * size).quantize(Decimal("0.01"))
+    """P&L of a long trade in $ (rounded to cents), by the one formula of strategies.pnl."""
+    return strategies_pnl.trade_pnl(Decimal(entry), Decimal(exit_), Decimal(point_value), size,
+                                    Decimal(commission)).quantize(Decimal("0.01"))
 
 
 def pnl_percent(entry: Decimal, exit_: Decimal) -> float:
-    return float((Decimal(exit_) - Decimal(entry)) / Decimal(entry) * 100)
+    return strategies_pnl.pnl_percent(Decimal(entry), Decimal(exit_))
 
 
 class Position(models.Model):

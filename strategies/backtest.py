@@ -1,0 +1,338 @@
+"""Backtest of the IBS strategy with the exact fill model, for one instrument or a whole strategy.
+
+It drives the same `strategies.ibs.InstrumentBook` the live worker uses, bar by bar, and the same
+coordinator. Bad input is refused with one error naming the row or parameter, and no output
+file is left behind half-written. CLI: `python -m strategies.backtest --help`.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from strategies.calendar import session_dates
+from strategies.coordinator import Candidate, choose
+from strategies.ibs import ClosedTrade, InstrumentBook, bar_length, entry_candidate
+from strategies.instruments import CONTRACT_SPECS, DEFAULT_COMMISSION
+from strategies.params import IBSParams, ParameterError, parse_value
+from strategies.pnl import pnl_percent, trade_pnl
+
+UTC = timezone.utc
+TRADE_COLUMNS = ["symbol", "side", "entry_time", "entry_price", "exit_time", "exit_price", "size", "pnl",
+                 "pnl_percent", "exit_reason", "ibs_entry", "ibs_exit", "ml_score", "bars_held"]
+
+
+class BacktestInputError(ValueError):
+    """Input that cannot be backtested; the message names the file, row or parameter."""
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One instrument of a backtest: its bars and trading terms."""
+    root: str
+    bars: pd.DataFrame  # ts (int64 ns UTC, bar start), open, high, low, close, volume
+    params: IBSParams
+    point_value: float
+    commission: float = float(DEFAULT_COMMISSION)
+    size: int = 1
+    ml_scores: np.ndarray | None = None  # probability per bar (NaN: no score), aligned with bars
+
+
+@dataclass
+class BacktestResult:
+    trades: list[dict]
+    skipped: list[dict] = field(default_factory=list)
+    bars: int = 0
+    bars_in_position: int = 0
+
+
+class _Row:
+    __slots__ = ("ts", "open", "high", "low", "close")
+
+    def __init__(self, ts, o, h, l, c):
+        self.ts, self.open, self.high, self.low, self.close = ts, o, h, l, c
+
+
+def _rows(frame: pd.DataFrame) -> list[_Row]:
+    ts = pd.DatetimeIndex(frame["ts"].to_numpy(dtype=np.int64).view("datetime64[ns]"), tz="UTC").to_pydatetime()
+    o, h, l, c = (frame[k].to_numpy(dtype=float).tolist() for k in ("open", "high", "low", "close"))
+    return [_Row(*values) for values in zip(ts, o, h, l, c)]
+
+
+def _trade_row(leg: Leg, t: ClosedTrade) -> dict:
+    return {"symbol": leg.root, "side": "long", "entry_time": t.entry_ts.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "entry_price": t.entry_price, "exit_time": t.exit_ts.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "exit_price": t.exit_price, "size": leg.size,
+            "pnl": round(trade_pnl(t.entry_price, t.exit_price, leg.point_value, leg.size, leg.commission), 2),
+            "pnl_percent": pnl_percent(t.entry_price, t.exit_price), "exit_reason": t.reason,
+            "ibs_entry": t.ibs_entry, "ibs_exit": t.ibs_exit, "ml_score": t.ml_score, "bars_held": t.bars_held}
+
+
+def run(legs: list[Leg], *, timeframe: str = "1h", max_positions: int | None = None,
+        use_ml: bool = True) -> BacktestResult:
+    """Run the strategy over every leg's bars in time order; trades sorted by exit then symbol."""
+    seconds = bar_length(timeframe)
+    books = {leg.root: InstrumentBook(leg.params, seconds) for leg in legs}
+    rows = {leg.root: _rows(leg.bars) for leg in legs}
+    by_root = {leg.root: leg for leg in legs}
+    # Walk the union of bar times; at each time every instrument with a bar is stepped in root order.
+    events: dict[int, list[tuple[str, int]]] = {}
+    for leg in legs:
+        for i, ts in enumerate(leg.bars["ts"].to_numpy(dtype=np.int64)):
+            events.setdefault(int(ts), []).append((leg.root, i))
+    result = BacktestResult(trades=[])
+    in_position = 0
+    for ts in sorted(events):
+        stepped = sorted(events[ts])
+        for root, i in stepped:
+            res = books[root].on_bar(rows[root][i])
+            result.trades.extend(_trade_row(by_root[root], t) for t in res.closed)
+            in_position += books[root].position is not None or bool(res.closed)
+        candidates = []
+        for root, i in stepped:
+            book, leg, bar = books[root], by_root[root], rows[root][i]
+            if not book.flat:
+                continue
+            signal = entry_candidate(bar, leg.params, seconds)
+            if signal is None:
+                continue
+            score = None
+            if use_ml and leg.ml_scores is not None:
+                score = float(leg.ml_scores[i])
+                if math.isnan(score) or score < leg.params.ml_threshold:
+                    result.skipped.append({"symbol": root, "bar_time": _iso(bar.ts), "reason":
+                                           f"ml score {score:.3f} below threshold {leg.params.ml_threshold}"})
+                    continue
+            candidates.append(Candidate(root, signal.ibs, (signal, score)))
+        if candidates:
+            busy = sum(1 for b in books.values() if not b.flat)
+            accepted, skipped = choose(candidates, busy, max_positions)
+            for c in accepted:
+                books[c.root].accept_entry(*c.payload)
+            result.skipped.extend({"symbol": s.root, "bar_time": _iso(datetime.fromtimestamp(ts / 1e9, UTC)),
+                                   "reason": s.reason} for s in skipped)
+    for leg in legs:
+        if rows[leg.root]:
+            closed = books[leg.root].finish(rows[leg.root][-1])
+            if closed:
+                result.trades.append(_trade_row(leg, closed))
+    result.trades.sort(key=lambda t: (t["exit_time"], t["symbol"], t["entry_time"]))
+    result.bars = sum(len(r) for r in rows.values())
+    result.bars_in_position = in_position
+    return result
+
+
+def _iso(ts: datetime) -> str:
+    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- input -----------------------------------------------------------------------------------
+REQUIRED = ["ts", "open", "high", "low", "close", "volume"]
+
+
+def load_bars_csv(path: str | Path) -> pd.DataFrame:
+    """Read and validate a bars CSV; BacktestInputError names the file and the first bad row."""
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError:
+        raise BacktestInputError(f"{path}: no such file") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise BacktestInputError(f"{path}: not a readable CSV ({exc})") from None
+    return validate_bars(frame, str(path))
+
+
+def validate_bars(frame: pd.DataFrame, name: str = "bars") -> pd.DataFrame:
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise BacktestInputError(f"{name}: missing column(s) {', '.join(missing)}; need {', '.join(REQUIRED)}")
+    if frame.empty:
+        raise BacktestInputError(f"{name}: no rows")
+
+    def row_of(mask) -> int:  # CSV line number: header is line 1
+        return int(np.flatnonzero(np.asarray(mask))[0]) + 2
+
+    if pd.api.types.is_integer_dtype(frame["ts"]):
+        ts = frame["ts"].to_numpy(dtype=np.int64)
+    else:
+        parsed = pd.to_datetime(frame["ts"].astype(str), utc=True, errors="coerce", format="mixed")
+        if parsed.isna().any():
+            bad = row_of(parsed.isna())
+            raise BacktestInputError(f"{name}: line {bad}: cannot parse ts {frame['ts'].iloc[bad - 2]!r}")
+        ts = pd.DatetimeIndex(parsed).as_unit("ns").asi8
+    out = pd.DataFrame({"ts": ts})
+    for col in ("open", "high", "low", "close", "volume"):
+        values = pd.to_numeric(frame[col], errors="coerce")
+        if values.isna().any():
+            raise BacktestInputError(f"{name}: line {row_of(values.isna())}: {col} is missing or not a number")
+        if not np.isfinite(values.to_numpy(dtype=float)).all():
+            raise BacktestInputError(f"{name}: line {row_of(~np.isfinite(values.to_numpy(dtype=float)))}: {col} is not finite")
+        out[col] = values.to_numpy(dtype=float)
+    if (out[["open", "high", "low", "close"]] <= 0).any(axis=None):
+        raise BacktestInputError(f"{name}: line {row_of((out[['open', 'high', 'low', 'close']] <= 0).any(axis=1))}: "
+                                 "prices must be > 0")
+    if (out["high"] < out["low"]).any():
+        raise BacktestInputError(f"{name}: line {row_of(out['high'] < out['low'])}: high is below low")
+    outside = (out["open"] > out["high"]) | (out["open"] < out["low"]) | (out["close"] > out["high"]) | (out["close"] < out["low"])
+    if outside.any():
+        raise BacktestInputError(f"{name}: line {row_of(outside)}: open/close outside [low, high]")
+    diffs = np.diff(ts)
+    if (diffs == 0).any():
+        raise BacktestInputError(f"{name}: line {row_of(np.r_[False, diffs == 0])}: duplicate timestamp")
+    if (diffs < 0).any():
+        raise BacktestInputError(f"{name}: line {row_of(np.r_[False, diffs < 0])}: timestamps not in ascending order")
+    return out
+
+
+def parse_sets(pairs: list[str]) -> dict:
+    overrides = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise ParameterError(pair, "expected NAME=VALUE")
+        overrides[name.strip()] = parse_value(name.strip(), value.strip())
+    return overrides
+
+
+# --- report and plot -------------------------------------------------------------------------
+def report(result: BacktestResult) -> dict:
+    trades = result.trades
+    pnl = np.array([t["pnl"] for t in trades], dtype=float)
+    wins, losses = pnl[pnl > 0].sum(), -pnl[pnl < 0].sum()
+    equity = np.cumsum(pnl)
+    drawdown = float((np.maximum.accumulate(np.r_[0.0, equity]) - np.r_[0.0, equity]).max()) if len(pnl) else 0.0
+    sharpe = None
+    if trades:
+        exits = pd.to_datetime([t["exit_time"] for t in trades], utc=True).as_unit("ns").asi8
+        daily = pd.Series(pnl).groupby(session_dates(exits)).sum()
+        if len(daily) > 1 and daily.std(ddof=1) > 0:
+            sharpe = float(daily.mean() / daily.std(ddof=1) * math.sqrt(252))
+    return {
+        "trades": len(trades),
+        "win_rate": float((pnl > 0).mean()) if len(pnl) else None,
+        "total_pnl": round(float(pnl.sum()), 2),
+        "average_pnl": round(float(pnl.mean()), 2) if len(pnl) else None,
+        "profit_factor": (round(float(wins / losses), 4) if losses > 0 else None),
+        "max_drawdown": round(drawdown, 2),
+        "sharpe_daily": sharpe,
+        "exposure": round(result.bars_in_position / result.bars, 4) if result.bars else 0.0,
+        "skipped_signals": len(result.skipped),
+        "exit_reasons": pd.Series([t["exit_reason"] for t in trades]).value_counts().to_dict() if trades else {},
+    }
+
+
+def plot(result: BacktestResult, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    times = pd.to_datetime([t["exit_time"] for t in result.trades], utc=True)
+    equity = np.cumsum([t["pnl"] for t in result.trades])
+    drawdown = equity - np.maximum.accumulate(equity) if len(equity) else equity
+    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(10, 6), height_ratios=[3, 1])
+    top.plot(times, equity, color="#2b7bb9")
+    top.set_ylabel("equity $")
+    top.set_title("Equity curve")
+    bottom.fill_between(times, drawdown, 0, color="#c0392b", alpha=0.5)
+    bottom.set_ylabel("drawdown $")
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+
+
+# --- output (all or nothing) -----------------------------------------------------------------
+def _write_atomically(outputs: dict[Path, callable]) -> None:
+    """Write every output to a temp file first; rename them only when all succeeded."""
+    temps = {}
+    try:
+        for target, writer in outputs.items():
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+            os.close(fd)
+            temps[target] = Path(tmp)
+            writer(Path(tmp))
+        for target, tmp in temps.items():
+            os.replace(tmp, target)
+    finally:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
+
+
+def write_trades_csv(trades: list[dict], path: Path) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=TRADE_COLUMNS)
+        writer.writeheader()
+        writer.writerows(trades)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m strategies.backtest", description=__doc__.splitlines()[0])
+    parser.add_argument("bars", nargs="+", help="bars CSV (ts, open, high, low, close, volume); several with --symbols")
+    parser.add_argument("--symbol", help="root of a single-instrument run, e.g. CL")
+    parser.add_argument("--symbols", help="comma-separated roots, one per CSV, for a whole-strategy run")
+    parser.add_argument("--max-positions", type=int, help="portfolio limit across instruments")
+    parser.add_argument("--timeframe", choices=["1h", "1d"], default="1h")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a parameter")
+    parser.add_argument("--point-value", type=float)
+    parser.add_argument("--commission", type=float, help="$ per contract per side")
+    parser.add_argument("--size", type=int, default=1)
+    parser.add_argument("--no-ml", action="store_true", help="ignore the ML filter")
+    parser.add_argument("--models", default=str(Path(__file__).resolve().parent.parent / "models"))
+    parser.add_argument("--trades", required=True, type=Path)
+    parser.add_argument("--report", type=Path)
+    parser.add_argument("--plot", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        roots = [s.strip().upper() for s in args.symbols.split(",")] if args.symbols else [(args.symbol or "").upper()]
+        if not roots[0]:
+            raise BacktestInputError("give --symbol ROOT (or --symbols A,B with one CSV each)")
+        if len(roots) != len(args.bars):
+            raise BacktestInputError(f"{len(args.bars)} CSV file(s) for {len(roots)} symbol(s)")
+        if args.size < 1:
+            raise ParameterError("size", f"{args.size} must be at least 1")
+        params = IBSParams().with_overrides(parse_sets(args.set))
+        legs = []
+        for root, path in zip(roots, args.bars):
+            spec = CONTRACT_SPECS.get(root)
+            point_value = args.point_value or (float(spec.point_value) if spec else None)
+            if point_value is None or point_value <= 0:
+                raise BacktestInputError(f"unknown root {root}: give --point-value")
+            commission = args.commission if args.commission is not None else float(DEFAULT_COMMISSION)
+            if commission < 0:
+                raise ParameterError("commission", f"{commission} cannot be negative")
+            bars = load_bars_csv(path)
+            scores = None
+            if not args.no_ml:
+                from strategies.ml import scores_for_backtest
+
+                scores = scores_for_backtest(root, bars, Path(args.models), args.timeframe)
+            legs.append(Leg(root, bars, params, point_value, commission, args.size, scores))
+        result = run(legs, timeframe=args.timeframe, max_positions=args.max_positions, use_ml=not args.no_ml)
+        outputs = {args.trades: lambda p: write_trades_csv(result.trades, p)}
+        if args.report:
+            outputs[args.report] = lambda p: p.write_text(json.dumps(
+                {**report(result), "trade_list": result.trades, "skipped": result.skipped}, indent=1, default=str))
+        if args.plot:
+            outputs[args.plot] = lambda p: plot(result, p)
+        _write_atomically(outputs)
+    except (BacktestInputError, ParameterError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    summary = report(result)
+    print(f"{summary['trades']} trades, total P&L {summary['total_pnl']}, win rate {summary['win_rate']}, "
+          f"max drawdown {summary['max_drawdown']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
