@@ -13,7 +13,7 @@ import math
 import os
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from strategies.calendar import session_dates
 from strategies.coordinator import Candidate, choose
 from strategies.ibs import ClosedTrade, InstrumentBook, bar_length, entry_candidate
 from strategies.instruments import CONTRACT_SPECS, DEFAULT_COMMISSION
+from strategies.ml import ModelError
 from strategies.params import IBSParams, ParameterError, parse_value
 from strategies.pnl import pnl_percent, trade_pnl
 
@@ -311,12 +312,16 @@ def main(argv: list[str] | None = None) -> int:
             if commission < 0:
                 raise ParameterError("commission", f"{commission} cannot be negative")
             bars = load_bars_csv(path)
-            scores = None
-            if not args.no_ml:
-                from strategies.ml import scores_for_backtest
+            legs.append(Leg(root, bars, params, point_value, commission, args.size))
+        if not args.no_ml:
+            from strategies import ml
 
-                scores = scores_for_backtest(root, bars, Path(args.models), args.timeframe)
-            legs.append(Leg(root, bars, params, point_value, commission, args.size, scores))
+            if len(legs) == 1:
+                legs[0] = replace(legs[0], ml_scores=ml.scores_for_backtest(roots[0], legs[0].bars, Path(args.models),
+                                                                            args.timeframe))
+            else:
+                frames = {leg.root: leg.bars for leg in legs}
+                legs = [replace(leg, ml_scores=ml.scores(frames, leg.root, Path(args.models))) for leg in legs]
         result = run(legs, timeframe=args.timeframe, max_positions=args.max_positions, use_ml=not args.no_ml)
         outputs = {args.trades: lambda p: write_trades_csv(result.trades, p)}
         if args.report:
@@ -325,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.plot:
             outputs[args.plot] = lambda p: plot(result, p)
         _write_atomically(outputs)
-    except (BacktestInputError, ParameterError) as exc:
+    except (BacktestInputError, ParameterError, ModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     summary = report(result)
