@@ -1,0 +1,289 @@
+"""A local Databento Live gateway: speaks the Live protocol to the official client over loopback.
+
+Greeting, CRAM authentication, subscriptions (raw, parent `CL.FUT`; `start=` replays from a
+time), `start_session`, then DBN: metadata, symbol mappings, records replayed from DBN files at
+a chosen speed, and heartbeats whose time follows the replay clock. Fault switches: reject the
+key, drop the connection after N records, stall, send a garbled record. Binds 127.0.0.1 only.
+CLI: `python -m trading.sim.gateway --help`.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import databento_dbn as dbn
+from databento.common.cram import get_challenge_response
+
+from trading.marketdata.dbnfile import read_records
+
+log = logging.getLogger(__name__)
+MONTHS = "FGHJKMNQUVXZ"
+
+
+@dataclass
+class Faults:
+    reject_auth: bool = False
+    drop_after: int | None = None  # close the socket after this many records (once)
+    stall_after: int | None = None  # pause after this many records …
+    stall_seconds: float = 0.0  # … for this long (once)
+    garble_at: int | None = None  # replace this record with one carrying UNDEF_PRICE and an old ts (once)
+
+
+@dataclass
+class Counters:
+    connections: int = 0
+    auth_rejected: int = 0
+    records_sent: int = 0
+    heartbeats_sent: int = 0
+    drops: int = 0
+    subscriptions: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Record:
+    ts: int
+    instrument_id: int
+    raw_symbol: str
+    schema: str
+    data: bytes
+
+
+def parent_pattern(symbol: str) -> re.Pattern:
+    root = re.escape(symbol.split(".")[0])
+    month = rf"{root}[{MONTHS}]\d{{1,2}}"
+    return re.compile(rf"^{month}(-{month})?$")
+
+
+class LiveGateway:
+    def __init__(self, files: list[Path], *, key: str, port: int = 0, speed: float | None = None,
+                 heartbeat_interval: float = 1.0, faults: Faults | None = None):
+        self.key = key
+        self.speed = speed  # None: as fast as possible; 1.0 real time; N: N× real time
+        self.heartbeat_interval = heartbeat_interval
+        self.faults = faults or Faults()
+        self.counters = Counters()
+        self._records = self._load(files)
+        self._sock = socket.create_server(("127.0.0.1", port))
+        self.port = self._sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    # --- data -------------------------------------------------------------------------------
+    @staticmethod
+    def _load(files) -> list[_Record]:
+        out = []
+        for path in files:
+            reading = read_records(Path(path))
+            for rec in reading.records:
+                symbol = reading.symbols.get(rec.instrument_id, "")
+                out.append(_Record(rec.ts_event, rec.instrument_id, symbol, reading.schema, bytes(rec)))
+        out.sort(key=lambda r: r.ts)
+        return out
+
+    def _select(self, subs: list[dict]) -> tuple[list[_Record], dict[int, str]]:
+        chosen, parents = [], {}
+        for sub in subs:
+            schema, stype, start = sub.get("schema"), sub.get("stype_in"), int(sub.get("start") or 0)
+            symbols = [s for s in sub.get("symbols", "").split(",") if s]
+            for rec in self._records:
+                if rec.schema != schema or rec.ts < start:
+                    continue
+                for sym in symbols:
+                    if (stype == "parent" and parent_pattern(sym).match(rec.raw_symbol)) or \
+                            (stype == "raw_symbol" and rec.raw_symbol == sym) or sym == "ALL_SYMBOLS":
+                        chosen.append(rec)
+                        parents.setdefault(rec.instrument_id, sym)
+                        break
+        chosen.sort(key=lambda r: r.ts)
+        return chosen, parents
+
+    # --- server -----------------------------------------------------------------------------
+    def start(self) -> "LiveGateway":
+        t = threading.Thread(target=self._accept, name="gateway-accept", daemon=True)
+        t.start()
+        self._threads.append(t)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        try:
+            self._sock.close()
+        except OSError:
+            pass
+        with self._lock:
+            for conn in self._conns:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                conn.close()
+        for t in self._threads:
+            t.join(timeout=5)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def _accept(self):
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            with self._lock:
+                self._conns.append(conn)
+            t = threading.Thread(target=self._serve, args=(conn,), name="gateway-session", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def _serve(self, conn: socket.socket) -> None:
+        self.counters.connections += 1
+        try:
+            self._session(conn)
+        except (OSError, ValueError) as exc:
+            log.info("gateway session ended: %s", exc)
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def _session(self, conn: socket.socket) -> None:
+        reader = conn.makefile("rb")
+        challenge = secrets.token_hex(16)
+        conn.sendall(b"lsg_version=0.7.2\n" + f"cram={challenge}\n".encode())
+        auth = _fields(reader.readline())
+        expected = get_challenge_response(challenge, self.key)
+        if self.faults.reject_auth or auth.get("auth") != expected:
+            self.counters.auth_rejected += 1
+            conn.sendall(b"success=0|error=Authentication failed.\n")
+            return
+        conn.sendall(f"success=1|session_id={secrets.randbelow(10**9)}\n".encode())
+        dataset = auth.get("dataset", "GLBX.MDP3")
+        subs = []
+        while True:
+            line = reader.readline()
+            if not line:
+                return
+            message = _fields(line)
+            if "start_session" in message:
+                break
+            subs.append(message)
+            self.counters.subscriptions.append(message)
+        schemas = {s.get("schema") for s in subs}
+        if not schemas <= {"trades", "ohlcv-1m"}:
+            err = dbn.ErrorMsg(time.time_ns(), f"unsupported schema {sorted(schemas - {'trades', 'ohlcv-1m'})}")
+            conn.sendall(_metadata(dataset, subs) + bytes(err))
+            return
+        records, parents = self._select(subs)
+        conn.sendall(_metadata(dataset, subs))
+        self._replay(conn, records, parents)
+
+    def _replay(self, conn, records: list[_Record], parents: dict[int, str]) -> None:
+        faults, mapped = self.faults, set()
+        wall0, data0 = time.monotonic(), records[0].ts if records else time.time_ns()
+        clock = data0
+        last_send = time.monotonic()
+        for i, rec in enumerate(records):
+            if self._stop.is_set():
+                return
+            if self.speed:
+                due = wall0 + (rec.ts - data0) / 1e9 / self.speed
+                while time.monotonic() < due:
+                    if time.monotonic() - last_send >= self.heartbeat_interval:
+                        clock = data0 + int((time.monotonic() - wall0) * self.speed * 1e9)
+                        self._heartbeat(conn, clock)
+                        last_send = time.monotonic()
+                    time.sleep(min(0.05, max(0.0, due - time.monotonic())))
+            if faults.stall_after is not None and i == faults.stall_after and faults.stall_seconds:
+                faults.stall_after = None
+                time.sleep(faults.stall_seconds)
+            if faults.drop_after is not None and i == faults.drop_after:
+                faults.drop_after = None
+                self.counters.drops += 1
+                conn.shutdown(socket.SHUT_RDWR)
+                return
+            if rec.instrument_id not in mapped:
+                mapped.add(rec.instrument_id)
+                conn.sendall(bytes(dbn.SymbolMappingMsg(
+                    1, rec.instrument_id, rec.ts, dbn.SType.PARENT, parents.get(rec.instrument_id, rec.raw_symbol),
+                    dbn.SType.RAW_SYMBOL, rec.raw_symbol, rec.ts, 2**63 - 1)))
+            data = rec.data
+            if faults.garble_at is not None and i == faults.garble_at:
+                faults.garble_at = None
+                data = _garbled(data)
+            conn.sendall(data)
+            self.counters.records_sent += 1
+            clock = rec.ts
+            last_send = time.monotonic()
+        # Data ended: the replay clock goes on (an hour per heartbeat when replaying fast) so a
+        # client sees the last minutes and hours close, as it would on a live feed.
+        step = int((self.heartbeat_interval * self.speed if self.speed else 3600) * 1e9)
+        while not self._stop.wait(self.heartbeat_interval):
+            clock += step
+            self._heartbeat(conn, clock)
+
+    def _heartbeat(self, conn, ts: int) -> None:
+        conn.sendall(bytes(dbn.SystemMsg(ts, "Heartbeat", code=dbn.SystemCode.HEARTBEAT)))
+        self.counters.heartbeats_sent += 1
+
+
+def _fields(line: bytes) -> dict:
+    text = line.decode("utf-8", "replace").strip()
+    return {k: v for k, _, v in (t.partition("=") for t in text.split("|") if t)}
+
+
+def _metadata(dataset: str, subs: list[dict]) -> bytes:
+    schemas = {s.get("schema") for s in subs}
+    schema = dbn.Schema.from_str(schemas.pop()) if len(schemas) == 1 else None
+    symbols = sorted({sym for s in subs for sym in s.get("symbols", "").split(",") if sym})
+    start = min((int(s.get("start") or 0) for s in subs), default=0)
+    meta = dbn.Metadata(dataset=dataset, start=start, stype_in=dbn.SType.PARENT, stype_out=dbn.SType.INSTRUMENT_ID,
+                        schema=schema, symbols=symbols, mappings=[])
+    return bytes(meta.encode())
+
+
+def _garbled(data: bytes) -> bytes:
+    """Same record, but the price is UNDEF_PRICE and the time is an hour earlier."""
+    buf = bytearray(data)
+    ts = int.from_bytes(buf[8:16], "little") - 3_600_000_000_000
+    buf[8:16] = ts.to_bytes(8, "little")
+    buf[16:24] = dbn.UNDEF_PRICE.to_bytes(8, "little", signed=True)
+    return bytes(buf)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trading.sim.gateway", description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="+", type=Path, help="DBN files to replay")
+    parser.add_argument("--port", type=int, default=13000)
+    parser.add_argument("--key", required=True, help="API key clients must present (32 chars, like db-…)")
+    parser.add_argument("--speed", type=float, default=0.0, help="0: as fast as possible; 1: real time; N: N×")
+    parser.add_argument("--heartbeat", type=float, default=1.0, help="seconds between heartbeats when idle")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s gateway %(message)s")
+    gateway = LiveGateway(args.files, key=args.key, port=args.port, speed=args.speed or None,
+                          heartbeat_interval=args.heartbeat).start()
+    log.info("listening on 127.0.0.1:%d with %d records", gateway.port, len(gateway._records))
+    stop = threading.Event()
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    gateway.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
