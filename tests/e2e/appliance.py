@@ -41,11 +41,12 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
-class Appliance:
+class ProcessEnv:
+    """An environment for the project's commands as separate processes: own database (SQLite file,
+    or a throw-away PostgreSQL database when the suite runs on PostgreSQL), own Redis prefix."""
+
     def __init__(self, tmp: Path, extra_env: dict | None = None):
         self.tmp = tmp
-        self.web_port = free_port()
-        self.redis_port = free_port()
         self.pg_db = None
         db_url = os.environ.get("DATABASE_URL", "")
         if db_url.startswith("postgres"):
@@ -55,21 +56,67 @@ class Appliance:
             db_url = db_url.rsplit("/", 1)[0] + "/" + self.pg_db
         else:
             db_url = f"sqlite:///{tmp / 'pineops.sqlite3'}"
+        self.redis_prefix = f"pineops-e2e-{uuid.uuid4().hex[:10]}"
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST_"))},
             "PINEOPS_ENV_FILE": "/dev/null",
             "RUNTIME_DIR": str(tmp),
             "DATABASE_URL": db_url,
+            "REDIS_PREFIX": self.redis_prefix,
+            "PINEOPS_PYTHON": sys.executable,
+            "PYTHONUNBUFFERED": "1",
+            **(extra_env or {}),
+        }
+        self.children: list[subprocess.Popen] = []
+
+    def manage(self, *args: str, check=True) -> subprocess.CompletedProcess:
+        result = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True,
+                                text=True, timeout=180)
+        if check and result.returncode:
+            raise AssertionError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def shell(self, code: str) -> str:
+        return self.manage("shell", "-c", code).stdout
+
+    def spawn(self, *args: str, log_name: str) -> subprocess.Popen:
+        log = (self.tmp / log_name).open("wb")
+        proc = subprocess.Popen([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        self.children.append(proc)
+        return proc
+
+    def cleanup(self):
+        for proc in self.children:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+        import redis
+
+        try:
+            client = redis.Redis.from_url(self.env.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+            for key in client.scan_iter(f"{self.redis_prefix}*"):
+                client.delete(key)
+        except redis.ConnectionError:
+            pass  # the appliance's own Redis is gone with it
+        if self.pg_db:
+            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-c",
+                            f"DROP DATABASE IF EXISTS {self.pg_db} WITH (FORCE)"], capture_output=True)
+
+
+class Appliance(ProcessEnv):
+    def __init__(self, tmp: Path, extra_env: dict | None = None):
+        self.web_port = free_port()
+        self.redis_port = free_port()
+        super().__init__(tmp, {
             "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
             "PINEOPS_START_REDIS": "true",
             "PINEOPS_WEB_BIND": f"127.0.0.1:{self.web_port}",
             "PINEOPS_ALLOW_ROOT": "1",
             "PINEOPS_LOAD_DEMO": "1",
             "PINEOPS_ADMIN_PASSWORD": "e2e-admin-password",
-            "PINEOPS_PYTHON": sys.executable,
-            "PYTHONUNBUFFERED": "1",
             **(extra_env or {}),
-        }
+        })
         self.proc = None
         self.log = tmp / "appliance.log"
 
@@ -85,13 +132,6 @@ class Appliance:
                    "supervisord socket")
         assert self.proc.poll() is None, self.log.read_text()[-3000:]
         return self
-
-    def manage(self, *args: str, check=True) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True,
-                              text=True, check=check, timeout=120)
-
-    def shell(self, code: str) -> str:
-        return self.manage("shell", "-c", code).stdout
 
     def rpc(self):
         import xmlrpc.client
@@ -131,9 +171,7 @@ class Appliance:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError, TypeError, AttributeError):
             pass
-        if self.pg_db:
-            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-c",
-                            f"DROP DATABASE IF EXISTS {self.pg_db} WITH (FORCE)"], capture_output=True)
+        super().cleanup()
 
 
 def pid_alive(pid: int) -> bool:

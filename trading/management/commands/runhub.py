@@ -1,0 +1,82 @@
+"""`manage.py runhub`: the market-data hub process (Databento Live → bars → Redis Streams)."""
+import logging
+import os
+import signal
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import close_old_connections, transaction
+from django.utils import timezone
+
+from trading.config import ConfigError, resolve
+from trading.health.heartbeat import beat
+from trading.marketdata import streams
+from trading.marketdata.hub import Hub, run_live
+from trading.marketdata.roll import FrontMonth
+from trading.models import ContractRoll, Instrument, StrategyInstrument
+from trading.notify.outbox import enqueue
+
+log = logging.getLogger(__name__)
+
+
+def subscribed_instruments() -> list[Instrument]:
+    """Roots traded by an enabled instrument of an enabled strategy."""
+    ids = StrategyInstrument.objects.filter(enabled=True, strategy__enabled=True).values_list("instrument", flat=True)
+    return list(Instrument.objects.filter(pk__in=ids).order_by("root"))
+
+
+def record_roll(roll) -> None:
+    close_old_connections()
+    with transaction.atomic():
+        instrument = Instrument.objects.get(root=roll.root)
+        instrument.active_contract = roll.to_contract
+        instrument.save(update_fields=["active_contract", "updated_at"])
+        ContractRoll.objects.get_or_create(instrument=instrument, session_date=roll.session_date,
+                                           to_contract=roll.to_contract,
+                                           defaults=dict(from_contract=roll.from_contract, rolled_at=timezone.now(),
+                                                         reason=roll.reason[:200]))
+        enqueue("info", f"Roll {roll.root}: {roll.from_contract} → {roll.to_contract}",
+                body=f"From session {roll.session_date}: {roll.reason}", dedupe_key=f"roll:{roll.root}:{roll.session_date}")
+
+
+class Command(BaseCommand):
+    help = "Run the market-data hub: Databento Live trades → 1m/1h/1d bars in Redis Streams."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--heartbeat", type=float, default=5.0, help="seconds between heartbeats")
+
+    def handle(self, *args, heartbeat=5.0, **options):
+        instruments = subscribed_instruments()
+        if not instruments:
+            raise CommandError("no enabled strategy trades any instrument: nothing to subscribe to")
+        try:
+            key = resolve("${DATABENTO_API_KEY}", "DATABENTO_API_KEY")
+        except ConfigError as exc:
+            raise CommandError(str(exc)) from None
+        gateway = os.environ.get("DATABENTO_GATEWAY", "")  # host:port of a local gateway; empty: Databento
+        host, _, port = gateway.partition(":")
+        fronts = {i.root: FrontMonth(i.root, i.roll_rule, i.roll_days_before_expiry, i.active_contract)
+                  for i in instruments}
+        hub = Hub(fronts, publish=streams.publish, on_roll=record_roll)
+        stopping = []
+        signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+        signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
+        heartbeat_file = settings.RUNTIME_DIR / "hub_heartbeat.json"
+
+        def send_heartbeat(hub, state="running"):
+            close_old_connections()
+            try:
+                beat("hub", state="stopped" if stopping else state, interval=int(max(1, heartbeat)),
+                     last_bar_time=hub.last_bar_time, file=heartbeat_file,
+                     details={"counters": dict(hub.counters), "fronts": {r: s.front.active for r, s in hub.roots.items()}})
+            except Exception as exc:  # noqa: BLE001 — a database outage must not stop the bars
+                log.error("hub heartbeat not written: %s", exc.__class__.__name__)
+
+        roots = sorted(fronts)
+        log.info("hub starting roots=%s gateway=%s", ",".join(roots), gateway or "databento")
+        enqueue("startup", "Hub started", body=f"Subscribed roots: {', '.join(roots)}")
+        run_live(hub, key=key, dataset="GLBX.MDP3", roots=roots, gateway=host or None, port=int(port) if port else None,
+                 stopping=lambda: bool(stopping), heartbeat=send_heartbeat, heartbeat_every=heartbeat)
+        log.info("hub stopped counters=%s", dict(hub.counters))
+        close_old_connections()
+        enqueue("shutdown", "Hub stopped", body=f"{hub.counters['bars_1m']} minute bars this run")
