@@ -21,11 +21,11 @@ import numpy as np
 import pandas as pd
 
 from strategies.calendar import session_dates
-from strategies.coordinator import Candidate, choose
-from strategies.ibs import ClosedTrade, InstrumentBook, bar_length, entry_candidate
+from strategies.ibs import ClosedTrade
 from strategies.instruments import CONTRACT_SPECS, DEFAULT_COMMISSION
 from strategies.ml import ModelError
 from strategies.params import IBSParams, ParameterError, parse_value
+from strategies.portfolio import Portfolio
 from strategies.pnl import pnl_percent, trade_pnl
 
 UTC = timezone.utc
@@ -58,16 +58,16 @@ class BacktestResult:
 
 
 class _Row:
-    __slots__ = ("ts", "open", "high", "low", "close")
+    __slots__ = ("i", "ts", "open", "high", "low", "close")
 
-    def __init__(self, ts, o, h, l, c):
-        self.ts, self.open, self.high, self.low, self.close = ts, o, h, l, c
+    def __init__(self, i, ts, o, h, l, c):
+        self.i, self.ts, self.open, self.high, self.low, self.close = i, ts, o, h, l, c
 
 
 def _rows(frame: pd.DataFrame) -> list[_Row]:
     ts = pd.DatetimeIndex(frame["ts"].to_numpy(dtype=np.int64).view("datetime64[ns]"), tz="UTC").to_pydatetime()
     o, h, l, c = (frame[k].to_numpy(dtype=float).tolist() for k in ("open", "high", "low", "close"))
-    return [_Row(*values) for values in zip(ts, o, h, l, c)]
+    return [_Row(i, *values) for i, values in enumerate(zip(ts, o, h, l, c))]
 
 
 def _trade_row(leg: Leg, t: ClosedTrade) -> dict:
@@ -82,49 +82,34 @@ def _trade_row(leg: Leg, t: ClosedTrade) -> dict:
 def run(legs: list[Leg], *, timeframe: str = "1h", max_positions: int | None = None,
         use_ml: bool = True) -> BacktestResult:
     """Run the strategy over every leg's bars in time order; trades sorted by exit then symbol."""
-    seconds = bar_length(timeframe)
-    books = {leg.root: InstrumentBook(leg.params, seconds) for leg in legs}
+    portfolio = Portfolio({leg.root: leg.params for leg in legs}, timeframe=timeframe, max_positions=max_positions)
     rows = {leg.root: _rows(leg.bars) for leg in legs}
     by_root = {leg.root: leg for leg in legs}
-    # Walk the union of bar times; at each time every instrument with a bar is stepped in root order.
-    events: dict[int, list[tuple[str, int]]] = {}
+    # Walk the union of bar times; at each time every instrument with a bar is stepped together.
+    events: dict[int, dict[str, int]] = {}
     for leg in legs:
         for i, ts in enumerate(leg.bars["ts"].to_numpy(dtype=np.int64)):
-            events.setdefault(int(ts), []).append((leg.root, i))
+            events.setdefault(int(ts), {})[leg.root] = i
+    def score(root, bar):
+        leg = by_root[root]
+        if not use_ml or leg.ml_scores is None:
+            return None
+        return float(leg.ml_scores[bar.i])
+
     result = BacktestResult(trades=[])
     in_position = 0
     for ts in sorted(events):
-        stepped = sorted(events[ts])
-        for root, i in stepped:
-            res = books[root].on_bar(rows[root][i])
-            result.trades.extend(_trade_row(by_root[root], t) for t in res.closed)
-            in_position += books[root].position is not None or bool(res.closed)
-        candidates = []
-        for root, i in stepped:
-            book, leg, bar = books[root], by_root[root], rows[root][i]
-            if not book.flat:
-                continue
-            signal = entry_candidate(bar, leg.params, seconds)
-            if signal is None:
-                continue
-            score = None
-            if use_ml and leg.ml_scores is not None:
-                score = float(leg.ml_scores[i])
-                if math.isnan(score) or score < leg.params.ml_threshold:
-                    result.skipped.append({"symbol": root, "bar_time": _iso(bar.ts), "reason":
-                                           f"ml score {score:.3f} below threshold {leg.params.ml_threshold}"})
-                    continue
-            candidates.append(Candidate(root, signal.ibs, (signal, score)))
-        if candidates:
-            busy = sum(1 for b in books.values() if not b.flat)
-            accepted, skipped = choose(candidates, busy, max_positions)
-            for c in accepted:
-                books[c.root].accept_entry(*c.payload)
-            result.skipped.extend({"symbol": s.root, "bar_time": _iso(datetime.fromtimestamp(ts / 1e9, UTC)),
-                                   "reason": s.reason} for s in skipped)
+        bars = {root: rows[root][i] for root, i in events[ts].items()}
+        when = next(iter(bars.values())).ts
+        outcome = portfolio.step(when, bars, score=score)
+        result.trades.extend(_trade_row(by_root[root], t) for root, t in outcome.closed)
+        in_position += sum(1 for root in bars if portfolio.books[root].position is not None
+                           or outcome.results[root].closed)
+        result.skipped.extend({"symbol": s.root, "bar_time": _iso(s.bar_ts), "reason": s.reason}
+                              for s in outcome.skipped)
     for leg in legs:
         if rows[leg.root]:
-            closed = books[leg.root].finish(rows[leg.root][-1])
+            closed = portfolio.books[leg.root].finish(rows[leg.root][-1])
             if closed:
                 result.trades.append(_trade_row(leg, closed))
     result.trades.sort(key=lambda t: (t["exit_time"], t["symbol"], t["entry_time"]))
