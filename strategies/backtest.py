@@ -76,7 +76,10 @@ def _trade_row(leg: Leg, t: ClosedTrade) -> dict:
             "exit_price": t.exit_price, "size": leg.size,
             "pnl": round(trade_pnl(t.entry_price, t.exit_price, leg.point_value, leg.size, leg.commission), 2),
             "pnl_percent": pnl_percent(t.entry_price, t.exit_price), "exit_reason": t.reason,
-            "ibs_entry": t.ibs_entry, "ibs_exit": t.ibs_exit, "ml_score": t.ml_score, "bars_held": t.bars_held}
+            "ibs_entry": t.ibs_entry, "ibs_exit": t.ibs_exit, "ml_score": t.ml_score, "bars_held": t.bars_held,
+            # when the orders were decided (live: sent at that bar's close)
+            "signal_time": _iso(t.entry_signal_ts) if t.entry_signal_ts else None,
+            "exit_signal_time": _iso(t.exit_signal_ts or t.exit_ts), "exit_decided": t.decided_reason or t.reason}
 
 
 def run(legs: list[Leg], *, timeframe: str = "1h", max_positions: int | None = None,
@@ -256,7 +259,7 @@ def _write_atomically(outputs: dict[Path, callable]) -> None:
 
 def write_trades_csv(trades: list[dict], path: Path) -> None:
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=TRADE_COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=TRADE_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(trades)
 

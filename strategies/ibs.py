@@ -8,7 +8,7 @@ completes; the modelled fill is the next bar's open. Nothing here reads a clock 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from strategies.params import IBSParams
@@ -81,6 +81,7 @@ class ClosedTrade:
     bars_held: int
     entry_signal_ts: datetime | None = None
     exit_signal_ts: datetime | None = None  # bar of the close-based exit decision (None: intrabar/end)
+    decided_reason: str | None = None  # end of data with an exit already decided (live: that order went out)
 
 
 @dataclass
@@ -169,8 +170,12 @@ class InstrumentBook:
         """Data ended with a position open: exit at the last close ('end_of_data')."""
         if self.position is None:
             return None
-        self.pending_exit = None
-        return self._close(last_bar.ts, last_bar.close, "end_of_data", ibs(last_bar.high, last_bar.low, last_bar.close))
+        pending, self.pending_exit = self.pending_exit, None
+        trade = self._close(last_bar.ts, last_bar.close, "end_of_data", ibs(last_bar.high, last_bar.low, last_bar.close),
+                            pending.bar_ts if pending else None)
+        if pending:
+            trade = replace(trade, decided_reason=pending.reason)
+        return trade
 
 
 def stop_or_target(pos: Position, bar) -> tuple[float, str | None]:

@@ -79,6 +79,13 @@ class ProcessEnv:
     def shell(self, code: str) -> str:
         return self.manage("shell", "-c", code).stdout
 
+    def shell_json(self, code: str):
+        """Run `code` (which prints one JSON document last) and parse that last line."""
+        import json
+
+        lines = [line for line in self.shell(code).splitlines() if line.strip()]
+        return json.loads(lines[-1])
+
     def spawn(self, *args: str, log_name: str) -> subprocess.Popen:
         log = (self.tmp / log_name).open("wb")
         proc = subprocess.Popen([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, stdout=log,

@@ -31,7 +31,7 @@ def demo_trading(webhook_env, settings, redis_prefix):
                              point_value=Decimal("1000"), session_date=today, entry_signal=sig)
     sig = Signal.objects.create(key="open", strategy=strategy, instrument=cl, bar_time=now - timedelta(hours=2),
                                 action="buy", quantity=2, signal_price=Decimal("71"), reason="entry")
-    Position.objects.create(strategy=strategy, instrument=cl, contract="CLF7", size=2, entry_time=now - timedelta(hours=1),
+    Position.objects.create(strategy=strategy, instrument=cl, contract="CLF7", size=2, entry_time=now - timedelta(hours=1), signal_time=now - timedelta(hours=2), filled=True,
                             entry_price=Decimal("71.00"), commission_per_side=Decimal("1.25"),
                             point_value=Decimal("1000"), entry_signal=sig)
     get_redis().set(key("last", "CL"), json.dumps({"close": 71.5, "ts": now.isoformat()}))

@@ -125,7 +125,7 @@ def test_one_open_position_per_instrument_is_a_database_constraint(webhook_env, 
     def open_position(hour):
         sig = Signal.objects.create(key=f"k{hour}", strategy=strategy, instrument=cl, bar_time=now.replace(hour=hour),
                                     action="buy", quantity=1, signal_price=Decimal("70"), reason="entry")
-        return Position.objects.create(strategy=strategy, instrument=cl, size=1, entry_time=now,
+        return Position.objects.create(strategy=strategy, instrument=cl, size=1, entry_time=now, signal_time=now,
                                        entry_price=Decimal("70"), commission_per_side=Decimal("1.25"),
                                        point_value=Decimal("1000"), entry_signal=sig)
 

@@ -50,6 +50,17 @@ class OutboxReport:
 
 def _finish(sig: Signal, state: str, reason: str, **extra) -> None:
     Signal.objects.filter(pk=sig.pk, state=State.SENDING).update(state=state, state_reason=reason[:300], **extra)
+    if sig.action == Signal.Action.BUY and state in (State.FAILED, State.EXPIRED, State.BLOCKED):
+        cancel_unsent_entry(sig, reason)
+
+
+def cancel_unsent_entry(sig: Signal, reason: str) -> None:
+    """An entry that never reached the broker opens nothing: its modelled position is cancelled."""
+    from trading.models import Position
+
+    cancelled = Position.objects.filter(entry_signal=sig, state__in=["open", "closing"]).update(state="cancelled")
+    if cancelled:
+        log.warning("position cancelled signal=%s reason=%r", sig.key, reason)
 
 
 def _alert_failure(sig: Signal, title: str, detail: str) -> None:

@@ -41,14 +41,17 @@ class RootState:
 
 
 class Hub:
-    def __init__(self, fronts: dict[str, FrontMonth], *, publish, on_roll=None):
+    def __init__(self, fronts: dict[str, FrontMonth], *, publish, on_roll=None, on_watermark=None):
         self.roots = {root: RootState(root, front, MinuteBarBuilder(root)) for root, front in fronts.items()}
         self.publish = publish  # callable(Bar) -> bool (False: duplicate)
         self.on_roll = on_roll or (lambda roll: None)
+        # Called with the hour (ns) before which every hourly bar of every root is published.
+        self.on_watermark = on_watermark or (lambda hour_ns: None)
         self.symbols: dict[int, str] = {}
         self.counters: Counter = Counter()
         self.clock = 0  # ns: latest exchange time seen (trades and heartbeats)
         self._swept_minute = 0
+        self._watermark = 0
         self.replay_until = 0  # ns: after a reconnect, trades up to here were seen before
         self.last_bar_time: datetime | None = None
 
@@ -159,6 +162,10 @@ class Hub:
                 self._emit(bar)
             for bar in state.days.close_through(now):
                 self._emit(bar)
+        hour = ts - ts % (60 * MINUTE)
+        if hour != self._watermark:
+            self._watermark = hour
+            self.on_watermark(hour)
 
     def _minute_done(self, state: RootState, bar: Bar) -> None:
         end = int(bar.ts.timestamp()) * NS + MINUTE

@@ -52,3 +52,16 @@ def read_bars(streams: dict[str, str], *, block_ms: int | None = None, count: in
                 log.error("garbled bar stream=%s id=%s error=%s", stream, entry, exc)
                 out.append((stream, entry, None, str(exc)))
     return out
+
+
+def set_watermark(hour_ns: int, client: redis.Redis | None = None) -> None:
+    """Every hourly bar that ends at or before `hour_ns` is in the streams (monotone)."""
+    client = client or get_redis()
+    client.eval("local v = tonumber(redis.call('GET', KEYS[1]) or '0') "
+                "if tonumber(ARGV[1]) > v then redis.call('SET', KEYS[1], ARGV[1]) end return 0",
+                1, key("watermark", "1h"), str(hour_ns // 1_000_000))
+
+
+def watermark_ms(client: redis.Redis | None = None) -> int:
+    value = (client or get_redis()).get(key("watermark", "1h"))
+    return int(value) if value else 0

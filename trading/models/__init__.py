@@ -1,6 +1,6 @@
 """Trading models, one module per concept."""
 from .instruments import ContractRoll, Instrument
-from .ops import Heartbeat, Notification
+from .ops import Heartbeat, Notification, WorkerCursor
 from .orders import DeliveryAttempt, Signal, signal_key
 from .risk import DailyRiskState, KillSwitch, KillSwitchEvent
 from .strategies import Strategy, StrategyInstrument
@@ -8,6 +8,6 @@ from .trades import Position, Trade, pnl_percent, trade_pnl
 
 __all__ = [
     "ContractRoll", "DailyRiskState", "DeliveryAttempt", "Heartbeat", "Instrument", "KillSwitch",
-    "KillSwitchEvent", "Notification", "Position", "Signal", "Strategy", "StrategyInstrument", "Trade",
+    "KillSwitchEvent", "Notification", "Position", "Signal", "Strategy", "StrategyInstrument", "Trade", "WorkerCursor",
     "pnl_percent", "signal_key", "trade_pnl",
 ]

@@ -65,3 +65,14 @@ class Notification(models.Model):
 
     def __str__(self):
         return f"[{self.kind}] {self.title}"
+
+
+class WorkerCursor(models.Model):
+    """The last hourly bar time a strategy's worker has fully processed (its resume point)."""
+
+    strategy = models.OneToOneField(Strategy, on_delete=models.CASCADE, related_name="cursor")
+    last_bar_ms = models.BigIntegerField(default=0, help_text="Bar start (ms since epoch) of the last processed hour")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"{self.strategy.name} @ {self.last_bar_ms}"

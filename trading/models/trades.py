@@ -31,15 +31,19 @@ def pnl_percent(entry: Decimal, exit_: Decimal) -> float:
 class Position(models.Model):
     class State(models.TextChoices):
         OPEN = "open", "open"
+        CLOSING = "closing", "closing (exit sent, fill at the next open)"
         CLOSED = "closed", "closed"
+        CANCELLED = "cancelled", "cancelled (entry never reached the broker)"
 
     strategy = models.ForeignKey(Strategy, on_delete=models.PROTECT, related_name="positions")
     instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="positions")
     contract = models.CharField(max_length=16, blank=True)
     side = models.CharField(max_length=5, default="long")
     size = models.PositiveIntegerField()
+    signal_time = models.DateTimeField(help_text="Start of the bar whose close signalled the entry")
+    filled = models.BooleanField(default=False, help_text="The modelled fill (next bar's open) is known")
     entry_time = models.DateTimeField(help_text="Modelled fill time (open of the bar after the signal)")
-    entry_price = models.DecimalField(**PRICE)
+    entry_price = models.DecimalField(**PRICE, help_text="Modelled fill; the signal price until filled")
     stop_price = models.DecimalField(**PRICE, null=True, blank=True)
     target_price = models.DecimalField(**PRICE, null=True, blank=True)
     bars_held = models.PositiveIntegerField(default=0)
@@ -48,13 +52,17 @@ class Position(models.Model):
     commission_per_side = models.DecimalField(max_digits=8, decimal_places=2)
     point_value = models.DecimalField(max_digits=18, decimal_places=6)
     entry_signal = models.OneToOneField(Signal, on_delete=models.PROTECT, related_name="opened_position")
-    state = models.CharField(max_length=8, choices=State.choices, default=State.OPEN)
+    exit_signal = models.OneToOneField(Signal, on_delete=models.PROTECT, related_name="closed_position", null=True,
+                                       blank=True)
+    exit_reason = models.CharField(max_length=32, blank=True)
+    ibs_exit = models.FloatField(null=True, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.OPEN)
     opened_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-entry_time"]
         constraints = [
-            models.UniqueConstraint(fields=["strategy", "instrument"], condition=models.Q(state="open"),
+            models.UniqueConstraint(fields=["strategy", "instrument"], condition=models.Q(state__in=["open", "closing"]),
                                     name="one_open_position_per_instrument"),
         ]
         indexes = [models.Index(fields=["strategy", "state"])]

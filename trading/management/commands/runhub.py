@@ -57,7 +57,7 @@ class Command(BaseCommand):
         host, _, port = gateway.partition(":")
         fronts = {i.root: FrontMonth(i.root, i.roll_rule, i.roll_days_before_expiry, i.active_contract)
                   for i in instruments}
-        hub = Hub(fronts, publish=streams.publish, on_roll=record_roll)
+        hub = Hub(fronts, publish=streams.publish, on_roll=record_roll, on_watermark=streams.set_watermark)
         stopping = []
         signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
         signal.signal(signal.SIGINT, lambda *_: stopping.append(True))

@@ -1,0 +1,342 @@
+"""The strategy worker: hourly bars in, decisions by strategies/ (the backtest's code), orders out.
+
+Books are rebuilt from the database (open positions, pending fills) and the worker resumes after
+the last hour it processed; history only feeds the ML features — it never reaches the order
+path. An hour is decided once every instrument's bar for it is published (the hub's watermark),
+the step is written in one transaction, then its orders are sent through the outbox. A second
+copy of the same worker is refused by a Redis lock.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import numpy as np
+import pandas as pd
+from django.conf import settings
+from django.db import close_old_connections
+
+from strategies.bars import Bar
+from strategies.calendar import session_date
+from strategies.features import LOOKBACK, feature_names, feature_row
+from strategies.ibs import EntrySignal, ExitSignal
+from strategies.ibs import Position as BookPosition
+from strategies.ml import ModelError, load
+from strategies.params import ParameterError
+from strategies.portfolio import Portfolio
+from trading.execution import outbox
+from trading.execution.ledger import Leg, Ledger
+from trading.health.heartbeat import beat
+from trading.marketdata import streams
+from trading.models import Position, Strategy, WorkerCursor
+from trading.notify.outbox import enqueue
+from trading.redis_client import get_redis, key
+from trading.risk.daily import entries_stopped
+from trading.risk.killswitch import allows, current_mode
+
+log = logging.getLogger(__name__)
+UTC = timezone.utc
+HOUR = timedelta(hours=1)
+LOCK_TTL = 30
+
+
+class WorkerLockError(RuntimeError):
+    pass
+
+
+@dataclass
+class Config:
+    strategy: Strategy
+    legs: dict[str, Leg]
+    params: dict
+    fingerprint: tuple
+
+
+def load_config(name: str) -> Config:
+    """Read the strategy and every enabled instrument; ParameterError names a bad parameter."""
+    strategy = Strategy.objects.get(name=name)
+    legs, params = {}, {}
+    for row in strategy.legs.filter(enabled=True).select_related("instrument").order_by("instrument__root"):
+        root = row.instrument.root
+        params[root] = row.params()
+        legs[root] = Leg(row=row, root=root, ticker=row.broker_ticker, size=row.size,
+                         commission=Decimal(row.commission_per_side), point_value=Decimal(row.instrument.point_value),
+                         contract=row.instrument.active_contract)
+    fingerprint = (strategy.updated_at, tuple((r, l.row.pk, l.size, l.commission, l.row.ml_enabled, l.row.ml_threshold,
+                                               str(l.row.overrides), l.contract) for r, l in legs.items()))
+    return Config(strategy, legs, params, fingerprint)
+
+
+class Worker:
+    def __init__(self, name: str, *, block_ms: int = 1000, stopping=lambda: False):
+        self.name = name
+        self.block_ms = block_ms
+        self.stopping = stopping
+        self.redis = get_redis()
+        self.lock_key = key("lock", "worker", name)
+        self.lock_token = f"{socket.gethostname()}:{os.getpid()}"
+        self.buffer: dict[int, dict[str, Bar]] = {}
+        self.frames: dict[str, pd.DataFrame] = {}
+        self.last_ids: dict[str, str] = {}
+        self.models: dict[str, object] = {}
+        self.model_errors: dict[str, str] = {}
+        self.last_bar_time: datetime | None = None
+        self._last_beat = 0.0
+        self._last_config_check = 0.0
+
+    # --- lock -------------------------------------------------------------------------------
+    def acquire_lock(self) -> None:
+        if not self.redis.set(self.lock_key, self.lock_token, nx=True, ex=LOCK_TTL):
+            holder = self.redis.get(self.lock_key)
+            raise WorkerLockError(f"another worker for strategy {self.name} is running ({holder}); refusing to start "
+                                  f"a second copy that would trade twice")
+
+    def refresh_lock(self) -> None:
+        script = ("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) "
+                  "else return 0 end")
+        if not self.redis.eval(script, 1, self.lock_key, self.lock_token, LOCK_TTL):
+            raise WorkerLockError(f"lost the lock of strategy {self.name}; stopping so that two workers never trade")
+
+    def release_lock(self) -> None:
+        script = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end"
+        try:
+            self.redis.eval(script, 1, self.lock_key, self.lock_token)
+        except Exception:  # noqa: BLE001
+            pass
+
+    # --- state ------------------------------------------------------------------------------
+    def setup(self) -> None:
+        self.config = load_config(self.name)
+        if not self.config.legs:
+            raise ParameterError("legs", f"strategy {self.name} has no enabled instrument")
+        s = self.config.strategy
+        self.portfolio = Portfolio(self.config.params, timeframe=s.timeframe, max_positions=s.max_positions)
+        self.ledger = Ledger(s, self.config.legs)
+        self.restore_books()
+        self.load_models()
+        cursor = WorkerCursor.objects.filter(strategy=s).first()
+        if cursor is None:
+            # First start: whatever is already published is history, never traded.
+            cursor = WorkerCursor.objects.create(strategy=s, last_bar_ms=streams.watermark_ms(self.redis) - 3_600_000
+                                                 if streams.watermark_ms(self.redis) else 0)
+        self.cursor_ms = cursor.last_bar_ms
+        self.load_history()
+        log.info("worker ready strategy=%s roots=%s cursor=%s open=%d", self.name, ",".join(self.config.legs),
+                 self.cursor_ms, self.portfolio.busy())
+
+    def restore_books(self) -> None:
+        for pos in Position.objects.filter(strategy=self.config.strategy, state__in=["open", "closing"]).select_related(
+                "instrument", "entry_signal", "exit_signal"):
+            book = self.portfolio.books.get(pos.instrument.root)
+            if book is None:
+                log.error("open position in %s which is not an enabled instrument; it is left to the operator",
+                          pos.instrument.root)
+                continue
+            sig = pos.entry_signal
+            if not pos.filled:
+                book.pending_entry = EntrySignal(sig.bar_time, float(sig.signal_price), pos.ibs_entry or 0.0)
+                book.pending_entry_ml = pos.ml_score
+                continue
+            book.position = BookPosition(pos.entry_time, float(pos.entry_price), float(pos.stop_price),
+                                         float(pos.target_price), pos.ibs_entry or 0.0, pos.ml_score, pos.bars_held,
+                                         pos.signal_time)
+            if pos.state == "closing" and pos.exit_signal:
+                ex = pos.exit_signal
+                book.pending_exit = ExitSignal(ex.bar_time, float(ex.signal_price), ex.reason,
+                                               ex.ibs if ex.ibs is not None else math.nan)
+
+    def load_models(self) -> None:
+        roots = list(self.config.legs)
+        self.models, self.model_errors = {}, {}
+        for root, leg in self.config.legs.items():
+            if not leg.row.ml_enabled:
+                continue
+            try:
+                self.models[root] = load(root, settings.MODELS_DIR, feature_names(roots, root))
+            except ModelError as exc:
+                self.model_errors[root] = str(exc)
+                policy = leg.row.get_ml_failure_policy_display()
+                log.error("model failed strategy=%s root=%s policy=%s error=%s", self.name, root, policy, exc)
+                enqueue("emergency", f"{self.name}: ML model for {root} unavailable", strategy=self.config.strategy,
+                        body=f"{exc}\nPolicy: {policy}.", dedupe_key=f"model:{self.name}:{root}:{hash(str(exc))}")
+
+    def load_history(self) -> None:
+        """Bars up to the cursor, from the streams: feature history only (no order path here)."""
+        for root in self.config.legs:
+            stream = streams.stream_key(root, "1h")
+            upto = f"{self.cursor_ms}-0" if self.cursor_ms else "-"
+            entries = self.redis.xrevrange(stream, max=upto, min="-", count=LOOKBACK) if self.cursor_ms else []
+            bars = [Bar.from_message(f["bar"]) for _, f in reversed(entries)]
+            self.frames[root] = pd.DataFrame({
+                "ts": np.array([int(b.ts.timestamp()) * 1_000_000_000 for b in bars], dtype=np.int64),
+                "open": [b.open for b in bars], "high": [b.high for b in bars], "low": [b.low for b in bars],
+                "close": [b.close for b in bars], "volume": [b.volume for b in bars]})
+            self.last_ids[stream] = f"{self.cursor_ms}-0" if self.cursor_ms else "0-0"
+
+    # --- decisions --------------------------------------------------------------------------
+    def score(self, root: str, bar: Bar) -> float | None:
+        leg = self.config.legs[root]
+        if not leg.row.ml_enabled:
+            return None
+        model = self.models.get(root)
+        if model is None:
+            return None  # policy 'trade without the filter' (the other policy blocks in entry_block)
+        row = feature_row(self.frames, root, int(bar.ts.timestamp()) * 1_000_000_000)
+        return float(model.probability(row.to_frame().T)[0])
+
+    def entry_block(self, root: str, mode: str, day) -> str:
+        ok, why = allows(mode, "buy")
+        if not ok:
+            return why
+        stopped, why = entries_stopped(self.config.strategy, day)
+        if stopped:
+            return why
+        leg = self.config.legs[root]
+        if leg.row.ml_enabled and root in self.model_errors and leg.row.ml_failure_policy == "skip_entries":
+            return f"ml model unavailable: {self.model_errors[root][:200]}"
+        return ""
+
+    def append_frame(self, bar: Bar) -> None:
+        frame = self.frames[bar.symbol]
+        row = {"ts": int(bar.ts.timestamp()) * 1_000_000_000, "open": bar.open, "high": bar.high, "low": bar.low,
+               "close": bar.close, "volume": bar.volume}
+        self.frames[bar.symbol] = pd.concat([frame, pd.DataFrame([row])], ignore_index=True).tail(LOOKBACK * 2)
+
+    def process_hour(self, ts_ms: int, bars: dict[str, Bar]) -> None:
+        ts = datetime.fromtimestamp(ts_ms / 1000, UTC)
+        for bar in bars.values():
+            self.append_frame(bar)
+        mode = current_mode()
+        day = session_date(ts + HOUR)
+        outcome = self.portfolio.step(ts, bars, score=self.score, entry_block=lambda r: self.entry_block(r, mode, day))
+        pending = self.ledger.apply(ts, bars, outcome, self.config.params, self.portfolio.books)
+        self.cursor_ms = ts_ms
+        self.last_bar_time = ts
+        for sig in pending:
+            outbox.send_one(sig.pk)
+        self.drop_cancelled_entries()
+        for root, t in outcome.closed:
+            log.info("trade closed strategy=%s root=%s entry=%s exit=%s reason=%s", self.name, root, t.entry_price,
+                     t.exit_price, t.reason)
+
+    # --- loop -------------------------------------------------------------------------------
+    def poll(self) -> int:
+        """One round: read bars, decide every hour the watermark has closed, retry due orders."""
+        watermark = streams.watermark_ms(self.redis)
+        while True:
+            got = streams.read_bars(self.last_ids, count=1000, client=self.redis,
+                                    block_ms=None if self.buffer or watermark else self.block_ms)
+            if not got:
+                break
+            for stream, entry, bar, error in got:
+                self.last_ids[stream] = entry
+                if bar is None:
+                    enqueue("emergency", f"{self.name}: garbled bar skipped", strategy=self.config.strategy,
+                            body=f"{stream} {entry}: {error}", dedupe_key=f"garbled:{stream}:{entry}")
+                    continue
+                if bar.symbol in self.config.legs and int(bar.ts.timestamp() * 1000) > self.cursor_ms:
+                    self.buffer.setdefault(int(bar.ts.timestamp() * 1000), {})[bar.symbol] = bar
+            if len(got) < 1000:
+                break
+        done = 0
+        for ts_ms in sorted(self.buffer):
+            if ts_ms + 3_600_000 > watermark:
+                break
+            self.process_hour(ts_ms, self.buffer.pop(ts_ms))
+            done += 1
+        outbox.send_pending_orders(strategy=self.config.strategy)
+        self.drop_cancelled_entries()
+        return done
+
+    def drop_cancelled_entries(self) -> None:
+        """Books follow the database: an entry the broker never got leaves no position behind."""
+        held = set(Position.objects.filter(strategy=self.config.strategy, state__in=["open", "closing"])
+                   .values_list("instrument__root", flat=True))
+        for root, book in self.portfolio.books.items():
+            if not book.flat and root not in held:
+                log.warning("entry never reached the broker; book reset strategy=%s root=%s", self.name, root)
+                book.pending_entry = book.pending_entry_ml = book.pending_exit = None
+                book.position = None
+
+    def heartbeat(self, state: str = "running", force: bool = False) -> None:
+        s = self.config.strategy
+        if not force and time.monotonic() - self._last_beat < s.heartbeat_interval:
+            return
+        self._last_beat = time.monotonic()
+        beat(f"worker:{self.name}", state=state, interval=s.heartbeat_interval, last_bar_time=self.last_bar_time,
+             open_positions=self.portfolio.busy(), file=s.heartbeat_path(),
+             details={"cursor_ms": self.cursor_ms, "model_errors": self.model_errors})
+
+    def maybe_reload(self) -> None:
+        if time.monotonic() - self._last_config_check < 5:
+            return
+        self._last_config_check = time.monotonic()
+        try:
+            fresh = load_config(self.name)
+        except ParameterError as exc:
+            log.error("config change refused strategy=%s: %s; keeping the last good config", self.name, exc)
+            enqueue("emergency", f"{self.name}: invalid config ignored", strategy=self.config.strategy, body=str(exc),
+                    dedupe_key=f"badconfig:{self.name}:{exc}")
+            return
+        if fresh.fingerprint == self.config.fingerprint:
+            return
+        for root, params in fresh.params.items():
+            if root in self.portfolio.books:
+                self.portfolio.books[root].params = params
+        self.portfolio.params.update(fresh.params)
+        self.portfolio.max_positions = fresh.strategy.max_positions
+        added = [r for r in fresh.legs if r not in self.config.legs]
+        for root in added:
+            from strategies.ibs import InstrumentBook
+
+            self.portfolio.books[root] = InstrumentBook(fresh.params[root], self.portfolio.seconds)
+            self.frames[root] = self.frames[next(iter(self.frames))].iloc[0:0].copy()
+            self.last_ids[streams.stream_key(root, "1h")] = f"{self.cursor_ms}-0"
+        # An instrument disabled with a position open keeps its leg so its exit is still managed.
+        for root, leg in self.config.legs.items():
+            if root not in fresh.legs and not self.portfolio.books[root].flat:
+                fresh.legs[root] = leg
+                fresh.params[root] = self.config.params[root]
+        self.config = fresh
+        self.ledger = Ledger(fresh.strategy, fresh.legs)
+        self.load_models()
+        log.info("config reloaded strategy=%s roots=%s added=%s", self.name, ",".join(fresh.legs), added)
+
+    def run(self) -> None:
+        self.acquire_lock()
+        try:
+            self.setup()
+            outbox.recover_interrupted(strategy=self.config.strategy, lease=timedelta(0))
+            enqueue("startup", f"{self.name} worker started", strategy=self.config.strategy,
+                    body=f"Instruments: {', '.join(self.config.legs)}; open: {self.portfolio.busy()}")
+            self.heartbeat(force=True)
+            while not self.stopping():
+                close_old_connections()
+                try:
+                    self.refresh_lock()
+                    self.maybe_reload()
+                    self.poll()
+                    self.heartbeat()
+                except WorkerLockError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 — database/Redis away: rebuild from the truth, retry
+                    log.exception("worker step failed strategy=%s (%s); rebuilding state from the database",
+                                  self.name, exc.__class__.__name__)
+                    time.sleep(2)
+                    close_old_connections()
+                    try:
+                        self.buffer.clear()
+                        self.setup()
+                    except Exception as again:  # noqa: BLE001
+                        log.error("worker state rebuild failed strategy=%s: %s", self.name, again.__class__.__name__)
+            outbox.send_pending_orders(strategy=self.config.strategy)
+            self.heartbeat("stopped", force=True)
+            enqueue("shutdown", f"{self.name} worker stopped", strategy=self.config.strategy)
+        finally:
+            self.release_lock()
