@@ -53,6 +53,7 @@ class Leg:
 class BacktestResult:
     trades: list[dict]
     skipped: list[dict] = field(default_factory=list)
+    pending_entries: list[dict] = field(default_factory=list)  # decided on the last bar, never filled
     bars: int = 0
     bars_in_position: int = 0
 
@@ -111,6 +112,9 @@ def run(legs: list[Leg], *, timeframe: str = "1h", max_positions: int | None = N
         result.skipped.extend({"symbol": s.root, "bar_time": _iso(s.bar_ts), "reason": s.reason}
                               for s in outcome.skipped)
     for leg in legs:
+        pending = portfolio.books[leg.root].pending_entry
+        if pending is not None:
+            result.pending_entries.append({"symbol": leg.root, "signal_time": _iso(pending.bar_ts)})
         if rows[leg.root]:
             closed = portfolio.books[leg.root].finish(rows[leg.root][-1])
             if closed:

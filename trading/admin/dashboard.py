@@ -103,7 +103,7 @@ def dashboard_context(now=None) -> dict:
     daily = {s.strategy_id: s for s in DailyRiskState.objects.filter(session_date=today)}
     today_trades = {r["strategy"]: r for r in Trade.objects.filter(session_date=today).values("strategy")
                     .annotate(pnl=Sum("pnl"), n=Count("id"))}
-    positions = list(Position.objects.filter(state="open").select_related("instrument", "strategy"))
+    positions = list(Position.objects.filter(state__in=["open", "closing"]).select_related("instrument", "strategy"))
     prices = last_prices(sorted({p.instrument.root for p in positions}))
     rows = []
     for s in strategies:

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import close_old_connections, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -153,7 +153,6 @@ def send_one(pk: int, *, now: datetime | None = None, deliver=None, limiter=None
 def send_pending_orders(*, strategy=None, now: datetime | None = None, deliver=None, limiter=None,
                         timeout: float = 10.0, limit: int = 100) -> OutboxReport:
     """Deliver every due pending signal (oldest first); safe to run from several processes at once."""
-    close_old_connections()
     now = now or timezone.now()
     report = OutboxReport()
     due = Signal.objects.filter(state=State.PENDING).filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))

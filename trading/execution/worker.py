@@ -50,6 +50,20 @@ class WorkerLockError(RuntimeError):
     pass
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return True
+
+
 @dataclass
 class Config:
     strategy: Strategy
@@ -93,7 +107,15 @@ class Worker:
     # --- lock -------------------------------------------------------------------------------
     def acquire_lock(self) -> None:
         if not self.redis.set(self.lock_key, self.lock_token, nx=True, ex=LOCK_TTL):
-            holder = self.redis.get(self.lock_key)
+            holder = self.redis.get(self.lock_key) or ""
+            host, _, pid = holder.partition(":")
+            if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+                # The holder died on this host (kill -9): its lock is void; take it atomically.
+                script = ("if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                          "return redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) else return nil end")
+                if self.redis.eval(script, 1, self.lock_key, holder, self.lock_token, LOCK_TTL):
+                    log.warning("took over the lock of dead worker %s strategy=%s", holder, self.name)
+                    return
             raise WorkerLockError(f"another worker for strategy {self.name} is running ({holder}); refusing to start "
                                   f"a second copy that would trade twice")
 

@@ -1,0 +1,47 @@
+"""Bad input reaching the hub is counted and logged; it never crashes the hub or makes a bar."""
+from datetime import datetime, timezone
+
+import databento_dbn as dbn
+
+from trading.marketdata.hub import Hub
+from trading.marketdata.roll import FrontMonth
+
+T0 = int(datetime(2026, 11, 3, 14, 0, tzinfo=timezone.utc).timestamp()) * 10**9
+MIN = 60 * 10**9
+
+
+def hub():
+    published = []
+    h = Hub({"CL": FrontMonth("CL", active="CLZ6")}, publish=lambda bar: published.append(bar) or True)
+    for iid, sym in ((1, "CLZ6"), (2, "CLF7"), (3, "CLZ6-CLF7"), (4, "ZZZ9")):
+        h.process(dbn.SymbolMappingMsg(1, iid, T0, dbn.SType.PARENT, "CL.FUT", dbn.SType.RAW_SYMBOL, sym, T0, T0))
+    return h, published
+
+
+def trade(iid, ts, price):
+    return dbn.TradeMsg(1, iid, ts, price, 1, dbn.Action.TRADE, dbn.Side.BID, 0, ts, flags=0x80)
+
+
+def test_bad_records_are_counted_and_make_no_bar():
+    h, published = hub()
+    h.process(trade(1, T0 + 1, 75_000_000_000))
+    h.process(trade(1, T0 + 2, dbn.UNDEF_PRICE))
+    h.process(trade(1, T0 + 3, 0))
+    h.process(trade(3, T0 + 4, -10_000_000))  # a spread
+    h.process(trade(2, T0 + 5, 75_500_000_000))  # a back month
+    h.process(trade(4, T0 + 6, 1_000_000_000))  # a symbol not configured
+    h.process(trade(99, T0 + 7, 1_000_000_000))  # never mapped
+    h.process(trade(1, T0 + MIN + 1, 75_100_000_000))  # closes the first minute
+    h.process(trade(1, T0 + 10, 74_000_000_000))  # time going backwards into a built minute
+    c = h.counters
+    assert (c["bad_price"], c["spreads_dropped"], c["back_month_dropped"], c["unknown_symbol"], c["unmapped"],
+            c["out_of_order"]) == (2, 1, 1, 1, 1, 1)
+    assert [(b.timeframe, b.open, b.high, b.low, b.close, b.trades) for b in published] == [
+        ("1m", 75.0, 75.0, 75.0, 75.0, 1)]
+
+
+def test_heartbeat_time_closes_bars_without_new_trades():
+    h, published = hub()
+    h.process(trade(1, T0 + 1, 75_000_000_000))
+    h.process(dbn.SystemMsg(T0 + 61 * MIN, "Heartbeat", code=dbn.SystemCode.HEARTBEAT))
+    assert [b.timeframe for b in published] == ["1m", "1h"]

@@ -1,0 +1,121 @@
+"""The local gateway against the official databento client, and the synthetic market's properties."""
+import hashlib
+import time
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import databento as db
+import databento_dbn as dbn
+import pandas as pd
+import pytest
+
+from trading.marketdata.dbnfile import read_records
+from trading.sim.gateway import Faults, LiveGateway
+from trading.sim.market import generate
+
+KEY = "db-" + "gatewayUnitTestKey000000000004"
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mkt")
+    return generate(out, roots=["CL", "6A"], start=date(2026, 10, 29), days=6, seed=3, roll_day=3,
+                    trades_per_minute=2.0)
+
+
+def collect(gateway, symbols=("CL.FUT",), start=None, key=KEY, until=lambda got: got["heartbeats"] >= 2):
+    client = db.Live(key=key, gateway="127.0.0.1", port=gateway.port)
+    got = {"trades": [], "mappings": {}, "heartbeats": 0}
+
+    def on_record(rec):
+        if isinstance(rec, dbn.TradeMsg):
+            got["trades"].append((rec.instrument_id, rec.ts_event, rec.price))
+        elif isinstance(rec, dbn.SymbolMappingMsg):
+            got["mappings"][rec.instrument_id] = rec.stype_out_symbol
+        elif isinstance(rec, dbn.SystemMsg) and rec.is_heartbeat():
+            got["heartbeats"] += 1
+
+    client.add_callback(on_record)
+    client.subscribe(dataset="GLBX.MDP3", schema="trades", stype_in="parent", symbols=list(symbols), start=start)
+    client.start()
+    deadline = time.monotonic() + 30
+    while not until(got) and time.monotonic() < deadline and client.is_connected():
+        time.sleep(0.05)
+    connected = client.is_connected()
+    if connected:
+        client.stop()
+    return got, connected
+
+
+def test_official_client_receives_exactly_the_roots_records(files):
+    source = read_records(files["CL"])
+    with LiveGateway(list(files.values()), key=KEY, heartbeat_interval=0.1) as gateway:
+        got, _ = collect(gateway)
+    assert [(r.instrument_id, r.ts_event, r.price) for r in source.records] == got["trades"]
+    assert set(got["mappings"].values()) == set(source.symbols.values())  # incl. the spread
+    assert any("-" in s for s in got["mappings"].values()) and got["heartbeats"] >= 2
+
+
+def test_start_replays_only_from_that_time(files):
+    source = read_records(files["CL"])
+    cut = source.records[len(source.records) // 2].ts_event
+    with LiveGateway(list(files.values()), key=KEY, heartbeat_interval=0.1) as gateway:
+        got, _ = collect(gateway, start=cut)
+    assert got["trades"] == [(r.instrument_id, r.ts_event, r.price) for r in source.records if r.ts_event >= cut]
+
+
+def test_bad_key_is_rejected_with_a_clear_error(files):
+    with LiveGateway(list(files.values()), key=KEY) as gateway:
+        with pytest.raises(Exception, match="Authentication failed"):
+            collect(gateway, key="db-" + "wrongKey0000000000000000000000")
+        assert gateway.counters.auth_rejected == 1
+
+
+def test_drop_after_n_records_disconnects_the_client(files):
+    with LiveGateway(list(files.values()), key=KEY, faults=Faults(drop_after=500)) as gateway:
+        got, connected = collect(gateway, until=lambda got: False)
+    assert not connected and len(got["trades"]) == 500 and gateway.counters.drops == 1
+
+
+def test_generator_is_deterministic_and_realistic(files, tmp_path):
+    again = generate(tmp_path, roots=["CL"], start=date(2026, 10, 29), days=6, seed=3, roll_day=3,
+                     trades_per_minute=2.0)
+    digest = lambda p: hashlib.sha256(Path(p).read_bytes()).hexdigest()  # noqa: E731
+    assert digest(files["CL"]) == digest(again["CL"])
+    reading = read_records(files["CL"])
+    frame = pd.DataFrame({"ts": [r.ts_event for r in reading.records],
+                          "symbol": [reading.symbols[r.instrument_id] for r in reading.records],
+                          "size": [r.size for r in reading.records]})
+    local = pd.DatetimeIndex(frame["ts"].to_numpy().view("datetime64[ns]"), tz="UTC").tz_convert("America/Chicago")
+    assert not (local.hour == 16).any()  # the daily halt
+    assert not ((local.day_of_week == 5) | ((local.day_of_week == 6) & (local.hour < 17))).any()  # weekend
+    outrights = frame[~frame["symbol"].str.contains("-")]
+    day = (local + pd.Timedelta(hours=7)).date
+    busiest = outrights.groupby(pd.Series(day[~frame["symbol"].str.contains("-")], index=outrights.index))
+    leaders = busiest.apply(lambda g: g.groupby("symbol")["size"].sum().idxmax())
+    assert leaders.nunique() == 2  # the front month changes inside the span: a roll
+    assert frame["symbol"].nunique() == 4  # three months and a spread
+    first = datetime.fromtimestamp(frame["ts"].iloc[0] / 1e9, timezone.utc)
+    assert first.astimezone(local.tz).hour == 17  # opens at 17:00 Chicago
+
+
+def test_real_glbx_samples_decode(tmp_path):
+    data = Path(__file__).resolve().parents[3] / "shared" / "data" / "databento"
+    readings = {p.name.split(".")[1]: read_records(p) for p in sorted(data.glob("test_data.*.dbn.zst"))}
+    assert {"trades", "ohlcv-1m", "ohlcv-1h", "ohlcv-1d", "mbp-1", "definition"} <= set(readings)
+    assert all(r.ok for r in readings.values()), {k: r.problems for k, r in readings.items()}
+    trades = readings["trades"]
+    assert trades.symbols[trades.records[0].instrument_id] == "ESH1"
+    prices = [r.price / 1e9 for r in trades.records]
+    assert all(3000 < p < 4500 for p in prices)  # ES around the end of 2020
+    bars = readings["ohlcv-1m"].records
+    assert all(b.low <= b.open <= b.high and b.low <= b.close <= b.high for b in bars)
+
+
+def test_truncated_and_garbage_files_are_counted_not_raised(files, tmp_path):
+    blob = Path(files["CL"]).read_bytes()
+    (tmp_path / "cut.dbn").write_bytes(blob[: len(blob) // 2 + 5])
+    (tmp_path / "junk.dbn").write_bytes(b"not dbn at all" * 50)
+    cut, junk = read_records(tmp_path / "cut.dbn"), read_records(tmp_path / "junk.dbn")
+    assert cut.problems["truncated"] == 1 and len(cut.records) > 1000
+    assert junk.problems["corrupt"] == 1 and junk.records == []
