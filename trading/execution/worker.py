@@ -34,6 +34,7 @@ from trading.execution import outbox
 from trading.execution.ledger import Leg, Ledger
 from trading.health.heartbeat import beat
 from trading.marketdata import streams
+from trading.marketdata.barstore import load_frame
 from trading.models import Position, Strategy, WorkerCursor
 from trading.notify.outbox import enqueue
 from trading.redis_client import get_redis, key
@@ -82,8 +83,10 @@ def load_config(name: str) -> Config:
         legs[root] = Leg(row=row, root=root, ticker=row.broker_ticker, size=row.size,
                          commission=Decimal(row.commission_per_side), point_value=Decimal(row.instrument.point_value),
                          contract=row.instrument.active_contract)
-    fingerprint = (strategy.updated_at, tuple((r, l.row.pk, l.size, l.commission, l.row.ml_enabled, l.row.ml_threshold,
-                                               str(l.row.overrides), l.contract) for r, l in legs.items()))
+    # What the worker acts on, compared by value (not by timestamps, which a bulk update skips).
+    fingerprint = (strategy.max_positions, strategy.time_in_force, strategy.daily_stop_loss, strategy.broker_webhook,
+                   tuple((r, params[r], l.size, l.commission, l.ticker, l.row.ml_enabled, l.row.ml_failure_policy,
+                          l.contract) for r, l in legs.items()))
     return Config(strategy, legs, params, fingerprint)
 
 
@@ -189,16 +192,23 @@ class Worker:
                         body=f"{exc}\nPolicy: {policy}.", dedupe_key=f"model:{self.name}:{root}:{hash(str(exc))}")
 
     def load_history(self) -> None:
-        """Bars up to the cursor, from the streams: feature history only (no order path here)."""
+        """Bars up to the cursor — bar store, then the streams — as feature history only.
+
+        Nothing here reaches the portfolio or the ledger: history can never send an order.
+        """
+        until = datetime.fromtimestamp(self.cursor_ms / 1000, UTC) if self.cursor_ms else None
         for root in self.config.legs:
             stream = streams.stream_key(root, "1h")
-            upto = f"{self.cursor_ms}-0" if self.cursor_ms else "-"
-            entries = self.redis.xrevrange(stream, max=upto, min="-", count=LOOKBACK) if self.cursor_ms else []
+            stored = load_frame(root, "1h", until=until, limit=LOOKBACK) if until else load_frame(root, "1h", limit=0)
+            entries = self.redis.xrevrange(stream, max=f"{self.cursor_ms}-0", min="-", count=LOOKBACK) if until else []
             bars = [Bar.from_message(f["bar"]) for _, f in reversed(entries)]
-            self.frames[root] = pd.DataFrame({
+            recent = pd.DataFrame({
                 "ts": np.array([int(b.ts.timestamp()) * 1_000_000_000 for b in bars], dtype=np.int64),
                 "open": [b.open for b in bars], "high": [b.high for b in bars], "low": [b.low for b in bars],
                 "close": [b.close for b in bars], "volume": [b.volume for b in bars]})
+            frame = pd.concat([stored, recent], ignore_index=True) if len(stored) else recent
+            self.frames[root] = frame.drop_duplicates("ts", keep="last").sort_values("ts").tail(LOOKBACK).reset_index(
+                drop=True)
             self.last_ids[stream] = f"{self.cursor_ms}-0" if self.cursor_ms else "0-0"
 
     # --- decisions --------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 """Trading models, one module per concept."""
+from .bars import StoredBar
 from .instruments import ContractRoll, Instrument
 from .ops import Heartbeat, Notification, WorkerCursor
 from .orders import DeliveryAttempt, Signal, signal_key
@@ -8,6 +9,6 @@ from .trades import Position, Trade, pnl_percent, trade_pnl
 
 __all__ = [
     "ContractRoll", "DailyRiskState", "DeliveryAttempt", "Heartbeat", "Instrument", "KillSwitch",
-    "KillSwitchEvent", "Notification", "Position", "Signal", "Strategy", "StrategyInstrument", "Trade", "WorkerCursor",
+    "KillSwitchEvent", "Notification", "Position", "Signal", "Strategy", "StrategyInstrument", "StoredBar", "Trade", "WorkerCursor",
     "pnl_percent", "signal_key", "trade_pnl",
 ]

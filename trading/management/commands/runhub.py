@@ -11,6 +11,7 @@ from django.utils import timezone
 from trading.config import ConfigError, resolve
 from trading.health.heartbeat import beat
 from trading.marketdata import streams
+from trading.marketdata.barstore import store_bar
 from trading.marketdata.hub import Hub, run_live
 from trading.marketdata.roll import FrontMonth
 from trading.models import ContractRoll, Instrument, StrategyInstrument
@@ -57,7 +58,16 @@ class Command(BaseCommand):
         host, _, port = gateway.partition(":")
         fronts = {i.root: FrontMonth(i.root, i.roll_rule, i.roll_days_before_expiry, i.active_contract)
                   for i in instruments}
-        hub = Hub(fronts, publish=streams.publish, on_roll=record_roll, on_watermark=streams.set_watermark)
+        def publish(bar):
+            fresh = streams.publish(bar)
+            if fresh and bar.timeframe in ("1h", "1d"):
+                try:
+                    store_bar(bar)  # keeps the bar store current for warmups and backtests
+                except Exception as exc:  # noqa: BLE001 — the streams are what trading needs now
+                    log.error("bar not stored root=%s ts=%s: %s", bar.symbol, bar.ts, exc.__class__.__name__)
+            return fresh
+
+        hub = Hub(fronts, publish=publish, on_roll=record_roll, on_watermark=streams.set_watermark)
         stopping = []
         signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
         signal.signal(signal.SIGINT, lambda *_: stopping.append(True))

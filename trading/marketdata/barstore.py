@@ -1,0 +1,140 @@
+"""Fill and read the bar store (hourly and daily bars in the database).
+
+Sources: the hub's own bars as it publishes them, DBN files from a directory, or Databento's
+historical API (downloads cached under RUNTIME_DIR/warmup, so a restart never re-downloads).
+From files or history the front month is, per CME session, the most traded outright.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from strategies.bars import Bar, to_daily, to_hourly, trades_to_minutes
+from strategies.calendar import session_dates
+from trading.marketdata.dbnfile import read_records
+from trading.marketdata.roll import parse_contract
+from trading.models import StoredBar
+
+log = logging.getLogger(__name__)
+UTC = timezone.utc
+NS = 1_000_000_000
+
+
+def store_bars(root: str, timeframe: str, frame: pd.DataFrame, source: str, contract: str = "") -> int:
+    """Insert bars (ts int64 ns, open, high, low, close, volume[, trades][, contract]); existing ones stay."""
+    rows = [StoredBar(root=root, timeframe=timeframe, ts=datetime.fromtimestamp(int(r.ts) / NS, UTC),
+                      contract=getattr(r, "contract", contract) or contract, open=float(r.open), high=float(r.high),
+                      low=float(r.low), close=float(r.close), volume=int(r.volume), trades=int(getattr(r, "trades", 0)),
+                      source=source)
+            for r in frame.itertuples(index=False)]
+    before = StoredBar.objects.filter(root=root, timeframe=timeframe).count()
+    StoredBar.objects.bulk_create(rows, ignore_conflicts=True, batch_size=2000)
+    return StoredBar.objects.filter(root=root, timeframe=timeframe).count() - before
+
+
+def store_bar(bar: Bar) -> None:
+    """The hub's hourly and daily bars, as it publishes them (best effort, idempotent)."""
+    if bar.timeframe in ("1h", "1d"):
+        StoredBar.objects.get_or_create(root=bar.symbol, timeframe=bar.timeframe, ts=bar.ts, defaults=dict(
+            contract=bar.contract, open=bar.open, high=bar.high, low=bar.low, close=bar.close, volume=bar.volume,
+            trades=bar.trades, source="hub"))
+
+
+def load_frame(root: str, timeframe: str = "1h", *, until: datetime | None = None, limit: int | None = None) -> pd.DataFrame:
+    rows = StoredBar.objects.filter(root=root, timeframe=timeframe)
+    if until is not None:
+        rows = rows.filter(ts__lte=until)
+    rows = rows.order_by("-ts")
+    if limit is not None:
+        rows = rows[:limit]
+    data = list(rows.values_list("ts", "open", "high", "low", "close", "volume"))[::-1]
+    return pd.DataFrame({"ts": np.array([int(r[0].timestamp()) * NS for r in data], dtype=np.int64),
+                         "open": [r[1] for r in data], "high": [r[2] for r in data], "low": [r[3] for r in data],
+                         "close": [r[4] for r in data], "volume": [r[5] for r in data]})
+
+
+def _root_of(contract: str) -> str | None:
+    parsed = parse_contract(contract, datetime.now(UTC).date())
+    return parsed[0] if parsed else None  # None for spreads and unknown symbols
+
+
+def _front_per_session(frame: pd.DataFrame, weight: str) -> pd.DataFrame:
+    """Keep, per root and CME session, only the outright that traded most (ties: the later name)."""
+    frame = frame.assign(root=frame["contract"].map(_root_of)).dropna(subset=["root"])
+    if frame.empty:
+        return frame
+    frame = frame.assign(session=session_dates(frame["ts"].to_numpy(dtype=np.int64)))
+    volume = frame.groupby(["root", "session", "contract"])[weight].sum().reset_index()
+    front = volume.sort_values(["root", "session", weight, "contract"]).groupby(["root", "session"]).tail(1)
+    keep = frame.merge(front[["root", "session", "contract"]], on=["root", "session", "contract"])
+    return keep.drop(columns="session").sort_values("ts", kind="stable").reset_index(drop=True)
+
+
+def bars_from_file(path: Path, roots: set[str]) -> dict[str, dict[str, pd.DataFrame]]:
+    """{root: {'1h': frame, '1d': frame}} from a trades or ohlcv DBN file (front month only)."""
+    reading = read_records(path)
+    if reading.schema not in ("trades", "ohlcv-1m", "ohlcv-1h", "ohlcv-1d") or not reading.records:
+        log.warning("warmup skips %s: schema %s gives no bars", path.name, reading.schema)
+        return {}
+    recs = reading.records
+    contracts = [reading.symbols.get(r.instrument_id, "") for r in recs]
+    ts = np.array([r.ts_event for r in recs], dtype=np.int64)
+    out: dict[str, dict[str, pd.DataFrame]] = {}
+    if reading.schema == "trades":
+        raw = np.array([r.price for r in recs], dtype=np.int64)
+        frame = pd.DataFrame({"ts": ts, "price": raw / 1e9, "size": [r.size for r in recs], "contract": contracts})
+        frame = _front_per_session(frame[(raw != np.iinfo(np.int64).max) & (raw > 0)], "size")
+        for root, group in frame.groupby("root"):
+            if root in roots:
+                minutes = trades_to_minutes(group["ts"].to_numpy(), group["price"].to_numpy(), group["size"].to_numpy())
+                out[root] = {"1h": to_hourly(minutes), "1d": to_daily(minutes)}
+        return out
+    frame = pd.DataFrame({"ts": ts, "open": [r.open / 1e9 for r in recs], "high": [r.high / 1e9 for r in recs],
+                          "low": [r.low / 1e9 for r in recs], "close": [r.close / 1e9 for r in recs],
+                          "volume": [r.volume for r in recs], "trades": 0, "contract": contracts})
+    frame = _front_per_session(frame, "volume")
+    for root, group in frame.groupby("root"):
+        if root not in roots:
+            continue
+        bars = group.drop(columns=["contract", "root"]).reset_index(drop=True)
+        if reading.schema == "ohlcv-1d":
+            out[root] = {"1d": bars}
+        elif reading.schema == "ohlcv-1h":
+            out[root] = {"1h": bars, "1d": to_daily(bars)}
+        else:
+            out[root] = {"1h": to_hourly(bars), "1d": to_daily(bars)}
+    return out
+
+
+def warm_from_files(directory: Path, roots: set[str]) -> dict[str, int]:
+    added: dict[str, int] = {}
+    for path in sorted(p for p in directory.iterdir() if p.name.endswith((".dbn", ".dbn.zst"))):
+        for root, frames in bars_from_file(path, roots).items():
+            for timeframe, frame in frames.items():
+                added[f"{root} {timeframe}"] = added.get(f"{root} {timeframe}", 0) + store_bars(root, timeframe, frame,
+                                                                                                 "files")
+    return added
+
+
+def download_history(key: str, roots: list[str], start: datetime, end: datetime, cache: Path) -> list[Path]:
+    """Fetch ohlcv-1h through databento.Historical into `cache` (a file per root and range, reused)."""
+    import databento as db
+
+    cache.mkdir(parents=True, exist_ok=True)
+    client, paths = None, []
+    for root in roots:
+        path = cache / f"{root}.ohlcv-1h.{start:%Y%m%d}-{end:%Y%m%d}.dbn.zst"
+        if not path.exists():
+            client = client or db.Historical(key)
+            data = client.timeseries.get_range(dataset="GLBX.MDP3", schema="ohlcv-1h", symbols=[f"{root}.FUT"],
+                                               stype_in="parent", start=start, end=end)
+            tmp = path.with_suffix(".part")
+            data.to_file(tmp)
+            tmp.replace(path)
+            log.info("warmup downloaded root=%s path=%s", root, path.name)
+        paths.append(path)
+    return paths
