@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from strategies.calendar import session_dates
+from strategies.indicators import atr, ibs, log_returns, zscore
 
 OWN = ["ibs_1h", "ibs_session", "ret_1", "ret_4", "ret_24", "z_24", "z_120", "range_atr", "hour", "weekday"]
 CROSS = ["ret_4", "ret_24", "z_24"]
@@ -28,25 +29,17 @@ def _own(frame: pd.DataFrame) -> pd.DataFrame:
     span = h - l
     out = pd.DataFrame(index=pd.Index(ts, name="ts"))
     with np.errstate(invalid="ignore", divide="ignore"):
-        out["ibs_1h"] = np.where(span > 0, (c - l) / span, np.nan)
+        out["ibs_1h"] = ibs(h, l, c)
         days = session_dates(ts)
         s = pd.DataFrame({"day": days, "h": h, "l": l, "c": c})
         sh = s.groupby("day")["h"].cummax().to_numpy()
         sl = s.groupby("day")["l"].cummin().to_numpy()
         out["ibs_session"] = np.where(sh > sl, (c - sl) / (sh - sl), np.nan)
-        close = pd.Series(c)
-        logc = np.log(close)
         for n in (1, 4, 24):
-            out[f"ret_{n}"] = (logc - logc.shift(n)).to_numpy()
+            out[f"ret_{n}"] = log_returns(c, n)
         for n in (24, 120):
-            mean = close.rolling(n, min_periods=n).mean()
-            std = close.rolling(n, min_periods=n).std(ddof=0)
-            out[f"z_{n}"] = ((close - mean) / std).replace([np.inf, -np.inf], np.nan).to_numpy()
-        prev_close = close.shift(1)
-        true_range = pd.concat([pd.Series(span), (pd.Series(h) - prev_close).abs(), (pd.Series(l) - prev_close).abs()],
-                               axis=1).max(axis=1)
-        atr = true_range.rolling(24, min_periods=24).mean()
-        out["range_atr"] = (pd.Series(span) / atr).replace([np.inf, -np.inf], np.nan).to_numpy()
+            out[f"z_{n}"] = zscore(c, n)
+        out["range_atr"] = pd.Series(span / atr(h, l, c, 24)).replace([np.inf, -np.inf], np.nan).to_numpy()
     when = pd.DatetimeIndex(ts.view("datetime64[ns]"), tz="UTC")
     out["hour"] = when.hour.to_numpy(dtype=float)
     out["weekday"] = when.day_of_week.to_numpy(dtype=float)

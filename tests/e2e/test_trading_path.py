@@ -1,20 +1,15 @@
 """The whole trading path with real processes: synthetic market → local gateway → runhub (official
 client, real Redis) → runworker → local TradersPost. The orders received equal the trades of
 strategies.backtest on the same hourly bars; every order arrives once."""
-import json
 from datetime import date
-from decimal import Decimal
 
-import pandas as pd
 import pytest
 import redis
 
-from strategies.backtest import Leg, run
-from strategies.bars import Bar
-from strategies.instruments import CONTRACT_SPECS, DEMO_COMMISSION
-from strategies.params import IBSParams
 from tests.e2e.appliance import ProcessEnv, wait_until
 from tests.e2e.reference import expected_bars
+from tests.e2e.trading_setup import Expected, configure_ibs_a, hourly_frames, received
+from strategies.instruments import CONTRACT_SPECS
 from trading.sim.gateway import LiveGateway
 from trading.sim.market import generate, listings
 from trading.sim.traderspost import TradersPostStandIn
@@ -34,16 +29,6 @@ def market(tmp_path_factory):
     return paths, fronts, days
 
 
-def hourly_frames(client, prefix):
-    frames = {}
-    for root in ROOTS:
-        bars = [Bar.from_message(f["bar"]) for _, f in client.xrange(f"{prefix}:bars:{root}:1h")]
-        frames[root] = pd.DataFrame({"ts": [int(b.ts.timestamp()) * 10**9 for b in bars], "open": [b.open for b in bars],
-                                     "high": [b.high for b in bars], "low": [b.low for b in bars],
-                                     "close": [b.close for b in bars], "volume": [b.volume for b in bars]})
-    return frames
-
-
 def test_orders_received_equal_the_backtest(tmp_path, market):
     paths, fronts, days = market
     gateway = LiveGateway(list(paths.values()), key=KEY, heartbeat_interval=0.2).start()
@@ -54,12 +39,7 @@ def test_orders_received_equal_the_backtest(tmp_path, market):
     try:
         env.manage("migrate", "--no-input", "-v0")
         env.manage("load_demo")
-        env.shell("from trading.models import Instrument, StrategyInstrument\n"
-                  + "\n".join(f"Instrument.objects.filter(root='{r}').update(active_contract='{c}')" for r, c in fronts.items())
-                  + f"\nStrategyInstrument.objects.filter(strategy__name='ibs_a').exclude(instrument__root__in={ROOTS!r}).update(enabled=False)"
-                  + "\nStrategyInstrument.objects.filter(strategy__name='ibs_a').update(ml_enabled=False)"
-                  # the backtest has no daily stop: compare the strategy alone (the stop has its own tests)
-                  + "\nfrom trading.models import Strategy; Strategy.objects.filter(name='ibs_a').update(daily_stop_loss=10**8)")
+        configure_ibs_a(env, fronts)
         worker = env.spawn("runworker", "--strategy", "ibs_a", "--block-ms", "200", log_name="worker.log")
         wait_until(lambda: (tmp_path / "ibs_a_worker_heartbeat.json").exists() or worker.poll() is not None, 60, "worker up")
         assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
@@ -79,7 +59,7 @@ def test_orders_received_equal_the_backtest(tmp_path, market):
             "print(json.dumps([c.last_bar_ms, Signal.objects.filter(state__in=['pending','sending']).count()]))"
         )) == [target, 0], 240, "worker caught up with no order outstanding")
         assert worker.poll() is None and hub.poll() is None
-        frames = hourly_frames(client, prefix)
+        frames = hourly_frames(client, prefix, ROOTS)
         db_trades = env.shell_json((
             "import json; from trading.models import Trade\n"
             "print(json.dumps([[t.symbol, t.entry_time.isoformat(), str(t.entry_price), t.exit_time.isoformat(),"
@@ -91,30 +71,21 @@ def test_orders_received_equal_the_backtest(tmp_path, market):
         env.cleanup()
         broker.stop()
 
-    legs = [Leg(r, frames[r], IBSParams(), float(CONTRACT_SPECS[r].point_value),
-                float(DEMO_COMMISSION.get(r, Decimal("1.25")))) for r in ROOTS]
-    result = run(legs, max_positions=2, use_ml=False)
-    expected = result.trades
-    closed = [t for t in expected if t["exit_reason"] != "end_of_data"]
-    assert len(closed) > 20
-
+    expected = Expected(frames)
+    assert len(expected.closed) > 20
     orders = broker.orders()
     rejected = [e for e in broker.snapshot() if e["status"] != 200]
     assert rejected == [], f"every POST was accepted: {rejected}"
-    keys = [o["extras"]["signal_id"] for o in orders]
-    assert len(keys) == len(set(keys)), "no order was posted twice"
-    buys = sorted((o["ticker"], o["extras"]["bar_time"][:19]) for o in orders if o["action"] == "buy")
-    assert buys == sorted([(t["symbol"], t["signal_time"][:19]) for t in expected]
-                          + [(p["symbol"], p["signal_time"][:19]) for p in result.pending_entries])
-    exits = sorted((o["ticker"], o["extras"]["bar_time"][:19], o["extras"]["reason"]) for o in orders if o["action"] == "exit")
-    decided = [t for t in expected if t["exit_reason"] != "end_of_data" or t["exit_decided"] != "end_of_data"]
-    assert exits == sorted((t["symbol"], t["exit_signal_time"][:19], t["exit_decided"]) for t in decided)
+    buys, exits, duplicates = received(orders)
+    assert duplicates == 0, "no order was posted twice"
+    assert buys == expected.buys
+    assert exits == expected.exits
     assert all(o["timeInForce"] == "day" and o["orderType"] == "market" and "price" not in o for o in orders)
     assert all(o["stopLoss"] == {"type": "stop", "percent": 1.0} for o in orders if o["action"] == "buy")
 
     # The modelled trades in the database are the backtest's, price for price (within one tick).
-    assert len(db_trades) == len(closed)
-    for (sym, entry_t, entry_p, exit_t, exit_p, reason, _), t in zip(db_trades, closed):
+    assert len(db_trades) == len(expected.closed)
+    for (sym, entry_t, entry_p, exit_t, exit_p, reason, _), t in zip(db_trades, expected.closed):
         tick = float(CONTRACT_SPECS[sym].tick_size)
         assert (sym, reason) == (t["symbol"], t["exit_reason"])
         assert entry_t[:19] == t["entry_time"][:19] and exit_t[:19] == t["exit_time"][:19]

@@ -5,17 +5,13 @@ import random
 import signal
 import time
 from datetime import date
-from decimal import Decimal
 
 import pytest
 import redis
 
-from strategies.backtest import Leg, run
-from strategies.instruments import CONTRACT_SPECS, DEMO_COMMISSION
-from strategies.params import IBSParams
 from tests.e2e.appliance import ProcessEnv, wait_until
 from tests.e2e.reference import expected_bars
-from tests.e2e.test_trading_path import hourly_frames
+from tests.e2e.trading_setup import Expected, configure_ibs_a, hourly_frames, received
 from trading.sim.gateway import LiveGateway
 from trading.sim.market import generate, listings
 from trading.sim.traderspost import TradersPostStandIn
@@ -42,11 +38,7 @@ def test_worker_killed_at_random_moments(tmp_path):
     try:
         env.manage("migrate", "--no-input", "-v0")
         env.manage("load_demo")
-        env.shell("from trading.models import Instrument, StrategyInstrument, Strategy\n"
-                  + "\n".join(f"Instrument.objects.filter(root='{r}').update(active_contract='{c}')" for r, c in fronts.items())
-                  + f"\nStrategyInstrument.objects.filter(strategy__name='ibs_a').exclude(instrument__root__in={ROOTS!r}).update(enabled=False)"
-                  + "\nStrategyInstrument.objects.filter(strategy__name='ibs_a').update(ml_enabled=False)"
-                  + "\nStrategy.objects.filter(name='ibs_a').update(daily_stop_loss=10**8)")
+        configure_ibs_a(env, fronts)
         worker = env.spawn("runworker", "--strategy", "ibs_a", "--block-ms", "100", log_name="worker-0.log")
         wait_until(lambda: (tmp_path / "ibs_a_worker_heartbeat.json").exists(), 60, "worker up")
         hub = env.spawn("runhub", "--heartbeat", "0.5", log_name="hub.log")
@@ -65,7 +57,7 @@ def test_worker_killed_at_random_moments(tmp_path):
                       "c = WorkerCursor.objects.get(strategy__name='ibs_a')\n"
                       "print(json.dumps([c.last_bar_ms, Signal.objects.filter(state__in=['pending','sending']).count()]))")
         wait_until(lambda: env.shell_json(state_code) == [target, 0], 240, "worker caught up")
-        frames = hourly_frames(client, prefix)
+        frames = hourly_frames(client, prefix, ROOTS)
         summary = env.shell_json(
             "import json; from trading.models import Trade, Signal, Position\n"
             "print(json.dumps({'trades': [[t.symbol, t.entry_time.isoformat(), float(t.entry_price), t.exit_time.isoformat(),"
@@ -79,28 +71,18 @@ def test_worker_killed_at_random_moments(tmp_path):
         env.cleanup()
         broker.stop()
 
-    legs = [Leg(r, frames[r], IBSParams(), float(CONTRACT_SPECS[r].point_value),
-                float(DEMO_COMMISSION.get(r, Decimal("1.25")))) for r in ROOTS]
-    result = run(legs, max_positions=2, use_ml=False)
-    expected = result.trades
-    closed = [t for t in expected if t["exit_reason"] != "end_of_data"]
+    expected = Expected(frames)
     orders = broker.orders(status=None)
-    keys = [o["extras"]["signal_id"] for o in orders]
-    duplicates = len(keys) - len(set(keys))
-    buys = sorted((o["ticker"], o["extras"]["bar_time"][:19]) for o in orders if o["action"] == "buy")
-    want_buys = sorted([(t["symbol"], t["signal_time"][:19]) for t in expected]
-                       + [(p["symbol"], p["signal_time"][:19]) for p in result.pending_entries])
-    lost = len(set(want_buys) - set(buys))
-    exits_expected = sum(1 for t in expected if t["exit_reason"] != "end_of_data" or t["exit_decided"] != "end_of_data")
-    print(f"\nworker kills: {kills}  orders expected: {len(want_buys) + exits_expected}  "
-          f"orders received: {len(orders)}  duplicates: {duplicates}  lost entries: {lost}  "
+    buys, exits, duplicates = received(orders)
+    lost = len(set(expected.buys) - set(buys)) + len(set(expected.exits) - set(exits))
+    print(f"\nworker kills: {kills}  orders expected: {len(expected.buys) + len(expected.exits)}  "
+          f"orders received: {len(orders)}  duplicates: {duplicates}  lost: {lost}  "
           f"ambiguous: {len(summary['ambiguous'])}")
     assert kills >= min(KILLS, 10), "the replay ended before enough kills"
     assert summary["ambiguous"] == []
     assert duplicates == 0 and lost == 0
-    assert buys == want_buys
+    assert (buys, exits) == (expected.buys, expected.exits)
     assert [(t[0], t[1][:19], round(t[2], 6), t[3][:19], round(t[4], 6), t[5]) for t in summary["trades"]] == [
         (t["symbol"], t["entry_time"][:19], round(t["entry_price"], 6), t["exit_time"][:19], round(t["exit_price"], 6),
-         t["exit_reason"]) for t in closed]
-    assert summary["open"] == sorted([t["symbol"] for t in expected if t["exit_reason"] == "end_of_data"]
-                                     + [p["symbol"] for p in result.pending_entries])
+         t["exit_reason"]) for t in expected.closed]
+    assert summary["open"] == expected.open_at_end

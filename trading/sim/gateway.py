@@ -22,6 +22,7 @@ import databento_dbn as dbn
 from databento.common.cram import get_challenge_response
 
 from trading.marketdata.dbnfile import read_records
+from trading.sim.standin import wait_for_signal
 
 log = logging.getLogger(__name__)
 MONTHS = "FGHJKMNQUVXZ"
@@ -275,12 +276,7 @@ def main(argv=None) -> int:
     gateway = LiveGateway(args.files, key=args.key, port=args.port, speed=args.speed or None,
                           heartbeat_interval=args.heartbeat).start()
     log.info("listening on 127.0.0.1:%d with %d records", gateway.port, len(gateway._records))
-    stop = threading.Event()
-    import signal
-
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
+    wait_for_signal()
     gateway.stop()
     return 0
 

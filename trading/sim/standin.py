@@ -6,11 +6,20 @@ Bound to 127.0.0.1 only. Scripted answers are queued from Python (`script(...)`)
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+
+def wait_for_signal() -> None:
+    """Block a stand-in's CLI until SIGTERM or Ctrl-C."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
 
 
 class StandIn:

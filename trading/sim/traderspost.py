@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
-import threading
 import time
 from pathlib import Path
 
-from trading.sim.standin import StandIn
+from trading.sim.standin import StandIn, wait_for_signal
 
 ACTIONS = {"buy", "sell", "exit", "cancel", "add"}
 TIF = {"day", "gtc", "opg", "cls", "ioc", "fok"}
@@ -78,10 +76,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     standin = TradersPostStandIn(args.port, args.record).start()
     print(f"TradersPost stand-in on {standin.url} (GET {standin.url}/_received)", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
+    wait_for_signal()
     standin.stop()
     return 0
 
