@@ -47,3 +47,14 @@ def redis_prefix():
     yield prefix
     for key in client.scan_iter(f"{prefix}*"):
         client.delete(key)
+
+
+def glbx_samples() -> Path:
+    """The real GLBX sample files (../shared/data/databento beside the checkout, or PINEOPS_GLBX_SAMPLES)."""
+    if os.environ.get("PINEOPS_GLBX_SAMPLES"):
+        return Path(os.environ["PINEOPS_GLBX_SAMPLES"])
+    for parent in Path(__file__).resolve().parents:
+        candidate = parent / "shared" / "data" / "databento"
+        if candidate.is_dir():
+            return candidate
+    pytest.fail("real GLBX samples not found: put shared/ beside the checkout or set PINEOPS_GLBX_SAMPLES")

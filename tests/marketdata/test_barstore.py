@@ -14,9 +14,10 @@ from strategies.synthetic import strategy_bars
 from trading.marketdata.barstore import load_frame, store_bars
 from trading.models import StoredBar, Strategy
 from trading.sim.market import generate
+from tests.conftest import glbx_samples
 
 pytestmark = pytest.mark.django_db
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "databento"
+
 
 
 def test_warmup_from_generated_trades_keeps_the_busiest_outright_per_session(tmp_path, capsys):
@@ -45,7 +46,7 @@ def test_warmup_from_generated_trades_keeps_the_busiest_outright_per_session(tmp
 
 def test_warmup_reads_the_real_glbx_ohlcv_samples(tmp_path):
     for name in ("test_data.ohlcv-1h.dbn.zst", "test_data.ohlcv-1d.dbn.zst", "test_data.mbp-1.dbn.zst"):
-        (tmp_path / name).write_bytes((SAMPLES / name).read_bytes())
+        (tmp_path / name).write_bytes((glbx_samples() / name).read_bytes())
     call_command("warmup", from_dir=tmp_path, roots="ES")
     hours = load_frame("ES", "1h")
     assert len(hours) == 4 and (hours["low"] <= hours["close"]).all() and 3000 < hours["close"].iloc[0] < 4500

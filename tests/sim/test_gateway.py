@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from trading.marketdata.dbnfile import read_records
+from tests.conftest import glbx_samples
 from trading.sim.gateway import Faults, LiveGateway
 from trading.sim.market import generate
 
@@ -100,7 +101,7 @@ def test_generator_is_deterministic_and_realistic(files, tmp_path):
 
 
 def test_real_glbx_samples_decode(tmp_path):
-    data = Path(__file__).resolve().parents[3] / "shared" / "data" / "databento"
+    data = glbx_samples()
     readings = {p.name.split(".")[1]: read_records(p) for p in sorted(data.glob("test_data.*.dbn.zst"))}
     assert {"trades", "ohlcv-1m", "ohlcv-1h", "ohlcv-1d", "mbp-1", "definition"} <= set(readings)
     assert all(r.ok for r in readings.values()), {k: r.problems for k, r in readings.items()}
