@@ -60,13 +60,13 @@ class Ledger:
         decided = bar_time + self.bar
         extras = {"strategy": self.strategy.name, "signal_id": key, "bar_time": bar_time.isoformat(),
                   "ibs": None if ibs is None or ibs != ibs else round(ibs, 4), "ml_score": ml, "reason": reason}
+        # Entries carry broker-side protection relative to the actual fill, so it holds if the appliance dies.
+        protect = action == "buy" and params is not None
         payload = order_payload(
             ticker=leg.ticker, action=action, quantity=quantity, signal_price=float(price(signal_price)),
-            time_in_force=self.strategy.time_in_force, extras=extras)
-        if action == "buy" and params is not None:
-            # Broker-side protection relative to the actual fill, so it holds if the appliance dies.
-            payload["stopLoss"] = {"type": "stop", "percent": params.stop_loss_pct}
-            payload["takeProfit"] = {"percent": params.take_profit_pct}
+            time_in_force=self.strategy.time_in_force, extras=extras,
+            stop_loss_percent=params.stop_loss_pct if protect else None,
+            take_profit_percent=params.take_profit_pct if protect else None)
         # A day order is good until the close of the session it fills in (a decision at the close
         # fills at the next session's open), counted from when it was decided: the same deadline
         # live, and in a replay of past data the same validity instead of expiring at once.

@@ -2,78 +2,190 @@
 
 `action` is `buy` to enter a long and `exit` to close it — never `sell`, which on TradersPost
 closes the long and then opens a short. No `price` field (it would make a limit order). The URL
-is a secret: it never appears in a log, an exception or a result; a short fingerprint stands in.
+is a secret: it never appears in a log, an exception, a repr or a result; a short fingerprint
+(`fingerprint(url)`) stands in. `deliver()` makes exactly one attempt: retrying is the outbox's job.
 """
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import logging
+import math
+import numbers
+import random
+import re
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import requests
 
 log = logging.getLogger(__name__)
 TIME_IN_FORCE = ("day", "gtc", "opg", "cls", "ioc", "fok")
 ACTIONS = ("buy", "exit")
+BODY_LIMIT = 2000  # characters of the response body kept in a result
 
 
 def fingerprint(url: str) -> str:
+    """A stable short stand-in for a secret URL (first 8 hex of its sha256), safe for logs and keys."""
     return hashlib.sha256(url.encode()).hexdigest()[:8]
+
+
+_PATH = re.compile(r'(?<=[ "(:])/[^\s"]*')
+
+
+class RedactPaths(logging.Filter):
+    """urllib3 logs request paths (at DEBUG, and in retry warnings); webhook paths are secrets."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = _PATH.sub("/<redacted>", record.getMessage())
+        record.msg, record.args = message, ()
+        return True
+
+
+def redact_http_client_logs() -> None:
+    """Install `RedactPaths` on urllib3's loggers once, whatever logging configuration runs later."""
+    for name in ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactPaths) for f in logger.filters):
+            logger.addFilter(RedactPaths())
+
+
+redact_http_client_logs()
+
+
+def _positive(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive number, not {value!r}")
+    return float(value) if not isinstance(value, int) else value
+
+
+def _one_of(name: str, **options) -> dict:
+    given = {k: v for k, v in options.items() if v is not None}
+    if len(given) != 1:
+        raise ValueError(f"{name} needs exactly one of {', '.join(options)}; got {', '.join(given) or 'none'}")
+    key, value = next(iter(given.items()))
+    return {key: _positive(f"{name}.{key}", value)}
+
+
+def take_profit(*, limit_price: float | None = None, percent: float | None = None) -> dict:
+    """`takeProfit` object: an absolute limit price or a percent from the fill."""
+    return _one_of("takeProfit", limitPrice=limit_price, percent=percent)
+
+
+def stop_loss(*, stop_price: float | None = None, percent: float | None = None) -> dict:
+    """`stopLoss` object (a stop order): an absolute stop price or a percent from the fill."""
+    return {"type": "stop", **_one_of("stopLoss", stopPrice=stop_price, percent=percent)}
+
+
+def order_extras(*, strategy: str, signal_id: str, bar_time: datetime | str | None = None,
+                 ibs: float | None = None, ml_score: float | None = None) -> dict:
+    """The `extras` object TradersPost stores with the order (ignored for execution)."""
+    if isinstance(bar_time, datetime):
+        if bar_time.tzinfo is None:
+            raise ValueError("bar_time must be timezone-aware")
+        bar_time = bar_time.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    extras = {"strategy": strategy, "signal_id": signal_id, "bar_time": bar_time, "ibs": ibs, "ml_score": ml_score}
+    return {k: v for k, v in extras.items() if v is not None}
 
 
 def order_payload(*, ticker: str, action: str, quantity: int, signal_price: float, time_in_force: str = "day",
                   stop_loss_price: float | None = None, take_profit_price: float | None = None,
+                  stop_loss_percent: float | None = None, take_profit_percent: float | None = None,
                   extras: dict | None = None) -> dict:
+    """The JSON body of one TradersPost order (field names are case-sensitive; never `price`)."""
+    if action == "sell":
+        raise ValueError("action 'sell' is refused: on TradersPost it closes a long and then opens a short; "
+                         "use 'exit' to close a long")
     if action not in ACTIONS:
         raise ValueError(f"action {action!r} is not allowed: use 'buy' to enter a long and 'exit' to close it")
     if time_in_force not in TIME_IN_FORCE:
         raise ValueError(f"timeInForce {time_in_force!r} is not one of {', '.join(TIME_IN_FORCE)}")
-    if quantity < 1:
-        raise ValueError(f"quantity {quantity} must be at least 1")
-    payload = {"ticker": ticker, "action": action, "quantity": quantity, "orderType": "market",
+    if not isinstance(ticker, str) or not ticker.strip():
+        raise ValueError("ticker is required")
+    if isinstance(quantity, bool) or not isinstance(quantity, numbers.Integral) or quantity < 1:
+        raise ValueError(f"quantity {quantity!r} must be a whole number of at least 1")
+    signal_price = _positive("signalPrice", signal_price)
+    payload = {"ticker": ticker, "action": action, "quantity": int(quantity), "orderType": "market",
                "signalPrice": signal_price, "timeInForce": time_in_force}
-    if action == "buy" and stop_loss_price is not None:
-        payload["stopLoss"] = {"type": "stop", "stopPrice": stop_loss_price}
-    if action == "buy" and take_profit_price is not None:
-        payload["takeProfit"] = {"limitPrice": take_profit_price}
+    protective = (stop_loss_price, stop_loss_percent, take_profit_price, take_profit_percent)
+    if action != "buy" and any(v is not None for v in protective):
+        raise ValueError("stopLoss/takeProfit belong to an entry ('buy'), not to an exit")
+    if stop_loss_price is not None or stop_loss_percent is not None:
+        payload["stopLoss"] = stop_loss(stop_price=stop_loss_price, percent=stop_loss_percent)
+    if take_profit_price is not None or take_profit_percent is not None:
+        payload["takeProfit"] = take_profit(limit_price=take_profit_price, percent=take_profit_percent)
     if extras:
-        payload["extras"] = extras
+        payload["extras"] = dict(extras)
     return payload
 
 
 @dataclass(frozen=True)
 class DeliveryResult:
+    """One POST's outcome. Holds the URL's fingerprint (`hook`), never the URL."""
     outcome: str  # delivered | retryable | permanent
     status_code: int | None = None
     body: str = ""
-    retry_after: float | None = None
+    retry_after: float | None = None  # seconds the broker asked us to wait (429 / 503 Retry-After)
     error: str = ""
+    hook: str = ""
+    elapsed_ms: int = 0
+
+    @property
+    def delivered(self) -> bool:
+        return self.outcome == "delivered"
+
+    @property
+    def retryable(self) -> bool:
+        return self.outcome == "retryable"
 
 
-def _retry_after(response) -> float | None:
-    value = response.headers.get("Retry-After")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
+def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
+    """Parse a Retry-After header: delta-seconds or an HTTP date; None when absent or unreadable."""
+    if value is None:
         return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
 
 
 def deliver(url: str, payload: dict, timeout: float = 10.0, session: requests.Session | None = None) -> DeliveryResult:
     """POST once. 2xx delivered; 429/5xx/timeout/connection retryable; other 4xx permanent."""
+    hook = fingerprint(url)
     started = time.monotonic()
+
+    def ms() -> int:
+        return int((time.monotonic() - started) * 1000)
+
     try:
         response = (session or requests).post(url, json=payload, timeout=timeout)
     except requests.Timeout:
-        return DeliveryResult("retryable", error=f"timeout after {timeout:.0f}s")
+        log.warning("webhook post hook=%s outcome=retryable error=timeout timeout=%.1fs", hook, timeout)
+        return DeliveryResult("retryable", error=f"timeout after {timeout:g}s", hook=hook, elapsed_ms=ms())
     except requests.RequestException as exc:
-        # The exception text may contain the URL: keep only its class.
-        return DeliveryResult("retryable", error=f"connection error ({exc.__class__.__name__})")
-    body = response.text[:2000]
-    elapsed = (time.monotonic() - started) * 1000
-    log.info("webhook post hook=%s status=%d ms=%.0f", fingerprint(url), response.status_code, elapsed)
-    if 200 <= response.status_code < 300:
-        return DeliveryResult("delivered", response.status_code, body)
-    if response.status_code == 429 or response.status_code >= 500:
-        return DeliveryResult("retryable", response.status_code, body, _retry_after(response))
-    return DeliveryResult("permanent", response.status_code, body)
+        # The exception text contains the URL: keep only its class.
+        log.warning("webhook post hook=%s outcome=retryable error=%s", hook, exc.__class__.__name__)
+        return DeliveryResult("retryable", error=f"connection error ({exc.__class__.__name__})", hook=hook,
+                              elapsed_ms=ms())
+    status = response.status_code
+    body = response.text[:BODY_LIMIT]
+    if 200 <= status < 300:
+        outcome, retry_after = "delivered", None
+    elif status == 429 or status >= 500:
+        outcome, retry_after = "retryable", retry_after_seconds(response.headers.get("Retry-After"))
+    else:
+        outcome, retry_after = "permanent", None
+    elapsed = ms()
+    log.info("webhook post hook=%s status=%d outcome=%s ms=%d", hook, status, outcome, elapsed)
+    return DeliveryResult(outcome, status, body, retry_after, hook=hook, elapsed_ms=elapsed)

@@ -22,7 +22,7 @@ import databento_dbn as dbn
 from databento.common.cram import get_challenge_response
 
 from trading.marketdata.dbnfile import read_records
-from trading.sim.standin import wait_for_signal
+from trading.sim.httpstandin import wait_for_signal
 
 log = logging.getLogger(__name__)
 MONTHS = "FGHJKMNQUVXZ"

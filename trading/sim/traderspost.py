@@ -1,84 +1,95 @@
 """A local TradersPost stand-in: validates orders like TradersPost, records them, answers on demand.
 
-Every POST is recorded with the time received. An `exit` with nothing open is answered 400 like
-TradersPost does (it rejects an exit with no position), tracked per path and ticker.
-CLI: `python -m trading.sim.traderspost --port 8766 [--record FILE.jsonl]`.
+Every POST is recorded (path, non-secret headers, body, time received, status). Invalid orders get
+400 {"success": false, "message": ...}. Positions are modelled per (path, ticker): an `exit` with
+nothing open is answered 400 "No open position to exit" (TradersPost rejects it); pass
+`model_positions=False` to accept every valid exit. Scripted answers (see `httpstandin`) apply to
+valid orders only. CLI: `python -m trading.sim.traderspost --port 8766 [--record FILE.jsonl]`.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import time
+import math
 from pathlib import Path
 
-from trading.sim.standin import StandIn, wait_for_signal
+from trading.sim.httpstandin import HttpStandIn, answer, run_cli
 
 ACTIONS = {"buy", "sell", "exit", "cancel", "add"}
 TIF = {"day", "gtc", "opg", "cls", "ioc", "fok"}
 
 
 def validate(order) -> str:
+    """The reason TradersPost would refuse this order body, or "" when it is acceptable."""
     if not isinstance(order, dict):
         return "body must be a JSON object"
     for name in ("ticker", "action"):
-        if not order.get(name):
+        if not order.get(name) or not isinstance(order[name], str):
             return f"{name} is required"
     if order["action"] not in ACTIONS:
         return f"invalid action {order['action']!r}"
     qty = order.get("quantity")
-    if qty is not None and (not isinstance(qty, (int, float)) or qty <= 0):
+    if qty is not None and (isinstance(qty, bool) or not isinstance(qty, (int, float)) or not math.isfinite(qty)
+                            or qty <= 0):
         return "quantity must be a positive number"
     if order.get("timeInForce") not in (None, *TIF):
         return f"invalid timeInForce {order.get('timeInForce')!r}"
     return ""
 
 
-class TradersPostStandIn(StandIn):
-    name = "traderspost-standin"
+def rate_limited(retry_after: float = 60.0) -> dict:
+    """A scripted 429 with a Retry-After header."""
+    return answer(429, {"success": False, "message": "Too many requests"}, {"Retry-After": f"{retry_after:g}"})
 
-    def __init__(self, port: int = 0, record: Path | None = None):
+
+class TradersPostStandIn(HttpStandIn):
+    name = "traderspost-standin"
+    default_port = 8766
+
+    def __init__(self, port: int = 0, record: Path | None = None, model_positions: bool = True):
         super().__init__(port, record)
+        self.model_positions = model_positions
         self.positions: dict[tuple[str, str], int] = {}
 
     def orders(self, status: int | None = 200) -> list[dict]:
+        """Bodies received, only those answered `status` (None: all)."""
         return [e["order"] for e in self.snapshot() if status is None or e["status"] == status]
 
-    def _handle(self, handler, raw: bytes) -> None:
-        entry = {"path": handler.path, "received_at": time.time(), "order": None}
-        try:
-            order = json.loads(raw)
-        except ValueError:
-            entry["order"] = raw.decode("utf-8", "replace")
-            self._answer(handler, entry, 400, {"success": False, "message": "invalid JSON"})
-            return
-        entry["order"] = order
+    def reset(self) -> None:
+        super().reset()
+        with self._lock:
+            self.positions.clear()
+
+    def reject(self, entry: dict):
+        order = entry["order"] = entry["body"]
+        if not entry["json"]:
+            return 400, {"success": False, "message": "invalid JSON"}, {}
         problem = validate(order)
         if problem:
-            self._answer(handler, entry, 400, {"success": False, "message": problem})
+            return 400, {"success": False, "message": problem}, {}
+        if self.model_positions and order["action"] == "exit" and not self.positions.get(self._key(entry)):
+            return 400, {"success": False, "message": "No open position to exit"}, {}
+        return None
+
+    def accept(self, entry: dict):
+        return 200, {"success": True, "id": len(self.received) + 1, "logId": f"sim-{len(self.received) + 1}"}, {}
+
+    def answered(self, entry: dict, status: int) -> None:
+        if not (200 <= status < 300) or not isinstance(entry["body"], dict):
             return
-        key = (handler.path, order["ticker"])
-        if order["action"] == "exit" and not self.positions.get(key):
-            self._answer(handler, entry, 400, {"success": False, "message": "No open position to exit"})
-            return
-        scripted = self._script[0] if self._script else None
-        if not scripted or 200 <= int(scripted.get("status", 200)) < 300:
-            if order["action"] == "buy":
+        order, key = entry["body"], self._key(entry)
+        with self._lock:
+            if order.get("action") in ("buy", "add"):
                 self.positions[key] = self.positions.get(key, 0) + int(order.get("quantity") or 1)
-            elif order["action"] == "exit":
+            elif order.get("action") == "exit":
                 self.positions[key] = 0
-        self._answer(handler, entry, 200, {"success": True, "id": len(self.received) + 1})
+
+    @staticmethod
+    def _key(entry: dict) -> tuple[str, str]:
+        return entry["path"], entry["body"]["ticker"]
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trading.sim.traderspost", description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=8766)
-    parser.add_argument("--record", type=Path)
-    args = parser.parse_args(argv)
-    standin = TradersPostStandIn(args.port, args.record).start()
-    print(f"TradersPost stand-in on {standin.url} (GET {standin.url}/_received)", flush=True)
-    wait_for_signal()
-    standin.stop()
-    return 0
+    return run_cli(TradersPostStandIn, argv, prog="python -m trading.sim.traderspost",
+                   description=__doc__.splitlines()[0])
 
 
 if __name__ == "__main__":
