@@ -179,14 +179,3 @@ class Appliance(ProcessEnv):
         except (ProcessLookupError, PermissionError, TypeError, AttributeError):
             pass
         super().cleanup()
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead for our purpose
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except FileNotFoundError:
-        return False

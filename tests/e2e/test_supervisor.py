@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from tests.e2e.appliance import Appliance, pid_alive, wait_until
+from tests.e2e.appliance import Appliance, wait_until
+from trading.execution.worker import process_alive
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
@@ -45,4 +46,4 @@ def test_workers_follow_the_database_and_everything_stops_cleanly(appliance):
     assert appliance.proc.returncode == 0, appliance.log.read_text()[-3000:]
     assert took < 60, f"stop took {took:.1f}s"
     time.sleep(0.5)
-    assert [name for name, pid in pids.items() if pid_alive(pid)] == []
+    assert [name for name, pid in pids.items() if process_alive(pid)] == []

@@ -2,11 +2,15 @@
 from decimal import Decimal
 
 import pandas as pd
+import redis
 
 from strategies.backtest import Leg, run
-from strategies.bars import Bar
+from strategies.bars import Bar, frame_from_bars
 from strategies.instruments import CONTRACT_SPECS, DEMO_COMMISSION
 from strategies.params import IBSParams
+from tests.e2e.appliance import ProcessEnv, wait_until
+from trading.sim.gateway import LiveGateway
+from trading.sim.traderspost import TradersPostStandIn
 
 
 def configure_ibs_a(env, fronts: dict[str, str]) -> None:
@@ -22,13 +26,93 @@ def configure_ibs_a(env, fronts: dict[str, str]) -> None:
 
 
 def hourly_frames(client, prefix: str, roots) -> dict[str, pd.DataFrame]:
-    frames = {}
-    for root in roots:
-        bars = [Bar.from_message(f["bar"]) for _, f in client.xrange(f"{prefix}:bars:{root}:1h")]
-        frames[root] = pd.DataFrame({"ts": [int(b.ts.timestamp()) * 10**9 for b in bars], "open": [b.open for b in bars],
-                                     "high": [b.high for b in bars], "low": [b.low for b in bars],
-                                     "close": [b.close for b in bars], "volume": [b.volume for b in bars]})
-    return frames
+    return {root: frame_from_bars([Bar.from_message(f["bar"]) for _, f in client.xrange(f"{prefix}:bars:{root}:1h")])
+            for root in roots}
+
+
+class TradingRun:
+    """Local gateway → runhub → runworker → TradersPost stand-in, as separate processes.
+
+    `with TradingRun(...) as run:` starts everything; `run.wait_caught_up()` waits until the replay
+    is done and the worker has decided the last hour with no order outstanding; the way out stops
+    every process and removes the database and Redis keys.
+    """
+
+    STATE = ("import json; from trading.models import WorkerCursor, Signal\n"
+             "c = WorkerCursor.objects.get(strategy__name='ibs_a')\n"
+             "print(json.dumps([c.last_bar_ms, Signal.objects.filter(state__in=['pending','sending']).count()]))")
+    SUMMARY = ("import json; from trading.models import Trade, Signal, Position\n"
+               "print(json.dumps({'trades': [[t.symbol, t.entry_time.isoformat(), float(t.entry_price),"
+               " t.exit_time.isoformat(), float(t.exit_price), t.exit_reason]"
+               " for t in Trade.objects.order_by('exit_time', 'symbol')],"
+               " 'ambiguous': list(Signal.objects.filter(state='failed').values_list('key', 'state_reason')),"
+               " 'open': sorted(Position.objects.filter(state__in=['open','closing'])"
+               ".values_list('instrument__root', flat=True))}))")
+
+    def __init__(self, tmp_path, paths: dict, fronts: dict, days: dict, *, key: str, speed=None, block_ms=200):
+        self.tmp, self.key, self.fronts, self.days, self.roots, self.block_ms = (tmp_path, key, fronts, days,
+                                                                            sorted(fronts), block_ms)
+        self.gateway = LiveGateway(list(paths.values()), key=key, heartbeat_interval=0.2, speed=speed)
+        self.broker = TradersPostStandIn()
+        self.workers = 0
+        self.client = redis.Redis(decode_responses=True)
+
+    def __enter__(self):
+        tmp = self.tmp
+        self.gateway.start()
+        self.broker.start()
+        self.env = ProcessEnv(tmp, {
+            "DATABENTO_API_KEY": self.key, "DATABENTO_GATEWAY": f"127.0.0.1:{self.gateway.port}",
+            "TRADERSPOST_IBS_A_WEBHOOK": f"{self.broker.url}/trading/webhook/e2e-secret-token",
+            "DISCORD_WEBHOOK_URL": "http://127.0.0.1:9/api/webhooks/1/unused"})
+        self.prefix = self.env.redis_prefix
+        try:
+            self.env.manage("migrate", "--no-input", "-v0")
+            self.env.manage("load_demo")
+            configure_ibs_a(self.env, self.fronts)
+            self.start_worker()
+            wait_until(lambda: (tmp / "ibs_a_worker_heartbeat.json").exists() or self.worker.poll() is not None, 60,
+                       "worker up")
+            assert self.worker.poll() is None, (tmp / "worker-0.log").read_text()[-3000:]
+            self.hub = self.env.spawn("runhub", "--heartbeat", "0.5", log_name="hub.log")
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def start_worker(self):
+        self.worker = self.env.spawn("runworker", "--strategy", "ibs_a", "--block-ms", str(self.block_ms),
+                                     log_name=f"worker-{self.workers}.log")
+        self.workers += 1
+        return self.worker
+
+    def replay_done(self) -> bool:
+        return all(self.client.xlen(f"{self.prefix}:bars:{r}:1d") >= self.days[r] for r in self.roots)
+
+    def wait_caught_up(self) -> None:
+        wait_until(self.replay_done, 240, "hub replayed the data")
+        last = max(int(self.client.xrevrange(f"{self.prefix}:bars:{r}:1h", count=1)[0][0].split("-")[0])
+                   for r in self.roots)
+        wait_until(lambda: self.env.shell_json(self.STATE) == [last, 0], 240, "worker caught up, no order outstanding")
+        assert self.worker.poll() is None and self.hub.poll() is None
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        return hourly_frames(self.client, self.prefix, self.roots)
+
+    def summary(self) -> dict:
+        """Trades, failed (possibly ambiguous) signals and open positions from the database."""
+        return self.env.shell_json(self.SUMMARY)
+
+    def __exit__(self, *exc):
+        for name in ("hub", "worker"):
+            proc = getattr(self, name, None)
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(60)
+        self.gateway.stop()
+        if hasattr(self, "env"):
+            self.env.cleanup()
+        self.broker.stop()
 
 
 class Expected:

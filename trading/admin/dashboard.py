@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from strategies.calendar import session_date as cme_session_date
 from trading.health.heartbeat import is_fresh
+from trading.models import trade_pnl
 from trading.models import (DailyRiskState, Heartbeat, KillSwitch, KillSwitchEvent, Notification, Position, Strategy,
                             Trade)
 from trading.redis_client import get_redis, key
@@ -56,7 +57,8 @@ def last_prices(roots: list[str]) -> dict[str, float] | None:
 def unrealized_pnl(position: Position, price: float | None) -> Decimal | None:
     if price is None:
         return None
-    return ((Decimal(str(price)) - position.entry_price) * position.point_value * position.size).quantize(Decimal("0.01"))
+    # Unrealised: the trade's P&L if it closed at `price`, before commissions.
+    return trade_pnl(position.entry_price, Decimal(str(price)), position.point_value, position.size, Decimal("0"))
 
 
 def equity_curve(days: int = 120) -> dict[str, list[tuple[str, float]]]:

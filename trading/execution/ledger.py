@@ -8,6 +8,7 @@ Re-running the same step after a crash writes nothing twice: the keys already ex
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -58,8 +59,9 @@ class Ledger:
         if existing:
             return existing
         decided = bar_time + self.bar
+        ibs = None if ibs is None or math.isnan(ibs) else ibs
         extras = {"strategy": self.strategy.name, "signal_id": key, "bar_time": bar_time.isoformat(),
-                  "ibs": None if ibs is None or ibs != ibs else round(ibs, 4), "ml_score": ml, "reason": reason}
+                  "ibs": None if ibs is None else round(ibs, 4), "ml_score": ml, "reason": reason}
         # Entries carry broker-side protection relative to the actual fill, so it holds if the appliance dies.
         protect = action == "buy" and params is not None
         payload = order_payload(
@@ -77,7 +79,7 @@ class Ledger:
         return Signal.objects.create(
             key=key, strategy=self.strategy, instrument=leg.row.instrument, contract=leg.contract, bar_time=bar_time,
             action=action, quantity=quantity, signal_price=price(signal_price), reason=reason,
-            ibs=None if ibs is None or ibs != ibs else ibs, ml_score=ml, payload=payload, state=state,
+            ibs=ibs, ml_score=ml, payload=payload, state=state,
             state_reason=state_reason, expires_at=timezone.now() + left)
 
     # --- one step -----------------------------------------------------------------------------------

@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
-import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.db import close_old_connections
 
-from strategies.bars import Bar
+from strategies.bars import Bar, frame_from_bars
 from strategies.calendar import session_date
 from strategies.features import LOOKBACK, feature_names, feature_row
 from strategies.ibs import EntrySignal, ExitSignal
@@ -51,7 +50,8 @@ class WorkerLockError(RuntimeError):
     pass
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` still runs on this host (a zombie counts as dead; unsure counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -61,6 +61,8 @@ def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False  # it ended between the two looks
     except OSError:
         return True
 
@@ -112,7 +114,7 @@ class Worker:
         if not self.redis.set(self.lock_key, self.lock_token, nx=True, ex=LOCK_TTL):
             holder = self.redis.get(self.lock_key) or ""
             host, _, pid = holder.partition(":")
-            if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+            if host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid)):
                 # The holder died on this host (kill -9): its lock is void; take it atomically.
                 script = ("if redis.call('GET', KEYS[1]) == ARGV[1] then "
                           "return redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) else return nil end")
@@ -148,8 +150,8 @@ class Worker:
         cursor = WorkerCursor.objects.filter(strategy=s).first()
         if cursor is None:
             # First start: whatever is already published is history, never traded.
-            cursor = WorkerCursor.objects.create(strategy=s, last_bar_ms=streams.watermark_ms(self.redis) - 3_600_000
-                                                 if streams.watermark_ms(self.redis) else 0)
+            watermark = streams.watermark_ms(self.redis)
+            cursor = WorkerCursor.objects.create(strategy=s, last_bar_ms=watermark - 3_600_000 if watermark else 0)
         self.cursor_ms = cursor.last_bar_ms
         self.load_history()
         log.info("worker ready strategy=%s roots=%s cursor=%s open=%d", self.name, ",".join(self.config.legs),
@@ -201,11 +203,7 @@ class Worker:
             stream = streams.stream_key(root, "1h")
             stored = load_frame(root, "1h", until=until, limit=LOOKBACK) if until else load_frame(root, "1h", limit=0)
             entries = self.redis.xrevrange(stream, max=f"{self.cursor_ms}-0", min="-", count=LOOKBACK) if until else []
-            bars = [Bar.from_message(f["bar"]) for _, f in reversed(entries)]
-            recent = pd.DataFrame({
-                "ts": np.array([int(b.ts.timestamp()) * 1_000_000_000 for b in bars], dtype=np.int64),
-                "open": [b.open for b in bars], "high": [b.high for b in bars], "low": [b.low for b in bars],
-                "close": [b.close for b in bars], "volume": [b.volume for b in bars]})
+            recent = frame_from_bars([Bar.from_message(f["bar"]) for _, f in reversed(entries)])
             frame = pd.concat([stored, recent], ignore_index=True) if len(stored) else recent
             self.frames[root] = frame.drop_duplicates("ts", keep="last").sort_values("ts").tail(LOOKBACK).reset_index(
                 drop=True)
@@ -235,10 +233,8 @@ class Worker:
         return ""
 
     def append_frame(self, bar: Bar) -> None:
-        frame = self.frames[bar.symbol]
-        row = {"ts": int(bar.ts.timestamp()) * 1_000_000_000, "open": bar.open, "high": bar.high, "low": bar.low,
-               "close": bar.close, "volume": bar.volume}
-        self.frames[bar.symbol] = pd.concat([frame, pd.DataFrame([row])], ignore_index=True).tail(LOOKBACK * 2)
+        frame = pd.concat([self.frames[bar.symbol], frame_from_bars([bar])], ignore_index=True)
+        self.frames[bar.symbol] = frame.tail(LOOKBACK * 2)
 
     def process_hour(self, ts_ms: int, bars: dict[str, Bar]) -> None:
         ts = datetime.fromtimestamp(ts_ms / 1000, UTC)
@@ -328,7 +324,7 @@ class Worker:
             from strategies.ibs import InstrumentBook
 
             self.portfolio.books[root] = InstrumentBook(fresh.params[root], self.portfolio.seconds)
-            self.frames[root] = self.frames[next(iter(self.frames))].iloc[0:0].copy()
+            self.frames[root] = frame_from_bars([])
             self.last_ids[streams.stream_key(root, "1h")] = f"{self.cursor_ms}-0"
         # An instrument disabled with a position open keeps its leg so its exit is still managed.
         for root, leg in self.config.legs.items():
