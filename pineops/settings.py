@@ -151,10 +151,18 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# One queue per installation prefix: appliances (or test runs) sharing a Redis never take each other's tasks.
+CELERY_TASK_DEFAULT_QUEUE = f"{REDIS_PREFIX}.tasks"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- Trading ----------------------------------------------------------------------------------
 # Env override of the killswitch: true/1/yes (any case) blocks entries; "halt" blocks everything.
 POLICY_KILLSWITCH = env.str("POLICY_KILLSWITCH", default="")
+# Where alerts without a strategy (hub, heartbeats, process faults) go: a ${VAR} reference, like the
+# strategies' own discord_webhook field; the URL itself stays in the environment.
+DISCORD_SYSTEM_WEBHOOK = os.environ.get("DISCORD_SYSTEM_WEBHOOK", "${DISCORD_WEBHOOK_URL}")  # not env.str: it expands $
+# The CME session boundary (daily-stop reset) and the daily summary, in exchange time.
+EXCHANGE_TIMEZONE = "America/Chicago"
 
 # --- Logging: one line per event; secrets are redacted by a filter on every handler ------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()

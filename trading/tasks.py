@@ -1,8 +1,10 @@
 """Celery tasks: thin, idempotent wrappers around service functions (safe to run twice)."""
 from celery import shared_task
 
-from trading.execution import outbox
+from trading.execution import outbox, sender
 from trading.health import monitor
+from trading.notify import delivery
+from trading.risk import daily
 
 
 @shared_task(name="trading.check_heartbeats", ignore_result=True)
@@ -12,9 +14,9 @@ def check_heartbeats():
 
 @shared_task(name="trading.send_pending_orders", ignore_result=True)
 def send_pending_orders():
-    """Safety net beside each worker's own sender: claims make a double send impossible."""
-    report = outbox.send_pending_orders()
-    return {k: len(v) for k, v in vars(report).items()}
+    """Safety net for strategies whose order sender is not running (worker down): delivers their
+    due orders. Strategies with a live sender are left to it; claims make a double send impossible."""
+    return sender.send_orphaned_orders()
 
 
 @shared_task(name="trading.check_stuck_orders", ignore_result=True)
@@ -22,3 +24,20 @@ def check_stuck_orders():
     recovered = outbox.recover_interrupted()
     stuck = outbox.alert_stuck_pending()
     return {"recovered": recovered, "stuck": stuck}
+
+
+@shared_task(name="trading.deliver_notifications", ignore_result=True, soft_time_limit=60)
+def deliver_notifications():
+    """Discord delivery; beat runs it every few seconds, a run holds a webhook's order (see delivery)."""
+    return delivery.deliver_notifications().counts()
+
+
+@shared_task(name="trading.open_session", ignore_result=True)
+def open_session():
+    """At 17:00 America/Chicago: the new CME session starts with a clean daily stop."""
+    return daily.session_boundary()
+
+
+@shared_task(name="trading.daily_summary", ignore_result=True)
+def daily_summary():
+    return daily.daily_summary()

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from tests.e2e.appliance import Appliance, wait_until
-from trading.execution.worker import process_alive
+from trading.health.process import process_alive
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 

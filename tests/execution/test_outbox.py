@@ -1,4 +1,6 @@
 """The order outbox against the database: once delivered never again, failures kept and alerted."""
+import socket
+import subprocess
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -7,7 +9,8 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from trading.execution.outbox import MAX_ATTEMPTS, backoff_seconds, recover_interrupted, send_pending_orders
+from trading.execution.outbox import (MAX_ATTEMPTS, backoff_seconds, process_token, recover_interrupted,
+                                     send_pending_orders)
 from trading.models import DeliveryAttempt, Notification, Signal, Strategy, signal_key
 from trading.risk.killswitch import set_mode
 
@@ -159,8 +162,16 @@ def test_crash_during_post_is_never_resent_and_is_alerted(signal):
 
 
 def test_recent_claim_is_left_to_its_sender(signal):
-    Signal.objects.filter(pk=signal.pk).update(state="sending", claimed_at=timezone.now())
-    assert recover_interrupted() == {"requeued": [], "ambiguous": []}
+    Signal.objects.filter(pk=signal.pk).update(state="sending", claimed_at=timezone.now(), claimed_by=process_token())
+    assert recover_interrupted() == {"requeued": [], "ambiguous": []}  # its sender lives
+
+
+def test_claim_of_a_dead_sender_is_settled_at_once(signal):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    Signal.objects.filter(pk=signal.pk).update(state="sending", claimed_at=timezone.now(),
+                                               claimed_by=f"{socket.gethostname()}:{dead.pid}")
+    assert recover_interrupted()["requeued"] == [signal.key]
 
 
 def test_backoff_grows_and_is_capped():

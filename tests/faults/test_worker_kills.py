@@ -8,6 +8,7 @@ from datetime import date
 
 import pytest
 
+from tests.e2e.appliance import wait_until
 from tests.e2e.reference import expected_bars
 from tests.e2e.trading_setup import Expected, TradingRun, received
 from trading.sim.market import generate, listings
@@ -52,3 +53,28 @@ def test_worker_killed_at_random_moments(tmp_path):
         (t["symbol"], t["entry_time"][:19], round(t["entry_price"], 6), t["exit_time"][:19], round(t["exit_price"], 6),
          t["exit_reason"]) for t in expected.closed]
     assert summary["open"] == expected.open_at_end
+
+
+def test_worker_killed_while_its_order_is_in_flight_sends_it_once(tmp_path):
+    """The broker holds the first POST's answer for 3 s; the worker's process group is killed -9 in
+    that time. The POST still completes (the sender is not in the worker's group), is recorded as
+    sent, and the next worker neither resends it nor declares it ambiguous."""
+    paths = generate(tmp_path / "market", roots=["CL"], start=date(2026, 11, 2), days=3, seed=9, roll_day=30,
+                     trades_per_minute=3.0)
+    fronts = {"CL": listings("CL", date(2026, 11, 3))[0].raw_symbol}
+    days = {"CL": len(expected_bars(paths["CL"], fronts["CL"])["1d"])}
+    with TradingRun(tmp_path, paths, fronts, days, key=KEY, speed=11_000, block_ms=100) as run:
+        run.broker.script({"status": 200, "delay": 3.0})
+        wait_until(lambda: run.broker.snapshot(), 120, "the first order reaching the broker")
+        os.killpg(run.worker.pid, signal.SIGKILL)
+        run.worker.wait(10)
+        run.start_worker()
+        run.wait_caught_up()
+        first = run.broker.snapshot()[0]["order"]["extras"]["signal_id"]
+        state = run.env.shell_json("import json; from trading.models import Signal\n"
+                                   f"s = Signal.objects.get(key={first!r}); print(json.dumps([s.state, s.attempts]))")
+        summary = run.summary()
+    buys, exits, duplicates = received(run.broker.orders(status=None))
+    print(f"\nin-flight kill: first order {first} → {state}; orders {len(buys) + len(exits)}, duplicates {duplicates}")
+    assert state == ["sent", 1]
+    assert duplicates == 0 and summary["ambiguous"] == []

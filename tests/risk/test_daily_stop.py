@@ -1,4 +1,4 @@
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from unittest import mock
 
@@ -6,7 +6,9 @@ import pytest
 from django.core.management import call_command
 
 from trading.models import DailyRiskState, Notification, Strategy
-from trading.risk.daily import entries_stopped, open_session, record_realized
+from strategies.calendar import previous_trade_date
+from tests.trading.factories import make_trade
+from trading.risk.daily import daily_summary, entries_stopped, open_session, record_realized, session_boundary
 
 pytestmark = pytest.mark.django_db
 DAY = date(2026, 11, 24)
@@ -54,3 +56,37 @@ def test_unreadable_state_blocks_entries(strategy):
     with mock.patch.object(DailyRiskState.objects, "filter", side_effect=RuntimeError("db gone")):
         stopped, why = entries_stopped(strategy, DAY)
     assert stopped and "unreadable" in why
+
+
+def chicago(y, m, d, hh, mm=0):
+    from zoneinfo import ZoneInfo
+
+    return datetime(y, m, d, hh, mm, tzinfo=ZoneInfo("America/Chicago"))
+
+
+@pytest.mark.parametrize("when, session", [
+    (chicago(2026, 7, 14, 17, 0), date(2026, 7, 15)),    # daylight time: 22:00 UTC
+    (chicago(2026, 11, 24, 17, 0), date(2026, 11, 25)),  # standard time: 23:00 UTC
+    (chicago(2026, 11, 25, 17, 0), date(2026, 11, 27)),  # Thanksgiving has no session
+])
+def test_session_boundary_opens_the_right_day_and_lifts_a_stop_once(strategy, when, session):
+    previous = previous_trade_date(session)
+    record_realized(strategy, previous, Decimal("-5000"))
+    assert entries_stopped(strategy, previous)[0]
+    result = session_boundary(when)
+    assert result["session_date"] == session.isoformat() and "ibs_a" in result["opened"]
+    assert entries_stopped(strategy, session) == (False, "")
+    session_boundary(when)
+    assert Notification.objects.filter(title="Daily stop lifted: ibs_a").count() == 1
+
+
+def test_daily_summary_after_the_close_counts_the_days_trades_once(strategy):
+    make_trade(strategy, session_date=date(2026, 11, 24), pnl=Decimal("250"))
+    make_trade(strategy, session_date=date(2026, 11, 24), pnl=Decimal("-100"))
+    make_trade(strategy, session_date=date(2026, 11, 23), pnl=Decimal("999"))  # another day
+    assert daily_summary(chicago(2026, 11, 24, 15, 30)) == []  # session still open: nothing yet
+    assert daily_summary(chicago(2026, 11, 24, 16, 15)) == ["ibs_a"]
+    note = Notification.objects.get(kind="summary", strategy=strategy)
+    assert note.fields["Trades"] == "2" and note.fields["P&L $"] == "150.00" and note.fields["Winners"] == "1"
+    assert daily_summary(chicago(2026, 11, 24, 16, 20)) == []  # queued once per day
+    assert daily_summary(chicago(2026, 11, 26, 16, 15)) == []  # Thanksgiving: no session, no summary

@@ -8,7 +8,9 @@ idempotency key; a duplicate POST is a duplicate order): it is failed and alerte
 from __future__ import annotations
 
 import logging
+import os
 import random
+import socket
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,6 +20,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from trading.config import ConfigError, resolve
+from trading.health.process import process_alive
 from trading.models import DeliveryAttempt, Signal
 from trading.notify.outbox import enqueue
 from trading.risk.killswitch import allows, current_mode
@@ -80,7 +83,8 @@ def send_one(pk: int, *, now: datetime | None = None, deliver=None, limiter=None
     """Try to deliver signal `pk` once; returns its new state, or None when another sender has it."""
     report = report or OutboxReport()
     now = now or timezone.now()
-    if not Signal.objects.filter(pk=pk, state=State.PENDING).update(state=State.SENDING, claimed_at=now):
+    if not Signal.objects.filter(pk=pk, state=State.PENDING).update(state=State.SENDING, claimed_at=now,
+                                                                    claimed_by=process_token()):
         return None
     sig = Signal.objects.select_related("strategy", "instrument").get(pk=pk)
 
@@ -151,29 +155,47 @@ def send_one(pk: int, *, now: datetime | None = None, deliver=None, limiter=None
 
 
 def send_pending_orders(*, strategy=None, now: datetime | None = None, deliver=None, limiter=None,
-                        timeout: float = 10.0, limit: int = 100) -> OutboxReport:
-    """Deliver every due pending signal (oldest first); safe to run from several processes at once."""
+                        timeout: float = 10.0, limit: int = 100, stop=lambda: False) -> OutboxReport:
+    """Deliver every due pending signal (oldest first); safe to run from several processes at once.
+    `stop()` is asked before each signal: a sender told to go finishes the POST in hand, no more."""
     now = now or timezone.now()
     report = OutboxReport()
     due = Signal.objects.filter(state=State.PENDING).filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
     if strategy is not None:
         due = due.filter(strategy=strategy)
     for pk in due.order_by("created_at", "id").values_list("pk", flat=True)[:limit]:
+        if stop():
+            break
         send_one(pk, now=now, deliver=deliver, limiter=limiter, timeout=timeout, report=report)
     return report
 
 
+def process_token() -> str:
+    """host:pid of this process, as claims record it."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def claim_holder_dead(token: str) -> bool:
+    """Whether the sender that wrote claim `token` is known dead (same host, process gone)."""
+    host, _, pid = (token or "").partition(":")
+    return host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid))
+
+
 def recover_interrupted(*, strategy=None, now: datetime | None = None, lease: timedelta = CLAIM_LEASE) -> dict:
-    """Settle signals left in 'sending' by a process that died (claims older than `lease`).
+    """Settle signals left in 'sending' by a sender that died: at once when its process is known
+    gone, else once the claim is older than `lease`. A live sender's claim is never touched.
 
     Never posted (no started attempt) → pending again. Possibly posted → failed and alerted, never resent.
     """
     now = now or timezone.now()
-    stuck = Signal.objects.filter(state=State.SENDING).filter(Q(claimed_at__lt=now - lease) | Q(claimed_at__isnull=True))
+    stuck = Signal.objects.filter(state=State.SENDING)
     if strategy is not None:
         stuck = stuck.filter(strategy=strategy)
     outcome = {"requeued": [], "ambiguous": []}
     for sig in stuck.select_related("strategy"):
+        expired = sig.claimed_at is None or sig.claimed_at < now - lease
+        if not expired and not claim_holder_dead(sig.claimed_by):
+            continue
         in_flight = sig.delivery_attempts.filter(outcome="started").exists()
         if not in_flight:
             Signal.objects.filter(pk=sig.pk, state=State.SENDING).update(state=State.PENDING)

@@ -3,8 +3,9 @@
 Books are rebuilt from the database (open positions, pending fills) and the worker resumes after
 the last hour it processed; history only feeds the ML features — it never reaches the order
 path. An hour is decided once every instrument's bar for it is published (the hub's watermark),
-the step is written in one transaction, then its orders are sent through the outbox. A second
-copy of the same worker is refused by a Redis lock.
+the step is written in one transaction, then its orders go to the order sender (a child process
+that a kill of the worker cannot cut off mid-POST, see execution.sender). A second copy of the
+same worker is refused by a Redis lock.
 """
 from __future__ import annotations
 
@@ -29,9 +30,10 @@ from strategies.ibs import Position as BookPosition
 from strategies.ml import ModelError, load
 from strategies.params import ParameterError
 from strategies.portfolio import Portfolio
-from trading.execution import outbox
+from trading.execution.sender import InlineSender
 from trading.execution.ledger import Leg, Ledger
 from trading.health.heartbeat import beat
+from trading.health.process import process_alive
 from trading.marketdata import streams
 from trading.marketdata.barstore import load_frame
 from trading.models import Position, Strategy, WorkerCursor
@@ -48,23 +50,6 @@ LOCK_TTL = 30
 
 class WorkerLockError(RuntimeError):
     pass
-
-
-def process_alive(pid: int) -> bool:
-    """Whether process `pid` still runs on this host (a zombie counts as dead; unsure counts as alive)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False  # it ended between the two looks
-    except OSError:
-        return True
 
 
 @dataclass
@@ -93,8 +78,9 @@ def load_config(name: str) -> Config:
 
 
 class Worker:
-    def __init__(self, name: str, *, block_ms: int = 1000, stopping=lambda: False):
+    def __init__(self, name: str, *, block_ms: int = 1000, stopping=lambda: False, sender=None):
         self.name = name
+        self.sender = sender or InlineSender(name)
         self.block_ms = block_ms
         self.stopping = stopping
         self.redis = get_redis()
@@ -246,8 +232,7 @@ class Worker:
         pending = self.ledger.apply(ts, bars, outcome, self.config.params, self.portfolio.books)
         self.cursor_ms = ts_ms
         self.last_bar_time = ts
-        for sig in pending:
-            outbox.send_one(sig.pk)
+        self.sender.send_now(self.config.strategy, [sig.pk for sig in pending])
         self.drop_cancelled_entries()
         for root, t in outcome.closed:
             log.info("trade closed strategy=%s root=%s entry=%s exit=%s reason=%s", self.name, root, t.entry_price,
@@ -278,7 +263,7 @@ class Worker:
                 break
             self.process_hour(ts_ms, self.buffer.pop(ts_ms))
             done += 1
-        outbox.send_pending_orders(strategy=self.config.strategy)
+        self.sender.pump(self.config.strategy)
         self.drop_cancelled_entries()
         return done
 
@@ -340,7 +325,7 @@ class Worker:
         self.acquire_lock()
         try:
             self.setup()
-            outbox.recover_interrupted(strategy=self.config.strategy, lease=timedelta(0))
+            self.sender.start(self.config.strategy)
             enqueue("startup", f"{self.name} worker started", strategy=self.config.strategy,
                     body=f"Instruments: {', '.join(self.config.legs)}; open: {self.portfolio.busy()}")
             self.heartbeat(force=True)
@@ -363,7 +348,7 @@ class Worker:
                         self.setup()
                     except Exception as again:  # noqa: BLE001
                         log.error("worker state rebuild failed strategy=%s: %s", self.name, again.__class__.__name__)
-            outbox.send_pending_orders(strategy=self.config.strategy)
+            self.sender.stop(self.config.strategy)
             self.heartbeat("stopped", force=True)
             enqueue("shutdown", f"{self.name} worker stopped", strategy=self.config.strategy)
         finally:

@@ -49,6 +49,7 @@ class Signal(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True,
                                       help_text="Time in force 'day': not sent after the session closes")
     claimed_at = models.DateTimeField(null=True, blank=True, help_text="When a sender took it (state sending)")
+    claimed_by = models.CharField(max_length=80, blank=True, help_text="host:pid of the sender that took it")
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
 

@@ -5,14 +5,15 @@ survives restarts, and a new session starts clean; reading it fails closed (stop
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
-from trading.models import DailyRiskState, Strategy
+from strategies.calendar import previous_trade_date, session_close, session_date
+from trading.models import DailyRiskState, Position, Strategy, Trade
 from trading.notify.outbox import enqueue
 
 log = logging.getLogger(__name__)
@@ -51,12 +52,50 @@ def entries_stopped(strategy: Strategy, session_date: date) -> tuple[bool, str]:
 
 
 def open_session(session_date: date) -> list[str]:
-    """At the session boundary: start each strategy's day clean (idempotent)."""
+    """At the session boundary: start each strategy's day clean (idempotent); a daily stop of the
+    previous session is lifted with one info alert per strategy."""
     opened = []
+    previous = previous_trade_date(session_date)
     for strategy in Strategy.objects.all():
         _, created = DailyRiskState.objects.get_or_create(strategy=strategy, session_date=session_date)
         if created:
             opened.append(strategy.name)
+        if DailyRiskState.objects.filter(strategy=strategy, session_date=previous, stopped=True).exists():
+            enqueue("info", f"Daily stop lifted: {strategy.name}", strategy=strategy,
+                    body=f"CME session {session_date} opened; entries allowed again.",
+                    dedupe_key=f"daily-stop-lifted:{strategy.name}:{session_date}")
     if opened:
         log.info("daily risk reset session=%s strategies=%s", session_date, opened)
     return opened
+
+
+def session_boundary(now: datetime | None = None) -> dict:
+    """The Celery task's body: open the session `now` belongs to (17:00 America/Chicago onwards)."""
+    now = now or timezone.now()
+    day = session_date(now)
+    return {"session_date": day.isoformat(), "opened": open_session(day)}
+
+
+def daily_summary(now: datetime | None = None) -> list[str]:
+    """After the close: one summary per strategy (trades, P&L, open positions) for the session that
+    ended; nothing on a day without a session; queued once per strategy and day."""
+    now = now or timezone.now()
+    day = session_date(now - timedelta(hours=1))  # run after 16:00 CT: the hour before is the session
+    if session_close(day) > now:
+        return []
+    sent = []
+    for strategy in Strategy.objects.all():
+        trades = Trade.objects.filter(strategy=strategy, session_date=day)
+        agg = trades.aggregate(n=Count("id"), total=Sum("pnl"), wins=Count("id", filter=Q(pnl__gt=0)))
+        open_rows = Position.objects.filter(strategy=strategy, state__in=["open", "closing"]).select_related("instrument")
+        open_list = ", ".join(f"{p.instrument.root} ×{p.size} @ {p.entry_price.normalize()}" for p in open_rows) or "none"
+        state = DailyRiskState.objects.filter(strategy=strategy, session_date=day).first()
+        if not strategy.enabled and not agg["n"] and open_list == "none":
+            continue
+        fields = {"Trades": str(agg["n"]), "Winners": str(agg["wins"]), "P&L $": f"{agg['total'] or Decimal(0):.2f}",
+                  "Open positions": open_list, "Daily stop": "hit" if state and state.stopped else "no"}
+        if enqueue("summary", f"{strategy.name}: session {day} summary", strategy=strategy, fields=fields,
+                   dedupe_key=f"daily-summary:{strategy.name}:{day}"):
+            sent.append(strategy.name)
+    log.info("daily summary session=%s strategies=%s", day, sent)
+    return sent

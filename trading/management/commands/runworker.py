@@ -5,6 +5,7 @@ import signal
 from django.core.management.base import BaseCommand, CommandError
 
 from strategies.params import ParameterError
+from trading.execution.sender import DetachedSender
 from trading.execution.worker import Worker, WorkerLockError
 from trading.models import Strategy
 
@@ -25,6 +26,6 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
         signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
         try:
-            Worker(strategy, block_ms=block_ms, stopping=lambda: bool(stopping)).run()
+            Worker(strategy, block_ms=block_ms, stopping=lambda: bool(stopping), sender=DetachedSender(strategy)).run()
         except (WorkerLockError, ParameterError) as exc:
             raise CommandError(str(exc)) from None

@@ -1,0 +1,182 @@
+"""Where a worker's orders leave from.
+
+TradersPost has no idempotency key, so a POST cut in half by a kill is an order in an unknown
+state. The worker therefore never POSTs itself: `DetachedSender` runs `manage.py sendorders`
+as a child in its own session, fed by a pipe. A kill -9 of the worker (or of its process group,
+as supervisord does) leaves the sender alive: it finishes the POST in hand, records the answer,
+sees the pipe closed and exits without starting another. The next worker starts its own
+sender; claims (`Signal.claimed_by`) keep two senders off one order, and a claim is settled only
+once its sender is known dead. What remains ambiguous is a kill of the sender itself during
+its POST: such an order is failed and alerted, never resent (see outbox.recover_interrupted).
+
+`InlineSender` sends from the calling process: for in-process tests and tools.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.db import close_old_connections
+
+from trading.execution import outbox
+from trading.execution.ratelimit import RedisRateLimiter
+from trading.redis_client import get_redis, key
+
+log = logging.getLogger(__name__)
+POLL_SECONDS = 0.5
+REGISTRY_TTL = 15
+STOP_WAIT = 30.0
+
+
+def limiter() -> RedisRateLimiter:
+    """The per-webhook limiter shared by every sender of this appliance (60/min, 500/h)."""
+    return RedisRateLimiter(get_redis(), prefix=key("ratelimit"))
+
+
+def registry_key(strategy_name: str) -> str:
+    return key("sender", strategy_name)
+
+
+class InlineSender:
+    """Sends in the calling process."""
+
+    def __init__(self, strategy_name: str):
+        self.name = strategy_name
+
+    def start(self, strategy) -> None:
+        outbox.recover_interrupted(strategy=strategy)
+
+    def send_now(self, strategy, pks) -> None:
+        for pk in pks:
+            outbox.send_one(pk, limiter=limiter())
+
+    def pump(self, strategy) -> None:
+        outbox.send_pending_orders(strategy=strategy, limiter=limiter())
+
+    def stop(self, strategy) -> None:
+        self.pump(strategy)
+
+
+class DetachedSender:
+    """A `sendorders` child in its own session, woken through its stdin."""
+
+    def __init__(self, strategy_name: str, *, python: str = sys.executable):
+        self.name = strategy_name
+        self.python = python
+        self.proc: subprocess.Popen | None = None
+
+    def _spawn(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.python, str(Path(settings.BASE_DIR) / "manage.py"), "sendorders", "--strategy", self.name],
+            stdin=subprocess.PIPE, cwd=settings.BASE_DIR, start_new_session=True)
+        log.info("order sender started strategy=%s pid=%d", self.name, self.proc.pid)
+
+    def start(self, strategy) -> None:
+        outbox.recover_interrupted(strategy=strategy)
+        self._spawn()
+
+    def _alive(self, strategy) -> bool:
+        if self.proc is not None and self.proc.poll() is None:
+            return True
+        if self.proc is not None:
+            log.error("order sender died strategy=%s pid=%d code=%s; settling its claims and restarting it",
+                      self.name, self.proc.pid, self.proc.returncode)
+            outbox.recover_interrupted(strategy=strategy)
+            self._spawn()
+        return False
+
+    def send_now(self, strategy, pks) -> None:
+        if pks:
+            self.wake(strategy)
+
+    def wake(self, strategy) -> None:
+        if not self._alive(strategy):
+            return  # a fresh sender looks for due orders as it starts
+        try:
+            self.proc.stdin.write(b"\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            self._alive(strategy)
+
+    def pump(self, strategy) -> None:
+        self._alive(strategy)  # a live sender polls for due retries on its own
+
+    def stop(self, strategy=None, timeout: float = STOP_WAIT) -> None:
+        """Close the pipe and wait for the sender to finish the POST in hand."""
+        if self.proc is None:
+            return
+        try:
+            self.proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.error("order sender strategy=%s did not stop within %.0fs; leaving it to finish", self.name, timeout)
+
+
+def send_orphaned_orders() -> dict:
+    """Due orders of strategies without a live sender (the Celery safety net), by strategy."""
+    from trading.models import Signal, Strategy
+
+    redis = get_redis()
+    out = {}
+    waiting = Signal.objects.filter(state=Signal.State.PENDING).values_list("strategy_id", flat=True).distinct()
+    for strategy in Strategy.objects.filter(pk__in=list(waiting)):
+        if redis.exists(registry_key(strategy.name)):
+            continue
+        report = outbox.send_pending_orders(strategy=strategy, limiter=limiter())
+        out[strategy.name] = {k: len(v) for k, v in vars(report).items()}
+    return out
+
+
+def run_sender(strategy, *, stdin=None, poll: float = POLL_SECONDS) -> int:
+    """The `sendorders` loop: send due orders when woken or every `poll` s; return when stdin closes."""
+    fd = (stdin or sys.stdin.buffer).fileno()
+    redis = get_redis()
+    token = outbox.process_token()
+    closed = False
+
+    def read_wakeups(timeout: float) -> None:
+        nonlocal closed
+        while not closed:
+            ready, _, _ = select.select([fd], [], [], timeout)
+            if not ready:
+                return
+            if not os.read(fd, 4096):
+                closed = True
+            timeout = 0
+
+    def stop() -> bool:
+        read_wakeups(0)
+        return closed
+
+    limit = limiter()
+    sent = 0
+    log.info("order sender running strategy=%s", strategy.name)
+    while not closed:
+        try:
+            redis.set(registry_key(strategy.name), token, ex=REGISTRY_TTL)
+        except Exception as exc:  # noqa: BLE001 — the registry only spares Celery's safety net the work
+            log.warning("sender registry not updated strategy=%s: %s", strategy.name, exc.__class__.__name__)
+        try:
+            report = outbox.send_pending_orders(strategy=strategy, limiter=limit, stop=stop)
+            sent += len(report.sent)
+        except Exception as exc:  # noqa: BLE001 — database away: the orders wait in it; try again
+            log.error("order sending failed strategy=%s (%s); retrying", strategy.name, exc.__class__.__name__)
+            time.sleep(1)
+            close_old_connections()
+        read_wakeups(poll)
+    try:
+        if redis.get(registry_key(strategy.name)) == token:
+            redis.delete(registry_key(strategy.name))
+    except Exception:  # noqa: BLE001
+        pass
+    log.info("order sender stopped strategy=%s sent=%d", strategy.name, sent)
+    return sent
