@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
 
-from strategies.calendar import session_close, session_date, session_dates
+from strategies.calendar import session_close, session_date, session_date_ns, session_dates
 
 UTC = timezone.utc
 TIMEFRAME_SECONDS = {"1m": 60, "1h": 3600}
@@ -45,8 +45,10 @@ class Bar:
         return self.ts + timedelta(seconds=TIMEFRAME_SECONDS[self.timeframe])
 
     def to_message(self) -> str:
-        data = asdict(self)
-        data["ts"] = self.ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        # Fields spelled out: dataclasses.asdict deep-copies and is the hub's costliest step.
+        data = {"symbol": self.symbol, "contract": self.contract, "timeframe": self.timeframe,
+                "ts": self.ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "open": self.open, "high": self.high,
+                "low": self.low, "close": self.close, "volume": self.volume, "trades": self.trades}
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
@@ -90,8 +92,8 @@ def validate(bar: Bar) -> None:
 
 
 def _merge(acc: Bar, bar: Bar) -> Bar:
-    return replace(acc, high=max(acc.high, bar.high), low=min(acc.low, bar.low), close=bar.close,
-                   volume=acc.volume + bar.volume, trades=acc.trades + bar.trades, contract=bar.contract)
+    return Bar(acc.symbol, bar.contract, acc.timeframe, acc.ts, acc.open, max(acc.high, bar.high), min(acc.low, bar.low),
+               bar.close, acc.volume + bar.volume, acc.trades + bar.trades)
 
 
 # --- streaming -------------------------------------------------------------------------------
@@ -170,7 +172,7 @@ class DailyAggregator:
         self._day: date | None = None
 
     def push(self, bar: Bar) -> list[Bar]:
-        day = session_date(bar.ts)
+        day = session_date_ns(int(bar.ts.timestamp()) * NS)
         out = []
         if self._day is not None and day > self._day:
             out = self.close_through(bar.ts, force=True)

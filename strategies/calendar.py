@@ -66,6 +66,17 @@ def session_date(ts: datetime) -> date:
     return next_trade_date(candidate)
 
 
+@functools.lru_cache(maxsize=16_384)
+def _session_of_hour(hour: int) -> date:
+    return session_date(datetime.fromtimestamp(hour * 3600, timezone.utc))
+
+
+def session_date_ns(ts_ns: int) -> date:
+    """`session_date` of a UTC time in ns, memoised per hour: sessions change only on the hour
+    (17:00 Chicago is a whole hour in UTC in summer and winter), so streaming code pays once an hour."""
+    return _session_of_hour(ts_ns // 3_600_000_000_000)
+
+
 def session_dates(ts_ns: np.ndarray) -> np.ndarray:
     """Vectorised `session_date` for int64 UTC nanoseconds; returns datetime64[D]."""
     local = pd.DatetimeIndex(np.asarray(ts_ns, dtype="int64").view("datetime64[ns]"), tz="UTC").tz_convert(CHICAGO)

@@ -17,13 +17,15 @@ from datetime import datetime, timezone
 import databento_dbn as dbn
 
 from strategies.bars import Bar, DailyAggregator, HourlyAggregator, MinuteBarBuilder
-from strategies.calendar import session_date, session_end
+from strategies.calendar import session_date, session_date_ns, session_end
 from trading.marketdata.roll import FrontMonth, Roll, parse_contract
 
 log = logging.getLogger(__name__)
 UTC = timezone.utc
 NS = 1_000_000_000
 MINUTE = 60 * NS
+UNDEF_PRICE = dbn.UNDEF_PRICE
+HOUR = 60 * MINUTE
 
 
 @dataclass
@@ -41,13 +43,15 @@ class RootState:
 
 
 class Hub:
-    def __init__(self, fronts: dict[str, FrontMonth], *, publish, on_roll=None, on_watermark=None):
+    def __init__(self, fronts: dict[str, FrontMonth], *, publish, on_roll=None, on_watermark=None, flush=None):
         self.roots = {root: RootState(root, front, MinuteBarBuilder(root)) for root, front in fronts.items()}
         self.publish = publish  # callable(Bar) -> bool (False: duplicate)
+        self.flush = flush or (lambda: None)  # a buffering publisher writes what it holds
         self.on_roll = on_roll or (lambda roll: None)
         # Called with the hour (ns) before which every hourly bar of every root is published.
         self.on_watermark = on_watermark or (lambda hour_ns: None)
         self.symbols: dict[int, str] = {}
+        self._routes: dict[int, tuple[str, RootState | None, str]] = {}  # instrument_id → (raw, state, why not)
         self.counters: Counter = Counter()
         self.clock = 0  # ns: latest exchange time seen (trades and heartbeats)
         self._swept_minute = 0
@@ -62,6 +66,7 @@ class Hub:
             self._trade(rec)
         elif isinstance(rec, dbn.SymbolMappingMsg):
             self.symbols[rec.instrument_id] = rec.stype_out_symbol
+            self._routes.pop(rec.instrument_id, None)
         elif isinstance(rec, dbn.SystemMsg):
             self.counters["system"] += 1
             self.advance(rec.ts_event)
@@ -71,22 +76,36 @@ class Hub:
         else:
             self.counters["other_records"] += 1
 
-    def _trade(self, rec) -> None:
-        raw = self.symbols.get(rec.instrument_id)
+    def _route(self, instrument_id: int, ts: int) -> tuple[str, RootState | None, str] | None:
+        """Where an instrument's trades go, worked out once per symbol mapping (None: unmapped)."""
+        raw = self.symbols.get(instrument_id)
         if raw is None:
+            return None
+        if "-" in raw:
+            route = (raw, None, "spread")
+        else:
+            parsed = parse_contract(raw, datetime.fromtimestamp(ts / NS, UTC).date())
+            state = self.roots.get(parsed[0]) if parsed else None
+            route = (raw, state, "" if state else "unknown")
+        self._routes[instrument_id] = route
+        return route
+
+    def _trade(self, rec) -> None:
+        ts = rec.ts_event
+        route = self._routes.get(rec.instrument_id) or self._route(rec.instrument_id, ts)
+        if route is None:
             self._bad("unmapped", f"instrument_id={rec.instrument_id} has no symbol mapping")
             return
-        if "-" in raw:
-            self.counters["spreads_dropped"] += 1
-            return
-        ts = rec.ts_event
-        parsed = parse_contract(raw, datetime.fromtimestamp(ts / NS, UTC).date())
-        state = self.roots.get(parsed[0]) if parsed else None
+        raw, state, why = route
         if state is None:
-            self._bad("unknown_symbol", f"symbol={raw} is not a configured root")
+            if why == "spread":
+                self.counters["spreads_dropped"] += 1
+            else:
+                self._bad("unknown_symbol", f"symbol={raw} is not a configured root")
             return
-        if rec.price == dbn.UNDEF_PRICE or rec.price <= 0:
-            self._bad("bad_price", f"symbol={raw} ts={ts} price={'UNDEF' if rec.price == dbn.UNDEF_PRICE else rec.price}")
+        price = rec.price
+        if price == UNDEF_PRICE or price <= 0:
+            self._bad("bad_price", f"symbol={raw} ts={ts} price={'UNDEF' if price == UNDEF_PRICE else price}")
             return
         if ts < state.closed_through:
             if ts <= self.replay_until:
@@ -94,21 +113,25 @@ class Hub:
             else:
                 self._bad("out_of_order", f"symbol={raw} ts={ts} is before the built minute {state.closed_through}")
             return
-        self.advance(ts)
+        if ts > self.clock:
+            self.advance(ts)
         if ts >= state.session_end_ns:
             self._session_boundary(state, ts)
         minute = ts - ts % MINUTE
         if minute != state.minute_of_volume:
             self._commit_volume(state)
             state.minute_of_volume = minute
-        state.minute_volume[raw] += rec.size
-        if not state.front.active:
-            state.front.observe(raw, 0, session_date(datetime.fromtimestamp(ts / NS, UTC)))
-        if raw != state.front.active:
+        size = rec.size
+        state.minute_volume[raw] += size
+        front = state.front
+        if not front.active:
+            front.observe(raw, 0, session_date_ns(ts))
+        if raw != front.active:
             self.counters["back_month_dropped"] += 1
             return
         self.counters["trades"] += 1
-        for bar in state.minutes.push(ts, rec.price / 1e9, rec.size, raw):
+        bars = state.minutes.push(ts, price / 1e9, size, raw)
+        for bar in bars:
             self._minute_done(state, bar)
 
     def _bad(self, what: str, detail: str) -> None:
@@ -118,7 +141,7 @@ class Hub:
 
     def _commit_volume(self, state: RootState) -> None:
         if state.minute_volume:
-            day = session_date(datetime.fromtimestamp(state.minute_of_volume / NS, UTC))
+            day = session_date_ns(state.minute_of_volume)
             for contract, size in state.minute_volume.items():
                 state.front.observe(contract, size, day)
             state.minute_volume = Counter()
@@ -168,10 +191,10 @@ class Hub:
             self.on_watermark(hour)
 
     def _minute_done(self, state: RootState, bar: Bar) -> None:
-        end = int(bar.ts.timestamp()) * NS + MINUTE
-        state.closed_through = max(state.closed_through, end)
+        start = int(bar.ts.timestamp()) * NS
+        state.closed_through = max(state.closed_through, start + MINUTE)
         prev = state.last_minute
-        if prev is not None and session_date(prev.ts) == session_date(bar.ts):
+        if prev is not None and session_date_ns(int(prev.ts.timestamp()) * NS) == session_date_ns(start):
             missing = int((bar.ts - prev.ts).total_seconds() // 60) - 1
             if missing > 0:
                 self.counters["gap_minutes"] += missing
@@ -247,7 +270,7 @@ def run_live(hub: Hub, *, key: str, dataset: str, roots: list[str], gateway: str
                 while True:
                     hub.process(records.get_nowait())
             except queue.Empty:
-                pass
+                hub.flush()  # the queue is drained: what is built goes out now
             if time.monotonic() - last_beat >= heartbeat_every:
                 heartbeat(hub)
                 last_beat = time.monotonic()
@@ -263,4 +286,5 @@ def run_live(hub: Hub, *, key: str, dataset: str, roots: list[str], gateway: str
     while not records.empty():
         hub.process(records.get_nowait())
     hub.flush_closed()
+    hub.flush()
     heartbeat(hub)

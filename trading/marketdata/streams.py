@@ -39,6 +39,80 @@ def publish(bar: Bar, client: redis.Redis | None = None) -> bool:
     return True
 
 
+class BarPublisher:
+    """The hub's writer: bars are buffered and written in one pipelined round trip per flush.
+
+    The hub flushes whenever its record queue is drained (so live bars leave at once) and the
+    buffer flushes itself every `batch` bars; the hourly watermark is written only after every
+    bar before it (one ordered pipeline), so a worker never decides an hour with a bar missing.
+    Duplicates (a bar already in its stream after a reconnect) are counted, never written.
+    """
+
+    def __init__(self, client: redis.Redis | None = None, *, batch: int = 500, on_fresh=None, counters=None):
+        self.client = client or get_redis()
+        self.batch = batch
+        self.on_fresh = on_fresh or (lambda bar: None)  # called for each bar written, after the write
+        self.counters = counters
+        self.pending: list[Bar] = []
+        self.watermark_ns = 0
+        self.failures = 0
+
+    def add(self, bar: Bar) -> bool:
+        self.pending.append(bar)
+        if len(self.pending) >= self.batch and (not self.failures or len(self.pending) % self.batch == 0):
+            self.flush()
+        return True
+
+    def watermark(self, hour_ns: int) -> None:
+        self.watermark_ns = max(self.watermark_ns, hour_ns)
+        self.flush(force=True)
+
+    def flush(self, force: bool = False) -> int:
+        """Write what is buffered (and a new watermark); returns how many bars were written."""
+        bars, self.pending = self.pending, []
+        if not bars and not force:
+            return 0
+        pipe = self.client.pipeline(transaction=False)
+        last: dict[str, Bar] = {}
+        for bar in bars:
+            pipe.xadd(stream_key(bar.symbol, bar.timeframe), {"bar": bar.to_message()}, id=entry_id(bar),
+                      maxlen=MAXLEN[bar.timeframe], approximate=True)
+            if bar.timeframe == "1m":
+                last[bar.symbol] = bar
+        for symbol, bar in last.items():
+            pipe.set(key("last", symbol), bar.to_message())
+        if self.watermark_ns:
+            _queue_watermark(pipe, self.watermark_ns)
+        try:
+            results = pipe.execute(raise_on_error=False)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # Redis away: keep every bar, in order, for the next flush; nothing is lost or reordered.
+            self.pending = bars + self.pending
+            self.failures += 1
+            if self.failures <= 5 or self.failures % 100 == 0:
+                log.error("redis unavailable, %d bars held for the next flush (%s)", len(self.pending),
+                          exc.__class__.__name__)
+            return 0
+        if self.failures:
+            log.warning("redis back: %d held bars written after %d failed flushes", len(bars), self.failures)
+            self.failures = 0
+        written = 0
+        for bar, result in zip(bars, results):
+            if isinstance(result, redis.ResponseError):
+                if "equal or smaller" not in str(result):
+                    raise result
+                if self.counters is not None:
+                    self.counters["duplicate_bars"] += 1
+                    self.counters[f"bars_{bar.timeframe}"] -= 1
+                continue
+            written += 1
+            self.on_fresh(bar)
+        for result in results[len(bars):]:
+            if isinstance(result, Exception):
+                raise result
+        return written
+
+
 def read_bars(streams: dict[str, str], *, block_ms: int | None = None, count: int = 500,
               client: redis.Redis | None = None) -> list[tuple[str, str, Bar | None, str]]:
     """Read after the given ids {stream key: last id}; returns (stream, id, bar or None, error)."""
@@ -54,12 +128,17 @@ def read_bars(streams: dict[str, str], *, block_ms: int | None = None, count: in
     return out
 
 
+_WATERMARK = ("local v = tonumber(redis.call('GET', KEYS[1]) or '0') "
+              "if tonumber(ARGV[1]) > v then redis.call('SET', KEYS[1], ARGV[1]) end return 0")
+
+
+def _queue_watermark(client, hour_ns: int):
+    return client.eval(_WATERMARK, 1, key("watermark", "1h"), str(hour_ns // 1_000_000))
+
+
 def set_watermark(hour_ns: int, client: redis.Redis | None = None) -> None:
     """Every hourly bar that ends at or before `hour_ns` is in the streams (monotone)."""
-    client = client or get_redis()
-    client.eval("local v = tonumber(redis.call('GET', KEYS[1]) or '0') "
-                "if tonumber(ARGV[1]) > v then redis.call('SET', KEYS[1], ARGV[1]) end return 0",
-                1, key("watermark", "1h"), str(hour_ns // 1_000_000))
+    _queue_watermark(client or get_redis(), hour_ns)
 
 
 def watermark_ms(client: redis.Redis | None = None) -> int:

@@ -116,6 +116,10 @@ class LiveGateway:
 
     def stop(self) -> None:
         self._stop.set()
+        try:  # closing a listening socket does not wake a thread blocked in accept(); a connection does
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        except OSError:
+            pass
         try:
             self._sock.close()
         except OSError:
@@ -141,6 +145,9 @@ class LiveGateway:
             try:
                 conn, _ = self._sock.accept()
             except OSError:
+                return
+            if self._stop.is_set():
+                conn.close()
                 return
             with self._lock:
                 self._conns.append(conn)

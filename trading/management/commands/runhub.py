@@ -58,16 +58,17 @@ class Command(BaseCommand):
         host, _, port = gateway.partition(":")
         fronts = {i.root: FrontMonth(i.root, i.roll_rule, i.roll_days_before_expiry, i.active_contract)
                   for i in instruments}
-        def publish(bar):
-            fresh = streams.publish(bar)
-            if fresh and bar.timeframe in ("1h", "1d"):
+        def store_hourly(bar):
+            if bar.timeframe in ("1h", "1d"):
                 try:
                     store_bar(bar)  # keeps the bar store current for warmups and backtests
                 except Exception as exc:  # noqa: BLE001 — the streams are what trading needs now
                     log.error("bar not stored root=%s ts=%s: %s", bar.symbol, bar.ts, exc.__class__.__name__)
-            return fresh
 
-        hub = Hub(fronts, publish=publish, on_roll=record_roll, on_watermark=streams.set_watermark)
+        publisher = streams.BarPublisher(on_fresh=store_hourly)
+        hub = Hub(fronts, publish=publisher.add, flush=publisher.flush, on_roll=record_roll,
+                  on_watermark=publisher.watermark)
+        publisher.counters = hub.counters
         stopping = []
         signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
         signal.signal(signal.SIGINT, lambda *_: stopping.append(True))

@@ -1,0 +1,301 @@
+"""Market-data hub throughput: records/s into bars, beside the raw databento client on the same data.
+
+Synthetic DBN trades (trading.sim.market) are replayed as fast as possible by the local Live
+gateway (trading.sim.gateway) to the official `databento.Live` client, in this process, twice:
+  raw (live)  the reference: a callback that only counts records;
+  hub (live)  a callback that feeds every record to `Hub.process` (fronts built as runhub builds
+              them), which publishes bars to real Redis Streams through trading.marketdata.streams.
+Two more runs feed the hub the same records decoded from the files beforehand (no network), the
+hub's own ceiling: hub (file) publishing to Redis, hub (no redis) accepting bars unwritten.
+Timing runs from the first record to the last data record; the gateway's end-of-data heartbeat
+ends a session (the hub then closes its last bars, untimed).
+Redis keys go under a throw-away `pineops-bench-<uuid>` prefix and are deleted at the end.
+Target: hub (live) at least half the raw rate. The script prints numbers; it asserts no timing.
+Run: .venv/bin/python bench/hub_throughput.py [--days 10] [--roots CL,ES] [--trades-per-minute 24]
+"""
+from __future__ import annotations
+
+import argparse
+import heapq
+import logging
+import os
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import databento as db  # noqa: E402
+import databento_dbn as dbn  # noqa: E402
+from databento import DBNRecord as Record  # noqa: E402
+
+from trading.marketdata.roll import FrontMonth  # noqa: E402
+from trading.sim.gateway import LiveGateway  # noqa: E402
+from trading.sim.market import generate, listings  # noqa: E402
+
+KEY = "db-" + "benchHubThroughputKey00000001"
+DATASET = "GLBX.MDP3"
+HOUR_NS = 3600 * 1_000_000_000
+
+
+@dataclass
+class Result:
+    run: str
+    records: int
+    seconds: float
+    bars: int = 0
+    counters: Counter = field(default_factory=Counter)
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds if self.seconds > 0 else float("inf")
+
+
+@dataclass
+class Report:
+    results: list[Result]
+    trades: int  # trade records in the files
+    mappings: int  # one symbol mapping per instrument, as the gateway sends them
+
+    def get(self, run: str) -> Result:
+        return next(r for r in self.results if r.run == run)
+
+    @property
+    def ratio(self) -> float:
+        return self.get("hub (live)").rate / self.get("raw (live)").rate
+
+
+def setup_django() -> None:
+    """Settings for the streams code (REDIS_URL, REDIS_PREFIX); no database is touched."""
+    from django.apps import apps
+
+    if not apps.ready:
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pineops.settings")
+        os.environ.setdefault("PINEOPS_ENV_FILE", "/dev/null")
+        import django
+
+        django.setup()
+
+
+def front_contract(root: str, start: date) -> str:
+    """The front month the generator lists for a span starting at `start`."""
+    first_month = (start.replace(day=1) + timedelta(days=32)).replace(day=1)
+    return next(x.raw_symbol for x in listings(root, first_month) if x.kind == "front")
+
+
+def make_hub(roots: list[str], start: date, *, redis: bool = True):
+    """A hub with fronts as runhub builds them (Instrument defaults), publishing to Redis Streams
+    (or, with redis=False, accepting every bar without writing it anywhere)."""
+    from trading.marketdata import streams
+    from trading.marketdata.hub import Hub
+
+    fronts = {root: FrontMonth(root, "volume", 5, front_contract(root, start)) for root in roots}
+    if not redis:
+        return Hub(fronts, publish=lambda bar: True)
+    publisher = streams.BarPublisher()
+    hub = Hub(fronts, publish=publisher.add, flush=publisher.flush, on_watermark=publisher.watermark)
+    publisher.counters = hub.counters
+    return hub
+
+
+def bars_of(hub) -> int:
+    return sum(hub.counters[f"bars_{tf}"] for tf in ("1m", "1h", "1d"))
+
+
+class Session:
+    """The client callback of one session: counts and times records, hands each one to `sink`."""
+
+    def __init__(self, sink: Callable[[Record], None] | None = None):
+        self.sink = sink
+        self.records = 0
+        self.first = 0.0
+        self.last = 0.0
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+    def __call__(self, rec: Record) -> None:
+        if self.done.is_set():
+            return
+        try:
+            if isinstance(rec, dbn.SystemMsg):  # the gateway's first heartbeat: the data has ended
+                if self.sink:
+                    self.sink(rec)
+                self.done.set()
+                return
+            if isinstance(rec, dbn.ErrorMsg):
+                raise RuntimeError(f"gateway error: {rec.err}")
+            if not self.records:
+                self.first = time.perf_counter()
+            if self.sink:
+                self.sink(rec)
+            self.records += 1
+            self.last = time.perf_counter()
+        except Exception as exc:  # noqa: BLE001 — the client would only log it; fail the run instead
+            self.error = exc
+            self.done.set()
+
+    @property
+    def seconds(self) -> float:
+        return self.last - self.first
+
+
+def live_session(port: int, roots: list[str], session: Session, timeout: float) -> Session:
+    client = db.Live(key=KEY, gateway="127.0.0.1", port=port)
+    client.add_callback(session)
+    client.subscribe(dataset=DATASET, schema="trades", stype_in="parent", symbols=[f"{r}.FUT" for r in roots])
+    client.start()
+    finished = session.done.wait(timeout)
+    client.stop()
+    client.block_for_close(timeout=10)
+    if session.error is not None:
+        raise RuntimeError(f"session failed: {session.error!r}") from session.error
+    if not finished:
+        raise TimeoutError(f"no end-of-data heartbeat within {timeout:.0f}s ({session.records:,} records)")
+    return session
+
+
+def file_records(paths: dict[str, Path]) -> list[Record]:
+    """The gateway's stream, decoded from the files: records of all roots merged by time, each
+    instrument's symbol mapping sent before its first record."""
+    stores = {root: db.DBNStore.from_file(path) for root, path in paths.items()}
+    symbols: dict[int, tuple[str, str]] = {}
+    for root, store in stores.items():
+        for raw, intervals in store.mappings.items():
+            for interval in intervals:
+                symbols[int(interval["symbol"])] = (f"{root}.FUT", raw)
+    merged: Iterator[Record] = heapq.merge(*(iter(store) for store in stores.values()), key=lambda r: r.ts_event)
+    out: list[Record] = []
+    mapped: set[int] = set()
+    for rec in merged:
+        if rec.instrument_id not in mapped:
+            mapped.add(rec.instrument_id)
+            parent, raw = symbols[rec.instrument_id]
+            out.append(dbn.SymbolMappingMsg(1, rec.instrument_id, rec.ts_event, dbn.SType.PARENT, parent,
+                                            dbn.SType.RAW_SYMBOL, raw, rec.ts_event, 2**63 - 1))
+        out.append(rec)
+    return out
+
+
+def end_of_data(last_ts: int) -> Record:
+    """The heartbeat the gateway sends when its data has ended (its clock an hour on)."""
+    return dbn.SystemMsg(last_ts + HOUR_NS, "Heartbeat", code=dbn.SystemCode.HEARTBEAT)
+
+
+def hub_from_records(records: Iterable[Record], roots: list[str], start: date, last_ts: int, *,
+                     redis: bool = True) -> Result:
+    hub = make_hub(roots, start, redis=redis)
+    process = hub.process
+    n = 0
+    started = time.perf_counter()
+    for rec in records:
+        process(rec)
+        n += 1
+    seconds = time.perf_counter() - started
+    hub.process(end_of_data(last_ts))
+    hub.flush_closed()
+    hub.flush()
+    return Result("hub (file)" if redis else "hub (no redis)", n, seconds, bars_of(hub), hub.counters)
+
+
+def redis_prefix(prefix: str):
+    from django.test.utils import override_settings
+
+    return override_settings(REDIS_PREFIX=prefix)
+
+
+def delete_keys(base: str) -> int:
+    from trading.redis_client import get_redis
+
+    client = get_redis()
+    keys = list(client.scan_iter(f"{base}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    return len(keys)
+
+
+def best(results: list[Result]) -> Result:
+    return max(results, key=lambda r: r.rate)
+
+
+def run(*, roots: list[str], start: date, days: int, trades_per_minute: float, seed: int = 7, repeat: int = 1,
+        file_run: bool = True, timeout: float = 300.0, prefix: str | None = None,
+        log: Callable[[str], None] = lambda line: None) -> Report:
+    """Generate the data, run every measurement (best of `repeat`), delete the Redis keys written
+    under `prefix` (default: a fresh `pineops-bench-<uuid>`); returns the results."""
+    setup_django()
+    base = prefix or f"pineops-bench-{uuid.uuid4().hex[:12]}"
+    with tempfile.TemporaryDirectory(prefix="hub-bench-") as tmp:
+        started = time.perf_counter()
+        paths = generate(Path(tmp), roots=roots, start=start, days=days, seed=seed,
+                         trades_per_minute=trades_per_minute)
+        records = file_records(paths)
+        trades = sum(1 for r in records if isinstance(r, dbn.TradeMsg))
+        last_ts = max(r.ts_event for r in records)
+        log(f"generated {trades:,} trades in {len(paths)} file(s) in {time.perf_counter() - started:.1f}s")
+        gateway = LiveGateway(list(paths.values()), key=KEY, heartbeat_interval=0.2).start()
+        raw_runs: list[Result] = []
+        hub_runs: list[Result] = []
+        file_runs: list[Result] = []
+        bare_runs: list[Result] = []
+        try:
+            for attempt in range(repeat):
+                s = live_session(gateway.port, roots, Session(), timeout)
+                raw_runs.append(Result("raw (live)", s.records, s.seconds))
+                with redis_prefix(f"{base}-live{attempt}"):
+                    hub = make_hub(roots, start)
+                    s = live_session(gateway.port, roots, Session(hub.process), timeout)
+                    hub.flush_closed()
+                    hub.flush()
+                hub_runs.append(Result("hub (live)", s.records, s.seconds, bars_of(hub), hub.counters))
+                if file_run:
+                    with redis_prefix(f"{base}-file{attempt}"):
+                        file_runs.append(hub_from_records(records, roots, start, last_ts))
+                    bare_runs.append(hub_from_records(records, roots, start, last_ts, redis=False))
+        finally:
+            gateway.stop()
+            delete_keys(base)
+    results = [best(runs) for runs in (raw_runs, hub_runs, file_runs, bare_runs) if runs]
+    return Report(results, trades=trades, mappings=len(records) - trades)
+
+
+def print_report(report: Report, out=sys.stdout) -> None:
+    hub = report.get("hub (live)")
+    per_bar = f"; {hub.records / hub.bars:.1f} records per bar" if hub.bars else ""
+    print(f"data: {report.trades:,} trades + {report.mappings} symbol mappings{per_bar}; "
+          "gateway replays as fast as possible", file=out)
+    print(f"{'run':<16}{'records':>10}{'seconds':>10}{'records/s':>14}{'bars':>10}", file=out)
+    for r in report.results:
+        print(f"{r.run:<16}{r.records:>10,}{r.seconds:>10.2f}{r.rate:>14,.0f}{r.bars:>10,}", file=out)
+    print(f"hub/raw: {report.ratio:.2f} (target >= 0.50)", file=out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--roots", default="CL,ES", help="comma-separated roots, one DBN file each")
+    parser.add_argument("--start", type=date.fromisoformat, default=date(2026, 10, 26), help="first trade date")
+    parser.add_argument("--days", type=int, default=10, help="calendar days of data")
+    parser.add_argument("--trades-per-minute", type=float, default=24.0, help="mean trades per minute and root")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=1, help="run each measurement N times, report the best")
+    parser.add_argument("--no-file-run", action="store_true", help="skip the hub runs fed from the files")
+    parser.add_argument("--verbose", action="store_true", help="keep the client's, gateway's and hub's INFO logs")
+    args = parser.parse_args(argv)
+    if not args.verbose:
+        for name in ("databento", "trading"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    report = run(roots=[r.strip().upper() for r in args.roots.split(",") if r.strip()], start=args.start,
+                 days=args.days, trades_per_minute=args.trades_per_minute, seed=args.seed,
+                 repeat=max(1, args.repeat), file_run=not args.no_file_run, log=print)
+    print_report(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
