@@ -199,3 +199,21 @@ def test_periodic_tasks_exist_after_migrate_and_are_registered():
     names = set(PeriodicTask.objects.values_list("task", flat=True))
     assert {"trading.check_heartbeats", "trading.send_pending_orders", "trading.check_stuck_orders"} <= names
     assert names <= set(app.tasks)
+
+
+def test_an_exit_never_overtakes_its_held_back_entry(signal):
+    """The entry is held back (rate limit or retry) when its exit becomes due: the exit waits,
+    then both reach the broker in decision order."""
+    exit_bar = signal.bar_time + timedelta(hours=1)
+    exit_ = Signal.objects.create(key=signal_key("ibs_a", "CL", exit_bar, "exit"), strategy=signal.strategy,
+                                  instrument=signal.instrument, bar_time=exit_bar, action="exit", quantity=1,
+                                  signal_price=Decimal("71.5"), reason="ibs_exit",
+                                  payload={"ticker": "CL", "action": "exit", "timeInForce": "day"})
+    now = timezone.now()
+    Signal.objects.filter(pk=signal.pk).update(next_attempt_at=now + timedelta(seconds=30))
+    broker = ScriptedBroker(Result("delivered", 200, "ok"), Result("delivered", 200, "ok"))
+    assert send_pending_orders(deliver=broker, now=now).sent == []
+    assert broker.calls == []
+    report = send_pending_orders(deliver=broker, now=now + timedelta(seconds=31))
+    assert report.sent == [signal.key, exit_.key]
+    assert [payload["action"] for _, payload in broker.calls] == ["buy", "exit"]

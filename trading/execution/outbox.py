@@ -83,6 +83,11 @@ def send_one(pk: int, *, now: datetime | None = None, deliver=None, limiter=None
     """Try to deliver signal `pk` once; returns its new state, or None when another sender has it."""
     report = report or OutboxReport()
     now = now or timezone.now()
+    # One instrument's orders reach the broker in decision order: an exit never overtakes its
+    # entry (say one held back by the rate limiter or a retry), or the broker would refuse it.
+    head = Signal.objects.filter(pk=pk).values("strategy_id", "instrument_id").first()
+    if head is None or Signal.objects.filter(**head, state__in=[State.PENDING, State.SENDING], pk__lt=pk).exists():
+        return None
     if not Signal.objects.filter(pk=pk, state=State.PENDING).update(state=State.SENDING, claimed_at=now,
                                                                     claimed_by=process_token()):
         return None

@@ -241,10 +241,12 @@ class Worker:
     # --- loop -------------------------------------------------------------------------------
     def poll(self) -> int:
         """One round: read bars, decide every hour the watermark has closed, retry due orders."""
-        watermark = streams.watermark_ms(self.redis)
+        # Wait for bars only when nothing is waiting for the watermark (then briefly: the hub writes
+        # the watermark right after an hour's bars, without a stream entry to wake us).
+        block = self.block_ms if not self.buffer else min(self.block_ms, 100)
         while True:
-            got = streams.read_bars(self.last_ids, count=1000, client=self.redis,
-                                    block_ms=None if self.buffer or watermark else self.block_ms)
+            got = streams.read_bars(self.last_ids, count=1000, client=self.redis, block_ms=block)
+            block = None
             if not got:
                 break
             for stream, entry, bar, error in got:
@@ -257,6 +259,7 @@ class Worker:
                     self.buffer.setdefault(int(bar.ts.timestamp() * 1000), {})[bar.symbol] = bar
             if len(got) < 1000:
                 break
+        watermark = streams.watermark_ms(self.redis)
         done = 0
         for ts_ms in sorted(self.buffer):
             if ts_ms + 3_600_000 > watermark:
