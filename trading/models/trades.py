@@ -99,6 +99,7 @@ class Trade(models.Model):
     class Meta:
         ordering = ["-exit_time", "-id"]
         indexes = [
+            models.Index(fields=["-exit_time", "-id"], name="trade_list_order"),
             models.Index(fields=["strategy", "-exit_time"]),
             models.Index(fields=["strategy", "session_date"]),
             models.Index(fields=["symbol", "-exit_time"]),
