@@ -10,7 +10,7 @@ DEMO_ENV := deploy/demo.env
 DEMO_PORT ?= 8000
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install chromium services test test-sqlite test-postgres check-logs demo clean
+.PHONY: install chromium redis-server services test test-sqlite test-postgres check-logs demo soak clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -47,14 +47,14 @@ check-logs:
 		echo "FAIL: a configured secret appears in the test logs above"; exit 1; fi
 	@echo "logs checked: $$(sort -u test-artifacts/secrets.txt 2>/dev/null | wc -l) configured secrets, none in $$(ls test-artifacts/*.log | wc -l) log files"
 
-demo: install
-	@PINEOPS_ENV_FILE=$(DEMO_ENV) $(PY) manage.py migrate --no-input -v0
-	@PINEOPS_ENV_FILE=$(DEMO_ENV) $(PY) manage.py load_demo
-	@echo "admin:  http://127.0.0.1:$(DEMO_PORT)/admin/"
-	@PINEOPS_ENV_FILE=$(DEMO_ENV) $(PY) manage.py ensure_admin
-	@echo "(Ctrl-C stops it)"
-	@PINEOPS_ENV_FILE=$(DEMO_ENV) $(VENV)/bin/gunicorn pineops.wsgi --bind 127.0.0.1:$(DEMO_PORT) \
-		--workers 2 --access-logfile - --log-level warning
+# The whole appliance (deploy/demo.sh → deploy/entrypoint.sh → supervisord.conf), as the container runs it.
+demo: install redis-server
+	@PINEOPS_PYTHON=$(abspath $(PY)) PINEOPS_ENV_FILE=$(DEMO_ENV) PINEOPS_WEB_BIND=127.0.0.1:$(DEMO_PORT) \
+		bash deploy/demo.sh
+
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server >/dev/null; }
 
 clean:
 	rm -rf $(VENV) var test-artifacts

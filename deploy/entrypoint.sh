@@ -30,8 +30,14 @@ fi
 flock "$RUNTIME_DIR/migrate.lock" "$PINEOPS_PYTHON" manage.py migrate --no-input -v0
 "$PINEOPS_PYTHON" manage.py collectstatic --no-input -v0
 "$PINEOPS_PYTHON" manage.py ensure_admin
-if [ "${PINEOPS_LOAD_DEMO:-0}" = 1 ]; then
+if [ "${PINEOPS_LOAD_DEMO:-0}" = 1 ] || [ "${PINEOPS_DEMO:-0}" = 1 ]; then
   "$PINEOPS_PYTHON" manage.py load_demo
+fi
+if [ "${PINEOPS_DEMO:-0}" = 1 ]; then
+  "$PINEOPS_PYTHON" manage.py prepare_demo
+fi
+if [ "$PINEOPS_START_HUB" != true ]; then
+  echo "entrypoint: DATABENTO_API_KEY is not set: the market-data hub is not started (no bars, no trading)" >&2
 fi
 "$PINEOPS_PYTHON" manage.py sync_workers
 

@@ -159,3 +159,19 @@ def test_a_second_worker_is_refused(setup):
             Worker("ibs_a").acquire_lock()
     finally:
         first.release_lock()
+
+
+def test_a_restart_restores_an_open_position_even_with_its_levels_erased(setup, broker):
+    w = worker()
+    publish([SIGNAL, MID])
+    w.poll()
+    pos = Position.objects.get(state="open")
+    assert pos.filled and pos.stop_price is not None
+    Position.objects.filter(pk=pos.pk).update(stop_price=None, target_price=None)  # a hand edit in the database
+    again = worker()
+    book = again.portfolio.books["CL"].position
+    assert book.entry_price == float(pos.entry_price)
+    assert round(book.stop, 6) == round(float(pos.entry_price) * 0.99, 6)  # the strategy's 1 % stop
+    publish([EXIT], start=T0 + timedelta(hours=2))
+    again.poll()
+    assert [o["action"] for o in broker.orders()] == ["buy", "exit"]

@@ -156,9 +156,16 @@ class Worker:
                 book.pending_entry = EntrySignal(sig.bar_time, float(sig.signal_price), pos.ibs_entry or 0.0)
                 book.pending_entry_ml = pos.ml_score
                 continue
-            book.position = BookPosition(pos.entry_time, float(pos.entry_price), float(pos.stop_price),
-                                         float(pos.target_price), pos.ibs_entry or 0.0, pos.ml_score, pos.bars_held,
-                                         pos.signal_time)
+            entry = float(pos.entry_price)
+            stop, target = pos.stop_price, pos.target_price
+            if stop is None or target is None:  # a row edited by hand: the strategy's own levels, said loudly
+                p = self.config.params[pos.instrument.root]
+                stop = entry * (1 - p.stop_loss_pct / 100) if stop is None else stop
+                target = entry * (1 + p.take_profit_pct / 100) if target is None else target
+                log.error("open position %s had no stop/target; using the strategy's: stop=%s target=%s",
+                          pos.instrument.root, stop, target)
+            book.position = BookPosition(pos.entry_time, entry, float(stop), float(target), pos.ibs_entry or 0.0,
+                                         pos.ml_score, pos.bars_held, pos.signal_time)
             if pos.state == "closing" and pos.exit_signal:
                 ex = pos.exit_signal
                 book.pending_exit = ExitSignal(ex.bar_time, float(ex.signal_price), ex.reason,

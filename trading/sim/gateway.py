@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import secrets
 import socket
@@ -21,6 +22,7 @@ from pathlib import Path
 import databento_dbn as dbn
 from databento.common.cram import get_challenge_response
 
+from pineops.env import load_env
 from trading.marketdata.dbnfile import read_records
 from trading.sim.httpstandin import wait_for_signal
 
@@ -273,14 +275,23 @@ def _garbled(data: bytes) -> bytes:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trading.sim.gateway", description=__doc__.splitlines()[0])
-    parser.add_argument("files", nargs="+", type=Path, help="DBN files to replay")
+    parser.add_argument("files", nargs="+", type=Path, help="DBN files (or directories of them) to replay")
     parser.add_argument("--port", type=int, default=13000)
-    parser.add_argument("--key", required=True, help="API key clients must present (32 chars, like db-…)")
+    parser.add_argument("--key", help="API key clients must present (32 chars, like db-…); "
+                                      "default: DATABENTO_API_KEY from the environment or .env")
     parser.add_argument("--speed", type=float, default=0.0, help="0: as fast as possible; 1: real time; N: N×")
     parser.add_argument("--heartbeat", type=float, default=1.0, help="seconds between heartbeats when idle")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s gateway %(message)s")
-    gateway = LiveGateway(args.files, key=args.key, port=args.port, speed=args.speed or None,
+    load_env()
+    key = args.key or os.environ.get("DATABENTO_API_KEY", "")
+    if not key:
+        parser.error("no API key: pass --key or set DATABENTO_API_KEY")
+    files = sorted(f for path in args.files
+                   for f in ([p for p in path.iterdir() if p.name.endswith((".dbn", ".dbn.zst"))] if path.is_dir() else [path]))
+    if not files:
+        parser.error(f"no DBN files in {', '.join(map(str, args.files))}")
+    gateway = LiveGateway(files, key=key, port=args.port, speed=args.speed or None,
                           heartbeat_interval=args.heartbeat).start()
     log.info("listening on 127.0.0.1:%d with %d records", gateway.port, len(gateway._records))
     wait_for_signal()

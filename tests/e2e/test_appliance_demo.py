@@ -1,0 +1,107 @@
+"""`make demo`'s appliance, whole: deploy/entrypoint.sh → the real supervisord.conf with the demo
+stand-ins (local Databento gateway replaying generated data, TradersPost, Discord), hub, worker,
+Celery worker and beat, web. Bars and orders flow, kill -9 is survived, a strategy enabled in the
+database gets its worker, and a stop ends every process within its stopwaitsecs."""
+import configparser
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+
+from tests.conftest import remember_secret
+from tests.e2e.appliance import ROOT, Appliance, free_port, wait_until
+from trading.health.process import process_alive
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+KEY = "db-" + "ApplianceDemoTestKey000000000"
+
+
+def stopwaitsecs() -> dict[str, int]:
+    conf = configparser.RawConfigParser()
+    conf.read(ROOT / "supervisord.conf")
+    return {s.split(":", 1)[1]: int(conf[s].get("stopwaitsecs", 10)) for s in conf.sections() if s.startswith("program:")}
+
+
+def order_senders(runtime_dir: Path) -> list[int]:
+    """pids of `sendorders` children belonging to this appliance (they run outside supervisord's groups)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if b"sendorders" in (proc / "cmdline").read_bytes() and \
+                    f"RUNTIME_DIR={runtime_dir}".encode() in (proc / "environ").read_bytes().split(b"\0"):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.fixture
+def demo(tmp_path):
+    ports = {name: free_port() for name in ("gateway", "traderspost", "discord")}
+    env = {
+        "PINEOPS_DEMO": "1", "PINEOPS_DEMO_SPEED": "2400",
+        "DATABENTO_API_KEY": KEY, "DATABENTO_GATEWAY": f"127.0.0.1:{ports['gateway']}",
+        "TRADERSPOST_IBS_A_WEBHOOK": remember_secret(f"http://127.0.0.1:{ports['traderspost']}/trading/webhook/a-{os.urandom(6).hex()}"),
+        "TRADERSPOST_IBS_B_WEBHOOK": remember_secret(f"http://127.0.0.1:{ports['traderspost']}/trading/webhook/b-{os.urandom(6).hex()}"),
+        "DISCORD_WEBHOOK_URL": remember_secret(f"http://127.0.0.1:{ports['discord']}/api/webhooks/7/{os.urandom(8).hex()}"),
+    }
+    app = Appliance(tmp_path, env)
+    app.ports = ports
+    yield app.start()
+    app.cleanup()
+
+
+def received(port: int) -> list[dict]:
+    return requests.get(f"http://127.0.0.1:{port}/_received", timeout=5).json()
+
+
+def test_demo_appliance_trades_survives_kills_follows_the_database_and_stops_cleanly(demo):
+    for name in ("redis", "demo-gateway", "demo-traderspost", "demo-discord", "web", "hub", "celery-worker",
+                 "celery-beat", "sync-workers", "worker-ibs_a"):
+        demo.wait_running(name, timeout=120)
+    wait_until(lambda: demo.get("/healthz").status_code == 200, 120, "/healthz 200")
+
+    client = redis.Redis(port=demo.redis_port, decode_responses=True)
+    wait_until(lambda: client.xlen(f"{demo.redis_prefix}:bars:CL:1h") > 0, 120, "hourly bars in the streams")
+    wait_until(lambda: received(demo.ports["traderspost"]), 240, "an order at the TradersPost stand-in")
+    wait_until(lambda: received(demo.ports["discord"]), 60, "an alert at the Discord stand-in")
+
+    # kill -9 of the hub, the worker and the Celery worker: supervisord brings them back, health recovers.
+    before = {name: demo.states()[name]["pid"] for name in ("hub", "worker-ibs_a", "celery-worker")}
+    for pid in before.values():
+        os.kill(pid, signal.SIGKILL)
+    for name, pid in before.items():
+        wait_until(lambda: demo.states()[name]["statename"] == "RUNNING" and demo.states()[name]["pid"] != pid, 90,
+                   f"{name} restarted")
+    bars_then = client.xlen(f"{demo.redis_prefix}:bars:CL:1h")
+    wait_until(lambda: demo.get("/healthz").status_code == 200 and client.xlen(f"{demo.redis_prefix}:bars:CL:1h")
+               > bars_then, 120, "/healthz 200 and new bars after the restarts")
+    orders = received(demo.ports["traderspost"])
+    keys = [o["body"]["extras"]["signal_id"] for o in orders]
+    assert len(keys) == len(set(keys)), "an order was posted twice"
+
+    # A strategy enabled in the database gets its worker without touching files.
+    demo.shell("from trading.models import Strategy; Strategy.objects.filter(name='ibs_b').update(enabled=True)")
+    demo.wait_running("worker-ibs_b", timeout=60)
+    wait_until(lambda: len(order_senders(demo.tmp)) == 2, 60, "both workers' order senders")
+    demo.shell("from trading.models import Strategy; Strategy.objects.filter(name='ibs_b').update(enabled=False)")
+    wait_until(lambda: "worker-ibs_b" not in demo.states(), 30, "worker-ibs_b removed")
+    wait_until(lambda: len(order_senders(demo.tmp)) == 1, 30, "ibs_b's order sender gone with its worker")
+
+    # Stop: every program (and every order sender) gone, each within its stopwaitsecs.
+    pids = {name: info["pid"] for name, info in demo.states().items() if info["pid"]}
+    senders = order_senders(demo.tmp)
+    limits = stopwaitsecs()
+    started = time.monotonic()
+    took = demo.stop()
+    assert demo.proc.returncode == 0, demo.log.read_text()[-3000:]
+    assert took < max(limits[n] if n in limits else 60 for n in pids) + 5, f"stop took {took:.1f}s"
+    wait_until(lambda: not [p for p in list(pids.values()) + senders if process_alive(p)], 15,
+               "every process exited")
+    assert time.monotonic() - started < 75
