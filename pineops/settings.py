@@ -36,6 +36,8 @@ def _development_secret_key() -> str:
 
 if PRODUCTION:
     SECRET_KEY = env.str("SECRET_KEY")  # required: ImproperlyConfigured names it when missing
+    if not SECRET_KEY.strip():  # `SECRET_KEY=` in .env: refuse now, not with a 500 on the first request
+        raise environ.ImproperlyConfigured("Set the SECRET_KEY environment variable (it is empty)")
 else:
     SECRET_KEY = env.str("SECRET_KEY", default="") or _development_secret_key()
 
@@ -139,6 +141,9 @@ if PRODUCTION:
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=3600)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
     SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+    # Preloading is an operator's opt-in (it binds the whole domain to HTTPS in browsers for good),
+    # so its absence is not a deploy-check warning here.
+    SILENCED_SYSTEM_CHECKS = ["security.W021"]
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 

@@ -129,7 +129,7 @@ def param_errors(p) -> dict[str, str]:
             errors[name] = str(exc).removeprefix(f"{name}: ")
     try:
         ZoneInfo(p.window_tz)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         errors["window_tz"] = f"unknown time zone {p.window_tz!r}"
     return errors
 

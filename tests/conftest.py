@@ -58,3 +58,33 @@ def glbx_samples() -> Path:
         if candidate.is_dir():
             return candidate
     pytest.fail("real GLBX samples not found: put shared/ beside the checkout or set PINEOPS_GLBX_SAMPLES")
+
+
+# --- the fault suite's summary table ------------------------------------------------------------
+FAULT_ROWS: list[dict] = []
+FAULT_COLUMNS = ("scenario", "runs", "orders expected", "orders received", "duplicates", "lost", "errors")
+
+
+@pytest.fixture
+def fault_report():
+    """`fault_report(scenario, runs=…, expected=…, received=…, duplicates=…, lost=…, errors=…)` adds a row to
+    the table printed after the run (and written to test-artifacts/faults-summary.txt). Record before asserting."""
+    def record(scenario: str, *, runs: int, expected: int, received: int, duplicates: int, lost: int, errors: int = 0):
+        FAULT_ROWS.append(dict(zip(FAULT_COLUMNS, (scenario, runs, expected, received, duplicates, lost, errors))))
+    return record
+
+
+def fault_table() -> str:
+    widths = [max(len(c), *(len(str(r[c])) for r in FAULT_ROWS)) for c in FAULT_COLUMNS]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(FAULT_COLUMNS, widths))]
+    lines += ["  ".join(str(r[c]).ljust(w) for c, w in zip(FAULT_COLUMNS, widths)) for r in FAULT_ROWS]
+    return "\n".join(lines)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not FAULT_ROWS:
+        return
+    table = fault_table()
+    terminalreporter.section("fault scenarios")
+    terminalreporter.write_line(table)
+    (ARTIFACTS / "faults-summary.txt").write_text(table + "\n")

@@ -19,7 +19,7 @@ ROOTS = ["6A", "CL", "GC"]
 KILLS = int(os.environ.get("PINEOPS_KILLS", "20"))
 
 
-def test_worker_killed_at_random_moments(tmp_path):
+def test_worker_killed_at_random_moments(tmp_path, fault_report):
     paths = generate(tmp_path / "market", roots=ROOTS, start=date(2026, 11, 2), days=5, seed=9, roll_day=30,
                      trades_per_minute=3.0)
     fronts = {r: listings(r, date(2026, 11, 5))[0].raw_symbol for r in ROOTS}
@@ -42,9 +42,8 @@ def test_worker_killed_at_random_moments(tmp_path):
     orders = broker.orders(status=None)
     buys, exits, duplicates = received(orders)
     lost = len(set(expected.buys) - set(buys)) + len(set(expected.exits) - set(exits))
-    print(f"\nworker kills: {kills}  orders expected: {len(expected.buys) + len(expected.exits)}  "
-          f"orders received: {len(orders)}  duplicates: {duplicates}  lost: {lost}  "
-          f"ambiguous: {len(summary['ambiguous'])}")
+    fault_report("kill -9 worker at random moments", runs=kills, expected=len(expected.buys) + len(expected.exits),
+                 received=len(orders), duplicates=duplicates, lost=lost, errors=len(summary["ambiguous"]))
     assert kills >= min(KILLS, 10), "the replay ended before enough kills"
     assert summary["ambiguous"] == []
     assert duplicates == 0 and lost == 0
@@ -55,7 +54,7 @@ def test_worker_killed_at_random_moments(tmp_path):
     assert summary["open"] == expected.open_at_end
 
 
-def test_worker_killed_while_its_order_is_in_flight_sends_it_once(tmp_path):
+def test_worker_killed_while_its_order_is_in_flight_sends_it_once(tmp_path, fault_report):
     """The broker holds the first POST's answer for 3 s; the worker's process group is killed -9 in
     that time. The POST still completes (the sender is not in the worker's group), is recorded as
     sent, and the next worker neither resends it nor declares it ambiguous."""
@@ -74,7 +73,11 @@ def test_worker_killed_while_its_order_is_in_flight_sends_it_once(tmp_path):
         state = run.env.shell_json("import json; from trading.models import Signal\n"
                                    f"s = Signal.objects.get(key={first!r}); print(json.dumps([s.state, s.attempts]))")
         summary = run.summary()
+        frames = run.frames()
     buys, exits, duplicates = received(run.broker.orders(status=None))
-    print(f"\nin-flight kill: first order {first} → {state}; orders {len(buys) + len(exits)}, duplicates {duplicates}")
+    expected = Expected(frames)
+    lost = len(set(expected.buys) - set(buys)) + len(set(expected.exits) - set(exits))
+    fault_report("kill -9 worker during a POST", runs=1, expected=len(expected.buys) + len(expected.exits),
+                 received=len(buys) + len(exits), duplicates=duplicates, lost=lost, errors=len(summary["ambiguous"]))
     assert state == ["sent", 1]
-    assert duplicates == 0 and summary["ambiguous"] == []
+    assert duplicates == 0 and lost == 0 and summary["ambiguous"] == []

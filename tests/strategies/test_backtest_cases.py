@@ -111,3 +111,10 @@ def test_ml_filter_skips_low_scores():
     dropped = run([leg("CL", [SIGNAL, MID, MID], ml=[0.3, 0.1, 0.1])])
     assert dropped.trades == [] and "below threshold 0.5" in dropped.skipped[0]["reason"]
     assert len(run([leg("CL", [SIGNAL, MID, MID], ml=[0.3, 0.1, 0.1])], use_ml=False).trades) == 1
+
+
+def test_a_time_zone_folder_is_a_parameter_error_not_a_crash():
+    from strategies.params import IBSParams, ParameterError
+
+    with pytest.raises(ParameterError, match="window_tz: unknown time zone 'America'"):
+        IBSParams(window_tz="America")  # a folder of the tz database: IsADirectoryError underneath

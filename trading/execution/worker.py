@@ -231,6 +231,8 @@ class Worker:
 
     def process_hour(self, ts_ms: int, bars: dict[str, Bar]) -> None:
         ts = datetime.fromtimestamp(ts_ms / 1000, UTC)
+        log.info("hour decided strategy=%s hour=%s roots=%s", self.name, ts.strftime("%Y-%m-%dT%H:%MZ"),
+                 ",".join(sorted(bars)))
         for bar in bars.values():
             self.append_frame(bar)
         mode = current_mode()
@@ -248,9 +250,13 @@ class Worker:
     # --- loop -------------------------------------------------------------------------------
     def poll(self) -> int:
         """One round: read bars, decide every hour the watermark has closed, retry due orders."""
-        # Wait for bars only when nothing is waiting for the watermark (then briefly: the hub writes
-        # the watermark right after an hour's bars, without a stream entry to wake us).
-        block = self.block_ms if not self.buffer else min(self.block_ms, 100)
+        # The watermark is read BEFORE the bars: every bar of an hour below it was written before this
+        # read, so that hour is complete here. (Read after, a bar written between the two would be missed.)
+        watermark = streams.watermark_ms(self.redis)
+        ready = any(ts_ms + 3_600_000 <= watermark for ts_ms in self.buffer)
+        # Wait for new bars unless an hour is ready; with bars waiting for the watermark, only briefly
+        # (the hub writes it right after an hour's bars, and that wakes no stream reader).
+        block = None if ready else self.block_ms if not self.buffer else min(self.block_ms, 100)
         while True:
             got = streams.read_bars(self.last_ids, count=1000, client=self.redis, block_ms=block)
             block = None
@@ -266,7 +272,6 @@ class Worker:
                     self.buffer.setdefault(int(bar.ts.timestamp() * 1000), {})[bar.symbol] = bar
             if len(got) < 1000:
                 break
-        watermark = streams.watermark_ms(self.redis)
         done = 0
         for ts_ms in sorted(self.buffer):
             if ts_ms + 3_600_000 > watermark:

@@ -4,6 +4,7 @@ Validation lives here (`clean`) and delegates parameter rules to strategies.para
 admin, load_demo and the worker refuse the same values with the same messages.
 """
 from decimal import Decimal
+from types import SimpleNamespace
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -16,6 +17,18 @@ from trading.config import REFERENCE, ConfigError, reference_name, resolve
 from .instruments import Instrument
 
 UNIT = [MinValueValidator(0.0, "must be between 0 and 1"), MaxValueValidator(1.0, "must be between 0 and 1")]
+
+
+def strategy_param_errors(obj) -> dict[str, str]:
+    """param_errors, also when window_tz names a directory of the time zone database ("America"):
+    ZoneInfo raises IsADirectoryError there, which param_errors does not expect."""
+    try:
+        return param_errors(obj)
+    except OSError:
+        values = {name: getattr(obj, name) for name in PARAM_NAMES}
+        errors = param_errors(SimpleNamespace(**{**values, "window_tz": "UTC"}))
+        errors["window_tz"] = f"unknown time zone {obj.window_tz!r}"
+        return errors
 
 
 def validate_reference(value):
@@ -87,7 +100,7 @@ class Strategy(models.Model):
         super().clean()
         errors = {}
         if all(getattr(self, name) is not None for name in PARAM_NAMES):  # else clean_fields said so
-            errors.update(param_errors(self))
+            errors.update(strategy_param_errors(self))
         for field in ("broker_webhook", "discord_webhook"):
             value = getattr(self, field)
             if value and REFERENCE.match(value.strip()):  # a malformed one is reported by the field validator
@@ -146,14 +159,19 @@ class StrategyInstrument(models.Model):
         super().clean()
         if not isinstance(self.overrides, dict):
             raise ValidationError({"overrides": 'must be a JSON object, e.g. {"stop_loss_pct": 1.5}'})
-        if self.strategy_id is None or param_errors(self.strategy):
+        if self.strategy_id is None or strategy_param_errors(self.strategy):
             return  # the strategy's own form reports its bad parameters
         try:
             self.params()
         except ParameterError as exc:
-            raise ValidationError({"overrides": f"parameter {exc}"}) from None
+            # The leg's own ml_threshold wins over the overrides: a bad one is that field's error.
+            field = "ml_threshold" if exc.param == "ml_threshold" and self.ml_threshold is not None else "overrides"
+            raise ValidationError({field: f"parameter {exc}"}) from None
         except (TypeError, ValueError) as exc:
             raise ValidationError({"overrides": str(exc)}) from None
+        except OSError:  # {"window_tz": "America"}: a directory of the time zone database
+            raise ValidationError({"overrides": f"parameter window_tz: unknown time zone "
+                                                f"{self.overrides.get('window_tz')!r}"}) from None
 
     @property
     def broker_ticker(self) -> str:

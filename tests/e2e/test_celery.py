@@ -1,0 +1,292 @@
+"""The real Celery worker and beat (DatabaseScheduler, local Redis) running the appliance's periodic
+task rows: the heartbeat monitor raises one alert for a stopped worker and clears it once, and the
+daily-stop reset fires at 17:00 America/Chicago (22:00 UTC in daylight time, 23:00 UTC in standard
+time), with beat and worker on a shifted clock (tests/e2e/clockshift.py, time-machine)."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from datetime import date, datetime, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+import redis
+
+from tests.e2e.appliance import ROOT, ProcessEnv, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+CHICAGO = ZoneInfo("America/Chicago")
+UTC = timezone.utc
+SESSION_TASK = "CME session open (daily-stop reset)"
+# As supervisord.conf runs them (prefork pool, two children), without worker events; the node name
+# carries the Redis prefix so the run's broker keys can be found and removed afterwards.
+WORKER = ["worker", "--loglevel=INFO", "--concurrency=2", "--without-gossip", "--without-mingle",
+          "--without-heartbeat"]
+BEAT = ["beat", "--loglevel=INFO", "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler", "--pidfile="]
+SUCCEEDED = re.compile(r"Task (trading\.\w+)\[[0-9a-f-]+\] succeeded")
+
+
+# --- processes -----------------------------------------------------------------------------------
+
+class Celery:
+    """A worker and a beat of one ProcessEnv, optionally on a clock shifted by `offset` seconds."""
+
+    def __init__(self, env: ProcessEnv, offset: float | None = None):
+        self.env, self.offset = env, offset
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self) -> "Celery":
+        self._spawn("worker", [*WORKER, "-n", f"{self.env.redis_prefix}@%h"])
+        self._spawn("beat", BEAT)
+        return self
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        if self.offset is None:
+            cmd = [sys.executable, "-m", "celery", "-A", "pineops", *args]
+        else:
+            cmd = [sys.executable, "-m", "tests.e2e.clockshift", "--offset", repr(self.offset), "--",
+                   "-A", "pineops", *args]
+        log = (self.env.tmp / f"{name}.log").open("wb")
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env.env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        log.close()
+        self.procs[name] = proc
+        self.env.children.append(proc)  # ProcessEnv.cleanup SIGKILLs whatever is left
+
+    def log(self, name: str) -> str:
+        path = self.env.tmp / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def tails(self) -> str:
+        return "\n".join(f"--- {name}.log ---\n{self.log(name)[-4000:]}" for name in self.procs)
+
+    def succeeded(self, task: str) -> int:
+        """How many runs of `task` the worker finished."""
+        return sum(1 for m in SUCCEEDED.finditer(self.log("worker")) if m.group(1) == task)
+
+    def wait(self, predicate, timeout: float, what: str):
+        """wait_until `predicate`, failing at once (with the logs) if the worker or beat exits."""
+        def check():
+            dead = {n: p.returncode for n, p in self.procs.items() if p.poll() is not None}
+            return ("exited", dead) if dead else predicate()
+
+        try:
+            result = wait_until(check, timeout, what, interval=0.3)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.tails()}") from None
+        if isinstance(result, tuple) and result[:1] == ("exited",):
+            raise AssertionError(f"celery exited {result[1]} while waiting for {what}\n{self.tails()}")
+        return result
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM (warm shutdown: the worker acks its tasks, beat saves last_run_at), then SIGKILL."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in self.procs.values():
+            try:
+                proc.wait(max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+        self.forget_broker_bindings()
+
+    def forget_broker_bindings(self) -> None:
+        """Kombu's binding tables are keyed outside the prefix (_kombu.binding.EXCHANGE,
+        _kombu.binding_permanent.EXCHANGE, _kombu.binding_deadlines): drop this run's entries."""
+        prefix = self.env.redis_prefix.encode()
+        client = redis.Redis.from_url(self.env.env.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+        for key in client.scan_iter("_kombu.binding*"):
+            if prefix in key:
+                client.delete(key)
+            elif client.type(key) == b"set":
+                if stale := [m for m in client.smembers(key) if prefix in m]:
+                    client.srem(key, *stale)
+            elif client.type(key) == b"zset":
+                if stale := [m for m in client.zrange(key, 0, -1) if prefix in m]:
+                    client.zrem(key, *stale)
+
+
+@pytest.fixture
+def celery_env(tmp_path):
+    """A migrated database with the demo strategies (ibs_a enabled, ibs_b disabled) and the
+    periodic task rows of the migrations; Discord pointed at a closed local port."""
+    env = ProcessEnv(tmp_path, {"DISCORD_WEBHOOK_URL": "http://127.0.0.1:9/api/webhooks/1/e2e-celery",
+                                "LOG_LEVEL": "INFO"})
+    env.celery = None
+    try:
+        env.manage("migrate", "--no-input", "-v0")
+        env.manage("load_demo")
+        yield env
+    finally:
+        if env.celery is not None:
+            env.celery.stop()
+        env.cleanup()
+
+
+# --- heartbeat monitor ---------------------------------------------------------------------------
+
+HEARTBEAT_SETUP = """
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+every, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.SECONDS)
+task = PeriodicTask.objects.get(task="trading.check_heartbeats", enabled=True)
+task.interval = every
+task.save()
+"""
+
+BEAT_ONCE = """
+import json
+from datetime import timedelta
+from django.utils import timezone
+from trading.health.heartbeat import beat, stale_after
+now = timezone.now()
+last = now - timedelta(seconds={ago})
+beat("worker:ibs_a", state="running", interval={interval}, now=last)
+print(json.dumps({{"last_seen": last.timestamp(), "stale_at": (last + stale_after({interval})).timestamp()}}))
+"""
+
+ALERTS = """
+import json
+from trading.models import Heartbeat, Notification
+rows = Notification.objects.filter(title__endswith="worker:ibs_a").order_by("id")
+hb = Heartbeat.objects.filter(process="worker:ibs_a").first()
+print(json.dumps({"alerts": [[n.kind, n.title, n.created_at.timestamp()] for n in rows],
+                  "stale_alerted": hb.stale_alerted if hb else None}))
+"""
+
+
+def test_heartbeat_monitor_alerts_once_for_a_stopped_worker_and_once_on_recovery(celery_env):
+    env = celery_env
+    env.shell(HEARTBEAT_SETUP)
+    celery = env.celery = Celery(env).start()
+    runs = lambda: celery.succeeded("trading.check_heartbeats")  # noqa: E731
+    alerts = lambda: env.shell_json(ALERTS)  # noqa: E731
+    celery.wait(lambda: runs() >= 2, 60, "the heartbeat monitor running every second")
+
+    # worker:ibs_a beats every 2 s; it is stale after max(3 × 2 s, 60 s). Its last beat was 45 s ago
+    # (so the stop happens during the test without a minute of waiting): fresh for 15 s more.
+    hb = env.shell_json(BEAT_ONCE.format(ago=45, interval=2))
+    assert hb["stale_at"] - hb["last_seen"] == 60
+    seen = runs()
+    celery.wait(lambda: runs() >= seen + 3, 20, "three monitor runs while the heartbeat is fresh")
+    state = alerts()
+    assert time.time() < hb["stale_at"], "the fresh-phase check ran too late to mean anything"
+    assert state == {"alerts": [], "stale_alerted": False}, "no alert while the worker is fresh"
+
+    # The worker has stopped beating: one emergency alert once its heartbeat is stale.
+    state = celery.wait(lambda: (s := alerts())["alerts"] and s, 40, "the stale-heartbeat alert")
+    assert [a[:2] for a in state["alerts"]] == [["emergency", "Stale heartbeat: worker:ibs_a"]]
+    assert state["alerts"][0][2] >= hb["stale_at"], "alerted before the heartbeat was stale"
+    assert state["stale_alerted"] is True
+
+    # Still stale for several more monitor runs: still that one alert (one per incident).
+    seen = runs()
+    celery.wait(lambda: runs() >= seen + 4, 20, "four more monitor runs while stale")
+    assert [a[:2] for a in alerts()["alerts"]] == [["emergency", "Stale heartbeat: worker:ibs_a"]]
+
+    # It beats again: one recovery alert, and the incident is closed.
+    env.shell_json(BEAT_ONCE.format(ago=0, interval=2))
+    state = celery.wait(lambda: len((s := alerts())["alerts"]) >= 2 and s, 20, "the recovery alert")
+    seen = runs()
+    celery.wait(lambda: runs() >= seen + 4, 20, "four more monitor runs after recovery")
+    state = alerts()
+    assert [a[:2] for a in state["alerts"]] == [["emergency", "Stale heartbeat: worker:ibs_a"],
+                                                ["info", "Heartbeat recovered: worker:ibs_a"]]
+    assert state["stale_alerted"] is False
+
+
+# --- daily reset at the CME session boundary -----------------------------------------------------
+
+LEAD = 15.0  # seconds of simulated time between starting Celery and the boundary
+
+RESET_SETUP = """
+import json
+from datetime import datetime, timedelta
+from django_celery_beat.models import PeriodicTask
+from trading.models import DailyRiskState, Strategy
+boundary = datetime.fromisoformat("{boundary}")
+# The appliance has been running: the reset last fired at the previous boundary, today's summary
+# (16:15 Chicago) has gone out, and the interval tasks are due. Without this, beat would take
+# the rows' date_changed (the real date, months away from the simulated one) as their last run.
+PeriodicTask.objects.filter(name="{session_task}").update(last_run_at=boundary - timedelta(days=1))
+PeriodicTask.objects.filter(task="trading.daily_summary").update(last_run_at=boundary - timedelta(minutes=40))
+PeriodicTask.objects.filter(interval__isnull=False).update(last_run_at=boundary - timedelta(hours=1))
+# ibs_a hit its daily stop in the session that is about to end.
+DailyRiskState.objects.create(strategy=Strategy.objects.get(name="ibs_a"), session_date="{today}",
+                              stopped=True, stop_reason="e2e: daily stop hit")
+task = PeriodicTask.objects.get(name="{session_task}")
+print(json.dumps({{"crontab": [task.crontab.minute, task.crontab.hour, task.crontab.day_of_week,
+                              str(task.crontab.timezone)], "runs": task.total_run_count}}))
+"""
+
+RESET_STATE = """
+import json
+from django_celery_beat.models import PeriodicTask
+from trading.models import DailyRiskState, Notification
+task = PeriodicTask.objects.get(name="{session_task}")
+print(json.dumps({{
+    "states": sorted([s.strategy.name, s.session_date.isoformat(), s.stopped] for s in DailyRiskState.objects.all()),
+    "lifted": [[n.title, n.created_at.timestamp()] for n in Notification.objects.filter(title__startswith="Daily stop lifted")],
+    "last_run_at": task.last_run_at.timestamp() if task.last_run_at else None,
+    "runs": task.total_run_count,
+}}))
+"""
+
+
+@pytest.mark.parametrize("boundary, today, next_session, utc_hour", [
+    pytest.param(datetime(2026, 7, 14, 17, 0, tzinfo=CHICAGO), date(2026, 7, 14), date(2026, 7, 15), 22,
+                 id="daylight-time-CDT"),
+    pytest.param(datetime(2026, 11, 24, 17, 0, tzinfo=CHICAGO), date(2026, 11, 24), date(2026, 11, 25), 23,
+                 id="standard-time-CST"),
+])
+def test_daily_reset_fires_at_the_session_boundary(celery_env, boundary, today, next_session, utc_hour):
+    env = celery_env
+    b = boundary.timestamp()
+    setup = env.shell_json(RESET_SETUP.format(boundary=boundary.isoformat(), today=today,
+                                              session_task=SESSION_TASK))
+    assert setup == {"crontab": ["0", "17", "0-4", "America/Chicago"], "runs": 0}
+    state = lambda: env.shell_json(RESET_STATE.format(session_task=SESSION_TASK))  # noqa: E731
+
+    offset = (b - LEAD) - time.time()  # simulated = real + offset, for beat, worker and this test
+    fake_now = lambda: time.time() + offset  # noqa: E731
+    celery = env.celery = Celery(env, offset=offset).start()
+
+    # Worker and beat run on the simulated date: the interval tasks go through before the boundary.
+    fake_day = time.strftime("%Y-%m-%d %H:%M", time.localtime(b - LEAD))  # as the log's asctime
+    celery.wait(lambda: celery.succeeded("trading.check_heartbeats") >= 1, LEAD, "a first task run")
+    assert fake_day in celery.log("worker") and "beat: Starting" in celery.log("beat"), celery.tails()
+
+    # A moment before 17:00 Chicago: nothing reset yet (and no early run of the task).
+    wait_until(lambda: fake_now() >= b - 3, LEAD, "the simulated clock to near the boundary", interval=0.05)
+    before = state()
+    assert fake_now() < b, "the before-boundary snapshot was taken too late"
+    assert before["states"] == [["ibs_a", today.isoformat(), True]]
+    assert before["lifted"] == [] and before["runs"] == 0
+    assert celery.succeeded("trading.open_session") == 0
+
+    # At the boundary the worker opens the next session for every strategy.
+    after = celery.wait(lambda: len((s := state())["states"]) == 3 and s, 30, f"the reset for {next_session}")
+    assert after["states"] == [["ibs_a", today.isoformat(), True], ["ibs_a", next_session.isoformat(), False],
+                               ["ibs_b", next_session.isoformat(), False]]
+    celery.wait(lambda: state()["lifted"], 15, "the daily-stop-lifted alert")
+    celery.stop()  # beat saves the entry's last_run_at on shutdown
+    env.celery = None
+
+    final = state()
+    assert final["states"] == after["states"]
+    assert final["runs"] == 1, "the reset ran once"
+    fired = datetime.fromtimestamp(final["last_run_at"], UTC)
+    assert 0 <= fired.timestamp() - b < 2, f"beat sent the reset at {fired}, not at the boundary {boundary}"
+    assert (fired.hour, fired.minute) == (utc_hour, 0), f"17:00 Chicago on {today} is {utc_hour}:00 UTC"
+    assert (fired.astimezone(CHICAGO).hour, fired.astimezone(CHICAGO).minute) == (17, 0)
+    (title, lifted_at), = final["lifted"]
+    assert title == "Daily stop lifted: ibs_a"
+    assert 0 <= lifted_at - b < 10
+    assert celery.succeeded("trading.open_session") == 1
+    assert f"'session_date': '{next_session.isoformat()}'" in celery.log("worker")
