@@ -47,6 +47,11 @@ check-logs:
 		echo "FAIL: a configured secret appears in the test logs above"; exit 1; fi
 	@echo "logs checked: $$(sort -u test-artifacts/secrets.txt 2>/dev/null | wc -l) configured secrets, none in $$(ls test-artifacts/*.log | wc -l) log files"
 
+# The long fault runs: 200 worker kills (PINEOPS_KILLS) and the rest of tests/faults; prints the fault table.
+soak: install services
+	@rm -f test-artifacts/faults-summary.txt
+	PINEOPS_KILLS=$${PINEOPS_KILLS:-200} env -u DATABASE_URL $(PY) -m pytest tests/faults -o log_file=test-artifacts/pytest-soak.log
+
 # The whole appliance (deploy/demo.sh → deploy/entrypoint.sh → supervisord.conf), as the container runs it.
 demo: install redis-server
 	@PINEOPS_PYTHON=$(abspath $(PY)) PINEOPS_ENV_FILE=$(DEMO_ENV) PINEOPS_WEB_BIND=127.0.0.1:$(DEMO_PORT) \
