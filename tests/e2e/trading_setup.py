@@ -76,7 +76,8 @@ class TradingRun:
             wait_until(lambda: (tmp / "ibs_a_worker_heartbeat.json").exists() or self.worker.poll() is not None, 60,
                        "worker up")
             assert self.worker.poll() is None, (tmp / "worker-0.log").read_text()[-3000:]
-            self.hub = self.env.spawn("runhub", "--heartbeat", "0.5", log_name="hub.log")
+            self.hubs = 0
+            self.start_hub()
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -87,6 +88,11 @@ class TradingRun:
                                      log_name=f"worker-{self.workers}.log")
         self.workers += 1
         return self.worker
+
+    def start_hub(self):
+        self.hub = self.env.spawn("runhub", "--heartbeat", "0.5", log_name=f"hub-{self.hubs}.log" if self.hubs else "hub.log")
+        self.hubs += 1
+        return self.hub
 
     def replay_done(self) -> bool:
         return all(self.client.xlen(f"{self.prefix}:bars:{r}:1d") >= self.days[r] for r in self.roots)

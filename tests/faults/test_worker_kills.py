@@ -1,5 +1,5 @@
-"""kill -9 of the worker at random moments of a replayed week: the final orders, trades and
-positions equal an uninterrupted run (the backtest of the same bars) and no order arrives twice."""
+"""kill -9 of the worker or of the hub at random moments of a replayed week: the final orders, trades
+and positions equal an uninterrupted run (the backtest of the same bars) and no order arrives twice."""
 import os
 import random
 import signal
@@ -19,7 +19,8 @@ ROOTS = ["6A", "CL", "GC"]
 KILLS = int(os.environ.get("PINEOPS_KILLS", "20"))
 
 
-def test_worker_killed_at_random_moments(tmp_path, fault_report):
+@pytest.mark.parametrize("victim", ["worker", "hub"])
+def test_killed_at_random_moments(tmp_path, fault_report, victim):
     paths = generate(tmp_path / "market", roots=ROOTS, start=date(2026, 11, 2), days=5, seed=9, roll_day=30,
                      trades_per_minute=3.0)
     fronts = {r: listings(r, date(2026, 11, 5))[0].raw_symbol for r in ROOTS}
@@ -30,10 +31,11 @@ def test_worker_killed_at_random_moments(tmp_path, fault_report):
     with TradingRun(tmp_path, paths, fronts, days, key=KEY, speed=11_000, block_ms=100) as run:
         while kills < KILLS and not run.replay_done():
             time.sleep(rng.uniform(0.3, 2.0))
-            os.killpg(run.worker.pid, signal.SIGKILL)
-            run.worker.wait(10)
+            proc = getattr(run, victim)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
             kills += 1
-            run.start_worker()
+            run.start_worker() if victim == "worker" else run.start_hub()
         run.wait_caught_up()
         frames, summary = run.frames(), run.summary()
     broker = run.broker
@@ -42,7 +44,7 @@ def test_worker_killed_at_random_moments(tmp_path, fault_report):
     orders = broker.orders(status=None)
     buys, exits, duplicates = received(orders)
     lost = len(set(expected.buys) - set(buys)) + len(set(expected.exits) - set(exits))
-    fault_report("kill -9 worker at random moments", runs=kills, expected=len(expected.buys) + len(expected.exits),
+    fault_report(f"kill -9 {victim} at random moments", runs=kills, expected=len(expected.buys) + len(expected.exits),
                  received=len(orders), duplicates=duplicates, lost=lost, errors=len(summary["ambiguous"]))
     assert kills >= min(KILLS, 10), "the replay ended before enough kills"
     assert summary["ambiguous"] == []
@@ -52,6 +54,12 @@ def test_worker_killed_at_random_moments(tmp_path, fault_report):
         (t["symbol"], t["entry_time"][:19], round(t["entry_price"], 6), t["exit_time"][:19], round(t["exit_price"], 6),
          t["exit_reason"]) for t in expected.closed]
     assert summary["open"] == expected.open_at_end
+    if victim == "hub":  # the streams hold every hour once, whole, as an independent resample makes them
+        for root in ROOTS:
+            want, got = expected_bars(paths[root], fronts[root])["1h"], frames[root]
+            assert len(got) == len(want), f"{root}: {len(got)} hourly bars, {len(want)} expected"
+            for col in ("open", "high", "low", "close", "volume"):
+                assert (abs(got[col].to_numpy() - want[col].to_numpy()) < 1e-9).all(), f"{root} 1h {col}"
 
 
 def test_worker_killed_while_its_order_is_in_flight_sends_it_once(tmp_path, fault_report):

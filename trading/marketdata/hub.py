@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 import databento_dbn as dbn
 
 from strategies.bars import Bar, DailyAggregator, HourlyAggregator, MinuteBarBuilder
-from strategies.calendar import session_date, session_date_ns, session_end
+from strategies.calendar import session_date, session_date_ns, session_end, session_open
 from trading.marketdata.roll import FrontMonth, Roll, parse_contract
 
 log = logging.getLogger(__name__)
@@ -235,10 +235,23 @@ class Hub:
         self.advance(self.clock + 1)
 
 
+def restart_point(last_minute_ms: dict[str, int | None]) -> int | None:
+    """Where a hub starting afresh subscribes (ns): the open of the CME session of the root furthest
+    behind, so that session's hourly and daily bars are rebuilt whole from its trades (bars already
+    published are refused by their streams as duplicates). None when nothing was published yet.
+    Databento Live replays up to 24 h, one session; a longer outage is the bar store's warmup's job."""
+    known = [ms for ms in last_minute_ms.values() if ms is not None]
+    if not known:
+        return None
+    behind = datetime.fromtimestamp(min(known) / 1000, UTC)
+    return int(session_open(session_date(behind)).timestamp()) * NS
+
+
 def run_live(hub: Hub, *, key: str, dataset: str, roots: list[str], gateway: str | None, port: int | None,
              stopping, heartbeat=lambda hub: None, heartbeat_every: float = 5.0, schema: str = "trades",
-             max_backoff: float = 30.0) -> None:
-    """Subscribe through the official client, feed the hub, reconnect with backfill until `stopping()`."""
+             max_backoff: float = 30.0, first_start: int | None = None) -> None:
+    """Subscribe through the official client, feed the hub, reconnect with backfill until `stopping()`.
+    `first_start`: the first subscription's `start=` (a restarted hub's `restart_point`)."""
     import databento as db
 
     backoff = 0.5
@@ -248,7 +261,7 @@ def run_live(hub: Hub, *, key: str, dataset: str, roots: list[str], gateway: str
         kwargs = {"key": key, "heartbeat_interval_s": 5}
         if gateway:
             kwargs.update(gateway=gateway, port=port)
-        start = hub.resume_point() if hub.counters["connections"] else None
+        start = hub.resume_point() if hub.counters["connections"] else first_start
         try:
             client = db.Live(**kwargs)
             client.add_callback(records.put)

@@ -113,6 +113,12 @@ class BarPublisher:
         return written
 
 
+def last_bar_ms(root: str, timeframe: str = "1m", client: redis.Redis | None = None) -> int | None:
+    """Start (ms) of the newest bar of a stream, None when it is empty."""
+    newest = (client or get_redis()).xrevrange(stream_key(root, timeframe), count=1)
+    return int(newest[0][0].split("-")[0]) if newest else None
+
+
 def read_bars(streams: dict[str, str], *, block_ms: int | None = None, count: int = 500,
               client: redis.Redis | None = None) -> list[tuple[str, str, Bar | None, str]]:
     """Read after the given ids {stream key: last id}; returns (stream, id, bar or None, error)."""

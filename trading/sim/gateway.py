@@ -79,6 +79,7 @@ class LiveGateway:
         self._threads: list[threading.Thread] = []
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._epoch: tuple[float, int] | None = None  # (monotonic, data ns) when the paced market started
 
     # --- data -------------------------------------------------------------------------------
     @staticmethod
@@ -197,13 +198,31 @@ class LiveGateway:
             conn.sendall(_metadata(dataset, subs) + bytes(err))
             return
         records, parents = self._select(subs)
+        if self.speed and not any(int(sub.get("start") or 0) for sub in subs):
+            # Live semantics: without start= a session begins at the market's present, as Databento's
+            # does; what happened before is only there for a client that asks with start=.
+            now = self.market_now()
+            records = [r for r in records if r.ts >= now]
         conn.sendall(_metadata(dataset, subs))
         self._replay(conn, records, parents)
 
+    def market_now(self) -> int:
+        """The replayed market's present (ns) when pacing: it starts with the first session and runs
+        `speed` times faster than the wall clock, whoever is connected."""
+        with self._lock:
+            if self._epoch is None:
+                self._epoch = (time.monotonic(), self._records[0].ts if self._records else time.time_ns())
+            wall0, data0 = self._epoch
+        return data0 + int((time.monotonic() - wall0) * self.speed * 1e9)
+
     def _replay(self, conn, records: list[_Record], parents: dict[int, str]) -> None:
         faults, mapped = self.faults, set()
-        wall0, data0 = time.monotonic(), records[0].ts if records else time.time_ns()
-        clock = data0
+        if self.speed:  # paced on the market's clock: records before its present go at once (a replay)
+            self.market_now()
+            wall0, data0 = self._epoch
+        else:
+            wall0, data0 = time.monotonic(), records[0].ts if records else time.time_ns()
+        clock = records[0].ts if records else (self.market_now() if self.speed else data0)
         last_send = time.monotonic()
         for i, rec in enumerate(records):
             if self._stop.is_set():

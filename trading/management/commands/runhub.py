@@ -2,17 +2,18 @@
 import logging
 import os
 import signal
+from datetime import datetime, timezone
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections, transaction
-from django.utils import timezone
+from django.utils import timezone as dj_timezone
 
 from trading.config import ConfigError, resolve
 from trading.health.heartbeat import beat
 from trading.marketdata import streams
 from trading.marketdata.barstore import store_bar
-from trading.marketdata.hub import Hub, run_live
+from trading.marketdata.hub import Hub, restart_point, run_live
 from trading.marketdata.roll import FrontMonth
 from trading.models import ContractRoll, Instrument, StrategyInstrument
 from trading.notify.outbox import enqueue
@@ -34,10 +35,29 @@ def record_roll(roll) -> None:
         instrument.save(update_fields=["active_contract", "updated_at"])
         ContractRoll.objects.get_or_create(instrument=instrument, session_date=roll.session_date,
                                            to_contract=roll.to_contract,
-                                           defaults=dict(from_contract=roll.from_contract, rolled_at=timezone.now(),
+                                           defaults=dict(from_contract=roll.from_contract, rolled_at=dj_timezone.now(),
                                                          reason=roll.reason[:200]))
         enqueue("info", f"Roll {roll.root}: {roll.from_contract} → {roll.to_contract}",
                 body=f"From session {roll.session_date}: {roll.reason}", dedupe_key=f"roll:{roll.root}:{roll.session_date}")
+
+
+class RollRecorder:
+    """`on_roll` of the hub: rolls reach the database in order. One that cannot be written (the
+    database is away) is kept and written by `retry()`, which every heartbeat calls, once it is back:
+    otherwise the instrument's front contract would stay the old one for the workers and a restarted hub."""
+
+    def __init__(self):
+        self.unrecorded: list = []
+
+    def __call__(self, roll) -> None:
+        self.unrecorded.append(roll)
+        self.retry()  # raises while the database is away: the hub logs it, the roll stays queued
+
+    def retry(self) -> None:
+        while self.unrecorded:
+            record_roll(self.unrecorded[0])
+            log.info("roll recorded root=%s to=%s", self.unrecorded[0].root, self.unrecorded[0].to_contract)
+            self.unrecorded.pop(0)
 
 
 class Command(BaseCommand):
@@ -66,7 +86,8 @@ class Command(BaseCommand):
                     log.error("bar not stored root=%s ts=%s: %s", bar.symbol, bar.ts, exc.__class__.__name__)
 
         publisher = streams.BarPublisher(on_fresh=store_hourly)
-        hub = Hub(fronts, publish=publisher.add, flush=publisher.flush, on_roll=record_roll,
+        rolls = RollRecorder()
+        hub = Hub(fronts, publish=publisher.add, flush=publisher.flush, on_roll=rolls,
                   on_watermark=publisher.watermark)
         publisher.counters = hub.counters
         stopping = []
@@ -76,6 +97,11 @@ class Command(BaseCommand):
 
         def send_heartbeat(hub, state="running"):
             close_old_connections()
+            if rolls.unrecorded:
+                try:
+                    rolls.retry()
+                except Exception as exc:  # noqa: BLE001 — still away: kept for the next heartbeat
+                    log.error("%d roll(s) not recorded yet: %s", len(rolls.unrecorded), exc.__class__.__name__)
             try:
                 beat("hub", state="stopped" if stopping else state, interval=int(max(1, heartbeat)),
                      last_bar_time=hub.last_bar_time, file=heartbeat_file,
@@ -84,10 +110,13 @@ class Command(BaseCommand):
                 log.error("hub heartbeat not written: %s", exc.__class__.__name__)
 
         roots = sorted(fronts)
-        log.info("hub starting roots=%s gateway=%s", ",".join(roots), gateway or "databento")
+        first_start = restart_point({root: streams.last_bar_ms(root) for root in roots})
+        log.info("hub starting roots=%s gateway=%s start=%s", ",".join(roots), gateway or "databento",
+                 first_start and datetime.fromtimestamp(first_start / 1e9, timezone.utc).isoformat())
         enqueue("startup", "Hub started", body=f"Subscribed roots: {', '.join(roots)}")
         run_live(hub, key=key, dataset="GLBX.MDP3", roots=roots, gateway=host or None, port=int(port) if port else None,
-                 stopping=lambda: bool(stopping), heartbeat=send_heartbeat, heartbeat_every=heartbeat)
+                 stopping=lambda: bool(stopping), heartbeat=send_heartbeat, heartbeat_every=heartbeat,
+                 first_start=first_start)
         log.info("hub stopped counters=%s", dict(hub.counters))
         close_old_connections()
         enqueue("shutdown", "Hub stopped", body=f"{hub.counters['bars_1m']} minute bars this run")
