@@ -50,13 +50,14 @@ class TradingRun:
                ".values_list('instrument__root', flat=True))}))")
 
     def __init__(self, tmp_path, paths: dict, fronts: dict, days: dict, *, key: str, speed=None, block_ms=200,
-                 redis_url: str = "redis://127.0.0.1:6379/0"):
+                 redis_url: str = "redis://127.0.0.1:6379/0", extra_env: dict | None = None):
         self.tmp, self.key, self.fronts, self.days, self.roots, self.block_ms = (tmp_path, key, fronts, days,
                                                                             sorted(fronts), block_ms)
         self.gateway = LiveGateway(list(paths.values()), key=key, heartbeat_interval=0.2, speed=speed)
         self.broker = TradersPostStandIn()
         self.workers = 0
         self.redis_url = redis_url
+        self.extra_env = extra_env or {}
         self.client = redis.Redis.from_url(redis_url, decode_responses=True)
 
     def __enter__(self):
@@ -66,7 +67,8 @@ class TradingRun:
         self.env = ProcessEnv(tmp, {
             "DATABENTO_API_KEY": self.key, "DATABENTO_GATEWAY": f"127.0.0.1:{self.gateway.port}",
             "TRADERSPOST_IBS_A_WEBHOOK": f"{self.broker.url}/trading/webhook/e2e-secret-token",
-            "DISCORD_WEBHOOK_URL": "http://127.0.0.1:9/api/webhooks/1/unused", "REDIS_URL": self.redis_url})
+            "DISCORD_WEBHOOK_URL": "http://127.0.0.1:9/api/webhooks/1/unused", "REDIS_URL": self.redis_url,
+            **self.extra_env})
         self.prefix = self.env.redis_prefix
         try:
             self.env.manage("migrate", "--no-input", "-v0")
