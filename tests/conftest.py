@@ -49,6 +49,15 @@ def redis_prefix():
         client.delete(key)
 
 
+@pytest.fixture
+def broker():
+    """A local TradersPost stand-in (records every POST, answers as scripted)."""
+    from trading.sim.traderspost import TradersPostStandIn
+
+    with TradersPostStandIn() as standin:
+        yield standin
+
+
 def glbx_samples() -> Path:
     """The real GLBX sample files (../shared/data/databento beside the checkout, or PINEOPS_GLBX_SAMPLES)."""
     if os.environ.get("PINEOPS_GLBX_SAMPLES"):

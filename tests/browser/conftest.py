@@ -42,3 +42,15 @@ def screenshot(page, name: str):
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def log_in(page, live_server, user_model, *, next_path: str, ready: str, username="operator",
+           password="chromium-test-pw-4821"):
+    """Create a superuser and log in through the real login form; wait for `ready` on `next_path`."""
+    user_model.objects.create_superuser(username, password=password)
+    page.goto(f"{live_server.url}/admin/login/?next={next_path}")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    page.wait_for_selector(ready)
+    return page

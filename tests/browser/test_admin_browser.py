@@ -4,7 +4,7 @@ from decimal import Decimal
 import pytest
 from django.core.management import call_command
 
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import log_in, screenshot
 from trading.models import Instrument, KillSwitch, KillSwitchEvent, Strategy
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -14,13 +14,7 @@ PASSWORD = "chromium-test-pw-4821"
 @pytest.fixture
 def admin_page(page, live_server, django_user_model, webhook_env):
     call_command("load_demo")
-    django_user_model.objects.create_superuser("operator", password=PASSWORD)
-    page.goto(f"{live_server.url}/admin/")
-    page.fill("#id_username", "operator")
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_selector("#site-name")
-    return page
+    return log_in(page, live_server, django_user_model, next_path="/admin/", ready="#site-name", password=PASSWORD)
 
 
 def field_errors(page, field: str) -> str:

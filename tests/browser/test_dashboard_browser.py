@@ -15,14 +15,13 @@ from django.utils import timezone as dj_timezone
 
 from strategies.bars import Bar
 from strategies.calendar import session_date
-from tests.browser.conftest import SCREENSHOTS, screenshot
+from tests.browser.conftest import SCREENSHOTS, log_in, screenshot
 from tests.trading.factories import make_trade
 from trading.execution.worker import Worker
 from trading.marketdata import streams
 from trading.models import KillSwitch, KillSwitchEvent, Position, Signal, Strategy, StrategyInstrument
 from trading.redis_client import get_redis, key
 from trading.risk.killswitch import current_mode
-from trading.sim.traderspost import TradersPostStandIn
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 PASSWORD = "chromium-dashboard-pw-7713"
@@ -36,12 +35,6 @@ REASON = "FOMC in 10 minutes, standing aside"
 # ibs_b 30.00 yesterday. Cumulative ibs_a: 100.00, 60.00, 219.50.
 IBS_A_TODAY = Decimal("159.50")
 GC_ENTRY, GC_LAST, GC_SIZE = Decimal("2640.0"), 2652.5, 2
-
-
-@pytest.fixture
-def broker():
-    with TradersPostStandIn() as standin:
-        yield standin
 
 
 @pytest.fixture
@@ -85,12 +78,8 @@ def running_worker(demo):
 
 @pytest.fixture
 def dashboard(page, live_server, django_user_model, demo):
-    django_user_model.objects.create_superuser("operator", password=PASSWORD)
-    page.goto(f"{live_server.url}/admin/login/?next=/admin/dashboard/")
-    page.fill("#id_username", "operator")
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_selector("#killswitch-control")
+    log_in(page, live_server, django_user_model, next_path="/admin/dashboard/", ready="#killswitch-control",
+           password=PASSWORD)
     assert page.url == f"{live_server.url}/admin/dashboard/"
     return page
 

@@ -10,7 +10,6 @@ from trading.marketdata import streams
 from trading.marketdata.barstore import store_bars
 from trading.models import Notification, Position, Signal, Strategy, StrategyInstrument
 from trading.risk.killswitch import set_mode
-from trading.sim.traderspost import TradersPostStandIn
 from tests.strategies.builders import MID, hourly
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -18,12 +17,6 @@ UTC = timezone.utc
 T0 = datetime(2026, 11, 3, 1, 0, tzinfo=UTC)  # Tuesday 01:00 UTC, inside the entry window
 SIGNAL = (100.0, 101.0, 99.0, 99.2)  # IBS 0.1
 EXIT = (99.5, 99.9, 99.1, 99.8)  # IBS 0.875
-
-
-@pytest.fixture
-def broker():
-    with TradersPostStandIn() as standin:
-        yield standin
 
 
 @pytest.fixture
