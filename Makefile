@@ -35,11 +35,16 @@ test-sqlite:
 	@echo "== tests on SQLite"
 	env -u DATABASE_URL $(PY) -m pytest tests -o log_file=test-artifacts/pytest-sqlite.log
 
-# Framework-free packages (strategies, sim) need no database: they run once, on SQLite.
+# The PostgreSQL pass runs what depends on the database engine. Left to the SQLite pass: framework-free
+# packages (strategies, sim), bench smoke runs, and the multi-process fault runs whose subject is not the
+# database (hub bars, Redis restarts, Celery and hub kills); the trading path, the worker kills, the
+# appliance and the database outage (always on PostgreSQL) run here too.
+PG_SKIP := --ignore=tests/strategies --ignore=tests/sim --ignore=tests/bench --ignore=tests/e2e/test_hub.py \
+	--ignore=tests/faults/test_outages.py --ignore=tests/faults/test_celery_kills.py \
+	--ignore=tests/faults/test_db_outage.py --deselect "tests/faults/test_worker_kills.py::test_killed_at_random_moments[hub]"
 test-postgres:
 	@echo "== tests on PostgreSQL ($(PG_TEST_URL), throw-away test database)"
-	DATABASE_URL=$(PG_TEST_URL) $(PY) -m pytest tests --create-db -o log_file=test-artifacts/pytest-postgres.log \
-		--ignore=tests/strategies --ignore=tests/sim
+	DATABASE_URL=$(PG_TEST_URL) $(PY) -m pytest tests --create-db -o log_file=test-artifacts/pytest-postgres.log $(PG_SKIP)
 
 # Every secret a test configured is listed in test-artifacts/secrets.txt; none may be in any log.
 check-logs:

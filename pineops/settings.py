@@ -4,6 +4,7 @@ Safe defaults for a single box (SQLite in WAL mode under RUNTIME_DIR, local Redi
 has a default: in production SECRET_KEY must be set; in development one is generated once.
 """
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -171,11 +172,14 @@ EXCHANGE_TIMEZONE = "America/Chicago"
 
 # --- Logging: one line per event; secrets are redacted by a filter on every handler ------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+PROGRAM_NAME = re.sub(r"[^A-Za-z0-9_.-]", "", os.environ.get("SUPERVISOR_PROCESS_NAME", ""))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"redact_secrets": {"()": "pineops.logging.RedactSecrets"}},
-    "formatters": {"line": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    # Under supervisord every line names its program (supervisord sets SUPERVISOR_PROCESS_NAME).
+    "formatters": {"line": {"format": "%(asctime)s " + (f"[{PROGRAM_NAME}] " if PROGRAM_NAME else "")
+                                      + "%(levelname)s %(name)s %(message)s"}},
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "line", "filters": ["redact_secrets"]},
     },

@@ -109,6 +109,8 @@ def test_demo_appliance_trades_survives_kills_follows_the_database_and_stops_cle
     # Every line any process of the appliance wrote (supervisord collects them all) holds no secret.
     output = demo.log.read_bytes() + b"".join(p.read_bytes() for p in demo.tmp.glob("*.log"))
     assert len(output) > 10_000
+    for program in ("hub", "worker-ibs_a", "celery-worker", "sync-workers"):  # each line names its program
+        assert f" [{program}] INFO ".encode() in output, program
     secrets = [demo.env[name] for name in ("TRADERSPOST_IBS_A_WEBHOOK", "TRADERSPOST_IBS_B_WEBHOOK",
                                            "DISCORD_WEBHOOK_URL", "DATABENTO_API_KEY")]
     secrets += [url.rsplit("/", 1)[1] for url in secrets[:3]]  # the token part alone
