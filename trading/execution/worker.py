@@ -344,9 +344,14 @@ class Worker:
             enqueue("startup", f"{self.name} worker started", strategy=self.config.strategy,
                     body=f"Instruments: {', '.join(self.config.legs)}; open: {self.portfolio.busy()}")
             self.heartbeat(force=True)
+            rebuild = False
             while not self.stopping():
                 close_old_connections()
                 try:
+                    if rebuild:  # the last rebuild failed: nothing runs on state the database did not give
+                        self.buffer.clear()
+                        self.setup()
+                        rebuild = False
                     self.refresh_lock()
                     self.maybe_reload()
                     self.poll()
@@ -362,7 +367,9 @@ class Worker:
                         self.buffer.clear()
                         self.setup()
                     except Exception as again:  # noqa: BLE001
-                        log.error("worker state rebuild failed strategy=%s: %s", self.name, again.__class__.__name__)
+                        log.error("worker state rebuild failed strategy=%s: %s; retried before anything else",
+                                  self.name, again.__class__.__name__)
+                        rebuild = True
             self.sender.stop(self.config.strategy)
             self.heartbeat("stopped", force=True)
             enqueue("shutdown", f"{self.name} worker stopped", strategy=self.config.strategy)
