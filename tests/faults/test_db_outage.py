@@ -186,6 +186,10 @@ def test_database_away_30s_mid_session(tmp_path, fault_report):
             alive_in_outage = hub.poll() is None and worker.poll() is None
             proxy.restore()
             restored_at = time.time()
+            wait_until(lambda: run.replay_done() or hub.poll() is not None or worker.poll() is not None, 240,
+                       "the replay, after the outage")
+            assert hub.poll() is None and worker.poll() is None, "a process exited after the outage:\n" + "".join(
+                (tmp_path / f).read_text(errors="replace")[-1500:] for f in ("hub.log", "worker-0.log"))
             run.wait_caught_up()  # also asserts that hub and worker are alive
             assert run.hub is hub and run.worker is worker
             frames, summary = run.frames(), run.summary()

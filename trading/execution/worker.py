@@ -348,11 +348,11 @@ class Worker:
             while not self.stopping():
                 close_old_connections()
                 try:
+                    self.refresh_lock()
                     if rebuild:  # the last rebuild failed: nothing runs on state the database did not give
                         self.buffer.clear()
                         self.setup()
                         rebuild = False
-                    self.refresh_lock()
                     self.maybe_reload()
                     self.poll()
                     self.heartbeat()
@@ -366,6 +366,7 @@ class Worker:
                     try:
                         self.buffer.clear()
                         self.setup()
+                        rebuild = False
                     except Exception as again:  # noqa: BLE001
                         log.error("worker state rebuild failed strategy=%s: %s; retried before anything else",
                                   self.name, again.__class__.__name__)
