@@ -176,7 +176,7 @@ def test_claim_of_a_dead_sender_is_settled_at_once(signal):
 
 def test_backoff_grows_and_is_capped():
     delays = [backoff_seconds(n, rng=lambda: 0.0) for n in range(1, 12)]
-    assert delays[:4] == [2, 4, 8, 16] and max(delays) == 300
+    assert delays[:4] == [2, 4, 8, 16] and max(delays) == 60
     assert backoff_seconds(1, retry_after=30, rng=lambda: 0.0) == 30
 
 
@@ -217,3 +217,57 @@ def test_an_exit_never_overtakes_its_held_back_entry(signal):
     report = send_pending_orders(deliver=broker, now=now + timedelta(seconds=31))
     assert report.sent == [signal.key, exit_.key]
     assert [payload["action"] for _, payload in broker.calls] == ["buy", "exit"]
+
+
+def test_a_day_order_is_retried_until_the_close_then_expires_never_sent_late(signal):
+    now = timezone.now()
+    Signal.objects.filter(pk=signal.pk).update(expires_at=now + timedelta(minutes=10))
+    broker = ScriptedBroker(*[Result("retryable", 500, "down")] * 40)
+    for _ in range(40):  # a broker down for 13 minutes, tried every 20 s
+        send_pending_orders(deliver=broker, now=now)
+        now += timedelta(seconds=20)
+    signal.refresh_from_db()
+    assert len(broker.calls) > MAX_ATTEMPTS  # kept while valid, not given up after a minute
+    assert signal.state == "expired"
+    stills = Notification.objects.filter(dedupe_key=f"order-retrying:{signal.key}")
+    assert stills.count() == 1 and f"{MAX_ATTEMPTS} attempts failed" in stills.get().body
+
+
+def test_a_day_order_delivered_when_the_broker_recovers_within_the_session(signal):
+    now = timezone.now()
+    Signal.objects.filter(pk=signal.pk).update(expires_at=now + timedelta(hours=2))
+    broker = ScriptedBroker(*[Result("retryable", 503, "down")] * 12, Result("delivered", 200, "ok"))
+    for _ in range(30):  # 5 minutes of outage, then it answers
+        send_pending_orders(deliver=broker, now=now)
+        now += timedelta(seconds=30)
+    signal.refresh_from_db()
+    assert signal.state == "sent" and len(broker.calls) == 13
+
+
+def test_an_ambiguous_post_is_failed_alerted_never_resent_and_its_position_kept(signal):
+    from trading.models import Position
+
+    Position.objects.create(strategy=signal.strategy, instrument=signal.instrument, size=1,
+                            signal_time=signal.bar_time, entry_time=signal.bar_time + timedelta(hours=1),
+                            entry_price=Decimal("71.25"), commission_per_side=Decimal("1.25"),
+                            point_value=Decimal("1000"), entry_signal=signal)
+    broker = ScriptedBroker(Result("ambiguous", error="timeout after 10s (ReadTimeout, after the request left)"))
+    for _ in range(3):
+        send_pending_orders(deliver=broker, now=timezone.now() + timedelta(hours=1))
+    assert len(broker.calls) == 1
+    signal.refresh_from_db()
+    assert signal.state == "failed" and "not resent" in signal.state_reason
+    assert Position.objects.get(entry_signal=signal).state == "open"  # the broker may hold it: keep managing it
+    assert Notification.objects.filter(title=f"Order state unknown: {signal.key}").exists()
+
+
+def test_an_exit_that_never_reaches_the_broker_raises_a_named_emergency(signal):
+    exit_bar = signal.bar_time + timedelta(hours=1)
+    Signal.objects.filter(pk=signal.pk).update(state="sent")
+    exit_ = Signal.objects.create(key=signal_key("ibs_a", "CL", exit_bar, "exit"), strategy=signal.strategy,
+                                  instrument=signal.instrument, bar_time=exit_bar, action="exit", quantity=1,
+                                  signal_price=Decimal("71.5"), reason="ibs_exit",
+                                  payload={"ticker": "CL", "action": "exit", "timeInForce": "day"})
+    send_pending_orders(deliver=ScriptedBroker(Result("permanent", 400, '{"message": "Unknown ticker"}')))
+    alert = Notification.objects.get(dedupe_key=f"exit-undelivered:{exit_.key}")
+    assert alert.kind == "emergency" and "broker may still hold" in alert.title and "flatten" in alert.body

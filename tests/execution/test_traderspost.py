@@ -114,10 +114,32 @@ def test_rate_limited_answer_is_retryable_with_its_retry_after(broker):
     assert (result.outcome, result.status_code, result.retry_after) == ("retryable", 429, 42.0)
 
 
-def test_slow_broker_is_a_retryable_timeout(broker):
+def test_slow_broker_is_ambiguous_never_retryable(broker):
+    """The request left and the broker took it (it answers late): retrying would be a second order."""
     broker.script({"status": 200, "delay": 1.5})
     result = deliver(secret_url(broker), entry(), timeout=0.3)
-    assert result.outcome == "retryable" and result.status_code is None and "timeout" in result.error
+    assert result.outcome == "ambiguous" and result.status_code is None and "after the request left" in result.error
+    assert len(broker.orders()) == 1
+
+
+def test_connection_dropped_after_the_request_is_ambiguous():
+    """A server that reads the whole request and hangs up without an answer."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        conn, _ = server.accept()
+        conn.recv(65536)
+        conn.close()
+
+    import threading
+
+    threading.Thread(target=serve, daemon=True).start()
+    url = remember_secret(f"http://127.0.0.1:{server.getsockname()[1]}/trading/webhook/{secrets.token_hex(16)}")
+    try:
+        result = deliver(url, entry(), timeout=5)
+    finally:
+        server.close()
+    assert result.outcome == "ambiguous" and "ConnectionError" in result.error
 
 
 def test_connection_refused_is_retryable():
@@ -148,7 +170,7 @@ def test_url_never_appears_in_logs_results_or_errors(broker, caplog):
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}/trading/webhook/{token}"
     results.append(deliver(dead, entry(), timeout=1))
-    assert [r.outcome for r in results] == ["retryable"] * 3
+    assert [r.outcome for r in results] == ["retryable", "ambiguous", "retryable"]
     text = caplog.text + "".join(repr(r) + str(r) + r.error + r.body for r in results)
     assert token not in text and "/trading/webhook/" not in text
     assert f"hook={fingerprint(url)}" in caplog.text  # the fingerprint stands in for it

@@ -8,10 +8,11 @@ all). Signals and positions are written by the worker's own ledger, with the clo
 stuck-order check agree with it). Every second of simulated time the outbox runs once, and every
 minute the stuck-order check, as beat does.
 
-What must hold: the queue is bounded (no order is tried more than MAX_ATTEMPTS times), an order is
-kept and delivered once the broker answers again, never twice, an alert goes out for an order that
-is given up or held, and a day order the broker could not take before the session closed (16:00
-America/Chicago) is expired — alerted, its position cancelled — never sent late.
+What must hold: the queue is bounded (an order is retried with capped backoff only while it is
+valid), an order is kept and delivered once the broker answers again, never twice, an alert goes out
+once an order has failed MAX_ATTEMPTS times, a POST without an answer after it left is never resent,
+and a day order the broker could not take before the session closed (16:00 America/Chicago) is
+expired — alerted, its position cancelled — never sent late.
 """
 import math
 import secrets
@@ -179,9 +180,9 @@ def delivered_twice(broker: Broker) -> int:
 # --- (a) ---------------------------------------------------------------------------------------------
 def test_a_broker_500_for_three_minutes(desk, fault_report):
     """500 from 10:00:10 to 10:03:10. Decided in the outage: a CL entry (at its start), a GC exit
-    (1 min in) and a 6A entry (2 min 20 s in). Each order is delivered exactly once after the broker
-    recovers — or, where its bounded retries ran out inside the outage, given up with an emergency
-    alert (an entry's position cancelled), never both."""
+    (1 min in) and a 6A entry (2 min 20 s in). Each order is kept (retried with backoff capped at a
+    minute), alerted once it has failed MAX_ATTEMPTS times, and delivered exactly once after the
+    broker recovers."""
     t0 = desk.clock.t
     down, up = t0 + 10 * SECOND, t0 + 190 * SECOND
     desk.broker.behaviour = lambda now, payload: (
@@ -198,30 +199,21 @@ def test_a_broker_500_for_three_minutes(desk, fault_report):
     for name in ("cl", "gc_exit", "6a"):
         sig = Signal.objects.get(pk=made[name].pk)
         posts = desk.broker.posts_of(sig.key)
-        assert len(posts) == sig.attempts == DeliveryAttempt.objects.filter(signal=sig).count() <= MAX_ATTEMPTS
+        assert len(posts) == sig.attempts == DeliveryAttempt.objects.filter(signal=sig).count()
         assert all(p.status == 500 for p in posts if p.at < up) and all(p.at >= up for p in posts if p.status == 200)
-        if sig.state == "sent":
-            assert [p.status for p in posts].count(200) == 1 and posts[-1].status == 200
-            outcome[name] = f"sent after {len(posts)} attempts, {(posts[-1].at - up).total_seconds():.0f} s after recovery"
-        else:
-            assert sig.state == "failed" and sig.attempts == MAX_ATTEMPTS, (name, sig.state, sig.state_reason)
-            assert f"gave up after {MAX_ATTEMPTS} attempts" in sig.state_reason
-            assert all(p.at < up for p in posts)
-            assert emergency(sig.key) == [f"Order failed: {sig.key}"]
-            if sig.action == "buy":
-                assert Position.objects.get(entry_signal=sig).state == "cancelled"
-            outcome[name] = (f"given up after {len(posts)} attempts, "
-                             f"{(posts[-1].at - sig.created_at).total_seconds():.0f} s after its decision")
+        assert sig.state == "sent", (name, sig.state, sig.state_reason)
+        assert [p.status for p in posts].count(200) == 1 and posts[-1].status == 200
+        assert (posts[-1].at - up).total_seconds() <= 75  # backoff is capped at a minute (+ jitter)
+        if len(posts) > MAX_ATTEMPTS:
+            assert emergency(sig.key) == [f"Order still not delivered: {sig.key}"]
+        outcome[name] = f"sent after {len(posts)} attempts, {(posts[-1].at - up).total_seconds():.0f} s after recovery"
     orders = ("cl", "gc_exit", "6a")
     sent = [n for n in orders if Signal.objects.get(pk=made[n].pk).state == "sent"]
     duplicates = delivered_twice(desk.broker)
     print(f"\n(a) broker 500 for 3 min: {outcome}")
     fault_report("broker 500 for 3 min", runs=1, expected=len(orders), received=len(sent), duplicates=duplicates,
-                 lost=len(orders) - len(sent), errors=len(orders) - len(sent))
-    assert duplicates == 0
-    if len(sent) < len(orders):
-        pytest.xfail(f"the retry budget (MAX_ATTEMPTS={MAX_ATTEMPTS}, backoff 2·2ⁿ s: the last attempt ~62–75 s "
-                     f"after the decision) is shorter than a 3-minute outage: {outcome}")
+                 lost=len(orders) - len(sent), errors=0)
+    assert duplicates == 0 and sent == list(orders)
 
 
 # --- (b) ---------------------------------------------------------------------------------------------
@@ -285,8 +277,8 @@ def test_c_refused_connections_are_retried_and_delivered_once(desk, fault_report
     duplicates = delivered_twice(desk.broker)
     fault_report("broker refused 50 s", runs=1, expected=1, received=len(received), duplicates=duplicates,
                  lost=int(cl.state != "sent"))
-    assert cl.state == "sent" and 1 < len(posts) <= MAX_ATTEMPTS
-    assert all(p.outcome == "retryable" and "connection error" in p.error for p in posts[:-1])
+    assert cl.state == "sent" and 1 < len(posts)
+    assert all(p.outcome == "retryable" and "before the request left" in p.error for p in posts[:-1])
     assert len(received) == 1 and duplicates == 0
 
 
@@ -319,12 +311,11 @@ def test_c_read_timeout_is_ambiguous_and_is_not_resent(desk, fault_report):
           f"{desk.broker.standin.positions.get((path, 'CL'))} CL); signal {cl.state}/{cl.attempts} attempts; "
           f"attempt rows {attempts}")
     fault_report("broker read timeout (slow answer)", runs=1, expected=1, received=len(received),
-                 duplicates=duplicates, lost=0, errors=int(cl.state == "failed"))
-    assert posts[0].outcome == "retryable" and "timeout" in posts[0].error  # how deliver() classifies it
-    if duplicates:
-        pytest.xfail(f"a read timeout is retried: the stand-in accepted {cl.key} {len(received)} times "
-                     f"(TradersPost would hold {desk.broker.standin.positions.get((path, 'CL'))} CL)")
-    assert cl.state == "failed" and emergency(cl.key)
+                 duplicates=duplicates, lost=1 - len(received), errors=int(cl.state == "failed"))
+    assert [p.outcome for p in posts] == ["ambiguous"] and "after the request left" in posts[0].error
+    assert duplicates == 0 and len(received) == 1 and desk.broker.standin.positions.get((path, "CL")) == 1
+    assert cl.state == "failed" and "not resent" in cl.state_reason
+    assert emergency(cl.key) == [f"Order state unknown: {cl.key}"]
 
 
 # --- (d) ---------------------------------------------------------------------------------------------
@@ -333,8 +324,8 @@ def test_d_broker_down_past_the_close_expires_rather_than_sends_late(desk, fault
     """GC is held (entered and filled before). At 15:00 Chicago, the session's last hourly decision,
     the worker enters CL and exits GC; the broker is down from 15:00 to 16:05 (plain 500s, or 503 with
     Retry-After: 3600 as for maintenance). Neither order may reach the broker after 16:00, the close
-    of their day: each ends expired (or given up) with an emergency alert; the CL entry's position is
-    cancelled. The GC exit's position stays 'closing' in the database (see the report)."""
+    of their day: each is retried while valid, then expired with an emergency alert; the CL entry's
+    position is cancelled; the GC exit raises the emergency that the broker may still hold GC."""
     start = chicago(14, 59, 50)
     desk.clock.t = start
     close, up = session_close(DAY), chicago(16, 5)
@@ -356,13 +347,16 @@ def test_d_broker_down_past_the_close_expires_rather_than_sends_late(desk, fault
         posts = desk.broker.posts_of(sig.key)
         assert sig.expires_at == close  # time in force 'day', counted from its decision at 15:00
         assert all(p.at < close for p in posts) and all(p.status != 200 for p in posts), "sent late"
-        assert sig.state in ("expired", "failed") and len(posts) <= MAX_ATTEMPTS
-        title = {"expired": "Order expired undelivered", "failed": "Order failed"}[sig.state]
-        assert f"{title}: {sig.key}" in emergency(sig.key)
+        assert sig.state == "expired"
+        assert f"Order expired undelivered: {sig.key}" in emergency(sig.key)
+        if not headers:  # plain 500s: tried all through the hour, at most a minute apart
+            gaps = [(b.at - a.at).total_seconds() for a, b in zip(posts, posts[1:])]
+            assert len(posts) > MAX_ATTEMPTS and max(gaps) <= 75
         states[name] = f"{sig.state} after {len(posts)} POSTs ({sig.state_reason[:60]})"
     assert Position.objects.get(entry_signal=made["cl"]).state == "cancelled"
     gc = Position.objects.get(entry_signal=made["gc"])
     assert gc.state == "closing" and gc.exit_signal_id == made["gc_exit"].pk
+    assert Notification.objects.filter(dedupe_key=f"exit-undelivered:{made['gc_exit'].key}", kind="emergency").exists()
     late = [e for e in desk.broker.received() if e["received_at"] and e["status"] == 200
             and e["order"]["extras"]["signal_id"] in (made["cl"].key, made["gc_exit"].key)]
     print(f"\n(d) {answer}: {states}; stuck alerts {desk.stuck_alerts}")
@@ -370,5 +364,4 @@ def test_d_broker_down_past_the_close_expires_rather_than_sends_late(desk, fault
                  lost=0, errors=sum(Signal.objects.get(pk=made[n].pk).state != "sent" for n in ("cl", "gc_exit")))
     assert late == []
     if headers:  # held by Retry-After until after the close: expired at its next turn, never posted again
-        assert all(Signal.objects.get(pk=made[n].pk).state == "expired" for n in ("cl", "gc_exit"))
         assert set(desk.stuck_alerts) == {made["cl"].key, made["gc_exit"].key}

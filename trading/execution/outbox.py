@@ -3,7 +3,12 @@
 A signal is claimed with a conditional update (pending → sending) before its POST, and an
 attempt row marked 'started' is committed before the request leaves, so after a crash we know
 whether a POST may have gone out. Such an ambiguous order is never resent (TradersPost has no
-idempotency key; a duplicate POST is a duplicate order): it is failed and alerted instead.
+idempotency key; a duplicate POST is a duplicate order): it is failed and alerted instead — and
+so is a POST that timed out or lost its connection after the request left (`ambiguous`).
+
+Retries: 5xx, 429 and connections that never opened are retried with capped backoff for as long
+as the order is valid (time in force `day`: until the session's close), with one alert once
+MAX_ATTEMPTS have failed; an order without an expiry gives up after MAX_ATTEMPTS.
 """
 from __future__ import annotations
 
@@ -31,7 +36,7 @@ State = Signal.State
 MAX_ATTEMPTS = 6
 CLAIM_LEASE = timedelta(seconds=120)  # longer than any POST timeout: a claim older than this is dead
 BACKOFF_BASE = 2.0
-BACKOFF_CAP = 300.0
+BACKOFF_CAP = 60.0
 
 
 def backoff_seconds(attempt: int, retry_after: float | None = None, *, rng=random.random) -> float:
@@ -53,8 +58,24 @@ class OutboxReport:
 
 def _finish(sig: Signal, state: str, reason: str, **extra) -> None:
     Signal.objects.filter(pk=sig.pk, state=State.SENDING).update(state=state, state_reason=reason[:300], **extra)
-    if sig.action == Signal.Action.BUY and state in (State.FAILED, State.EXPIRED, State.BLOCKED):
-        cancel_unsent_entry(sig, reason)
+    if state in (State.FAILED, State.EXPIRED, State.BLOCKED):
+        if sig.action == Signal.Action.BUY:
+            cancel_unsent_entry(sig, reason)
+        else:
+            alert_undelivered_exit(sig, reason)
+
+
+def alert_undelivered_exit(sig: Signal, reason: str) -> None:
+    """The books close a position at its modelled exit; if the exit order never reached the broker,
+    the broker still holds the contracts: the operator must know, at once and by name."""
+    root = sig.instrument.root
+    enqueue("emergency", f"Exit not delivered: {sig.strategy.name} {root} — the broker may still hold it",
+            strategy=sig.strategy,
+            body=(f"The exit of {sig.quantity} {root} ({sig.key}) did not reach the broker: {reason[:600]}. "
+                  f"PineOps books the position as closed at its modelled exit; flatten it at the broker."),
+            fields={"signal": sig.key, "quantity": sig.quantity, "symbol": sig.contract or root},
+            dedupe_key=f"exit-undelivered:{sig.key}")
+    log.error("exit not delivered signal=%s reason=%r", sig.key, reason)
 
 
 def cancel_unsent_entry(sig: Signal, reason: str) -> None:
@@ -141,12 +162,27 @@ def send_one(pk: int, *, now: datetime | None = None, deliver=None, limiter=None
             _finish(sig, State.SENT, "", sent_at=timezone.now(), last_status=status, last_error="")
             report.sent.append(sig.key)
             new_state = State.SENT
-        elif result.outcome == "retryable" and number < MAX_ATTEMPTS:
+        elif result.outcome == "retryable" and (sig.expires_at is not None or number < MAX_ATTEMPTS):
             delay = backoff_seconds(number, getattr(result, "retry_after", None))
+            error = body or getattr(result, "error", "")
             _finish(sig, State.PENDING, f"attempt {number} failed; retrying", last_status=status,
-                    last_error=body or getattr(result, "error", ""), next_attempt_at=now + timedelta(seconds=delay))
+                    last_error=error, next_attempt_at=now + timedelta(seconds=delay))
+            if number == MAX_ATTEMPTS:
+                enqueue("emergency", f"Order still not delivered: {sig.key}", strategy=sig.strategy,
+                        body=f"{number} attempts failed (last: HTTP {status or '—'} {error[:300]}); retrying until "
+                             f"it is delivered or expires at {sig.expires_at:%Y-%m-%d %H:%M} UTC.",
+                        fields={"signal": sig.key, "action": sig.action, "quantity": sig.quantity},
+                        dedupe_key=f"order-retrying:{sig.key}")
             report.retrying.append(sig.key)
             new_state = State.PENDING
+        elif result.outcome == "ambiguous":
+            reason = (f"no answer after the request left ({getattr(result, 'error', '')}): it may have reached the "
+                      "broker, so it is not resent (a second POST would be a second order); check the broker")
+            Signal.objects.filter(pk=sig.pk, state=State.SENDING).update(
+                state=State.FAILED, state_reason=reason[:300], last_error=getattr(result, "error", ""))
+            _alert_failure(sig, f"Order state unknown: {sig.key}", reason)
+            report.failed.append(sig.key)
+            new_state = State.FAILED
         else:
             what = "rejected by the broker" if result.outcome == "permanent" else f"gave up after {number} attempts"
             detail = f"{what}: HTTP {status or '—'} {body or getattr(result, 'error', '')}".strip()

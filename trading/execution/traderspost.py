@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import requests
+import urllib3
 
 log = logging.getLogger(__name__)
 TIME_IN_FORCE = ("day", "gtc", "opg", "cls", "ioc", "fok")
@@ -123,7 +124,7 @@ def order_payload(*, ticker: str, action: str, quantity: int, signal_price: floa
 @dataclass(frozen=True)
 class DeliveryResult:
     """One POST's outcome. Holds the URL's fingerprint (`hook`), never the URL."""
-    outcome: str  # delivered | retryable | permanent
+    outcome: str  # delivered | retryable | permanent | ambiguous (no answer after the request left)
     status_code: int | None = None
     body: str = ""
     retry_after: float | None = None  # seconds the broker asked us to wait (429 / 503 Retry-After)
@@ -138,6 +139,21 @@ class DeliveryResult:
     @property
     def retryable(self) -> bool:
         return self.outcome == "retryable"
+
+
+def request_never_left(exc: requests.RequestException) -> bool:
+    """Whether a failed POST certainly never reached the server: no connection was made (refused,
+    unresolvable, connect timeout, TLS handshake). Anything else — a read timeout, a connection
+    dropped after sending — may have delivered the order."""
+    if isinstance(exc, (requests.ConnectTimeout, requests.exceptions.SSLError, requests.exceptions.InvalidURL,
+                        requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema)):
+        return True
+    if isinstance(exc, requests.ReadTimeout):
+        return False
+    reason = exc.args[0] if exc.args else None
+    if isinstance(reason, urllib3.exceptions.MaxRetryError):
+        reason = reason.reason
+    return isinstance(reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError))
 
 
 def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
@@ -161,7 +177,8 @@ def retry_after_seconds(value: str | None, *, now: float | None = None) -> float
 
 
 def deliver(url: str, payload: dict, timeout: float = 10.0, session: requests.Session | None = None) -> DeliveryResult:
-    """POST once. 2xx delivered; 429/5xx/timeout/connection retryable; other 4xx permanent."""
+    """POST once. 2xx delivered; 429/5xx and no connection retryable; other 4xx permanent; a timeout or a
+    dropped connection after the request left ambiguous (never retried: it may be an order already)."""
     hook = fingerprint(url)
     started = time.monotonic()
 
@@ -170,14 +187,15 @@ def deliver(url: str, payload: dict, timeout: float = 10.0, session: requests.Se
 
     try:
         response = (session or requests).post(url, json=payload, timeout=timeout)
-    except requests.Timeout:
-        log.warning("webhook post hook=%s outcome=retryable error=timeout timeout=%.1fs", hook, timeout)
-        return DeliveryResult("retryable", error=f"timeout after {timeout:g}s", hook=hook, elapsed_ms=ms())
     except requests.RequestException as exc:
-        # The exception text contains the URL: keep only its class.
-        log.warning("webhook post hook=%s outcome=retryable error=%s", hook, exc.__class__.__name__)
-        return DeliveryResult("retryable", error=f"connection error ({exc.__class__.__name__})", hook=hook,
-                              elapsed_ms=ms())
+        # The exception text contains the URL: keep only its class. A request that never left (no
+        # connection) is safe to retry; one that left without an answer may be an order already.
+        never_left = request_never_left(exc)
+        outcome = "retryable" if never_left else "ambiguous"
+        what = (f"timeout after {timeout:g}s" if isinstance(exc, requests.Timeout) else "connection error") + \
+            f" ({exc.__class__.__name__}{', before the request left' if never_left else ', after the request left'})"
+        log.warning("webhook post hook=%s outcome=%s error=%s", hook, outcome, what)
+        return DeliveryResult(outcome, error=what, hook=hook, elapsed_ms=ms())
     status = response.status_code
     body = response.text[:BODY_LIMIT]
     if 200 <= status < 300:
