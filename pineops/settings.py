@@ -100,6 +100,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("TEST", {})
 else:
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+    if "postgresql" in DATABASES["default"]["ENGINE"]:
+        # A database host that stops answering fails a connect in 5 s instead of hanging a worker past its lock.
+        DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
