@@ -31,9 +31,14 @@ test: install chromium services
 	@rm -f test-artifacts/secrets.txt test-artifacts/*.log
 	$(MAKE) --no-print-directory test-sqlite test-postgres check-logs
 
+# Two test processes (pytest-xdist, work stealing): the multi-process tests mostly wait on
+# replays, so two at once halve the time. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist worksteal)
+
 test-sqlite:
 	@echo "== tests on SQLite"
-	env -u DATABASE_URL $(PY) -m pytest tests -o log_file=test-artifacts/pytest-sqlite.log
+	env -u DATABASE_URL $(PY) -m pytest tests $(XDIST) -o log_file=test-artifacts/pytest-sqlite.log
 
 # The PostgreSQL pass runs what depends on the database engine. Left to the SQLite pass: framework-free
 # packages (strategies, sim), bench smoke runs, and the multi-process fault runs whose subject is not the
@@ -44,7 +49,7 @@ PG_SKIP := --ignore=tests/strategies --ignore=tests/sim --ignore=tests/bench --i
 	--ignore=tests/faults/test_db_outage.py --deselect "tests/faults/test_worker_kills.py::test_killed_at_random_moments[hub]"
 test-postgres:
 	@echo "== tests on PostgreSQL ($(PG_TEST_URL), throw-away test database)"
-	DATABASE_URL=$(PG_TEST_URL) $(PY) -m pytest tests --create-db -o log_file=test-artifacts/pytest-postgres.log $(PG_SKIP)
+	DATABASE_URL=$(PG_TEST_URL) $(PY) -m pytest tests $(XDIST) --create-db -o log_file=test-artifacts/pytest-postgres.log $(PG_SKIP)
 
 # Every secret a test configured is listed in test-artifacts/secrets.txt; none may be in any log.
 check-logs:

@@ -1,4 +1,5 @@
 """Shared fixtures: secrets that must never leak, isolated runtime dirs, Redis prefixes."""
+import json
 import os
 import secrets
 import uuid
@@ -70,8 +71,24 @@ def glbx_samples() -> Path:
 
 
 # --- the fault suite's summary table ------------------------------------------------------------
-FAULT_ROWS: list[dict] = []
+# Rows go to a JSON-lines file, so the table is whole when pytest-xdist runs tests in several workers.
+FAULT_ROWS_FILE = ARTIFACTS / "faults-rows.jsonl"
 FAULT_COLUMNS = ("scenario", "runs", "orders expected", "orders received", "duplicates", "lost", "errors")
+
+
+def _xdist_worker(config) -> str | None:
+    return getattr(config, "workerinput", {}).get("workerid")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    worker = _xdist_worker(config)
+    if worker is None:
+        FAULT_ROWS_FILE.unlink(missing_ok=True)  # a new run: a new table
+    elif config.getoption("log_file", None) or config.getini("log_file"):
+        # One log file per worker: two processes writing one file would overwrite each other.
+        base = Path(config.getoption("log_file", None) or config.getini("log_file"))
+        config.option.log_file = str(base.with_name(f"{base.stem}-{worker}{base.suffix}"))
 
 
 @pytest.fixture
@@ -79,21 +96,26 @@ def fault_report():
     """`fault_report(scenario, runs=…, expected=…, received=…, duplicates=…, lost=…, errors=…)` adds a row to
     the table printed after the run (and written to test-artifacts/faults-summary.txt). Record before asserting."""
     def record(scenario: str, *, runs: int, expected: int, received: int, duplicates: int, lost: int, errors: int = 0):
-        FAULT_ROWS.append(dict(zip(FAULT_COLUMNS, (scenario, runs, expected, received, duplicates, lost, errors))))
+        row = dict(zip(FAULT_COLUMNS, (scenario, runs, expected, received, duplicates, lost, errors)))
+        with FAULT_ROWS_FILE.open("a") as f:
+            f.write(json.dumps(row) + "\n")
     return record
 
 
-def fault_table() -> str:
-    widths = [max(len(c), *(len(str(r[c])) for r in FAULT_ROWS)) for c in FAULT_COLUMNS]
+def fault_table(rows: list[dict]) -> str:
+    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in FAULT_COLUMNS]
     lines = ["  ".join(c.ljust(w) for c, w in zip(FAULT_COLUMNS, widths))]
-    lines += ["  ".join(str(r[c]).ljust(w) for c, w in zip(FAULT_COLUMNS, widths)) for r in FAULT_ROWS]
+    lines += ["  ".join(str(r[c]).ljust(w) for c, w in zip(FAULT_COLUMNS, widths)) for r in rows]
     return "\n".join(lines)
 
 
-def pytest_terminal_summary(terminalreporter):
-    if not FAULT_ROWS:
+def pytest_terminal_summary(terminalreporter, config):
+    if _xdist_worker(config) is not None or not FAULT_ROWS_FILE.exists():
         return
-    table = fault_table()
+    rows = [json.loads(line) for line in FAULT_ROWS_FILE.read_text().splitlines() if line.strip()]
+    if not rows:
+        return
+    table = fault_table(sorted(rows, key=lambda r: r["scenario"]))
     terminalreporter.section("fault scenarios")
     terminalreporter.write_line(table)
     (ARTIFACTS / "faults-summary.txt").write_text(table + "\n")

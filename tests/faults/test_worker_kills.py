@@ -29,6 +29,9 @@ def test_killed_at_random_moments(tmp_path, fault_report, victim):
     kills = 0
     # ~5 trading days of data replayed in about 40 s, so the kills land all through it.
     with TradingRun(tmp_path, paths, fronts, days, key=KEY, speed=11_000, block_ms=100) as run:
+        # A hub resumes from the session of its last published bar; one that never published anything
+        # starts at the market's present, like a first start. The kills begin once bars flow.
+        wait_until(lambda: all(run.client.xlen(f"{run.prefix}:bars:{r}:1m") for r in ROOTS), 120, "the first bars")
         while kills < KILLS and not run.replay_done():
             time.sleep(rng.uniform(0.3, 2.0))
             proc = getattr(run, victim)
