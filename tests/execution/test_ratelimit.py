@@ -121,3 +121,17 @@ def test_limits_must_be_sane():
         MemoryRateLimiter(limits=())
     with pytest.raises(ValueError):
         MemoryRateLimiter(limits=((0, 60.0),))
+
+
+def test_a_hold_from_the_broker_stops_every_caller_of_that_webhook_until_it_ends(make):
+    t = [1000.0]
+    limiter = make(lambda: t[0])
+    url, other = "https://example.test/hook/a", "https://example.test/hook/b"
+    assert limiter.acquire(url) == 0.0
+    limiter.hold(url, 45)
+    limiter.hold(url, 10)  # a shorter hold never shortens the first
+    assert limiter.acquire(url) == pytest.approx(45)
+    t[0] += 30
+    assert limiter.acquire(url) == pytest.approx(15) and limiter.acquire(other) == 0.0
+    t[0] += 15
+    assert limiter.acquire(url) == 0.0

@@ -164,6 +164,8 @@ def send_one(pk: int, *, now: datetime | None = None, deliver=None, limiter=None
             new_state = State.SENT
         elif result.outcome == "retryable" and (sig.expires_at is not None or number < MAX_ATTEMPTS):
             delay = backoff_seconds(number, getattr(result, "retry_after", None))
+            if limiter is not None and getattr(result, "retry_after", None):
+                limiter.hold(url, result.retry_after)  # the broker's wait is for the webhook, every order
             error = body or getattr(result, "error", "")
             _finish(sig, State.PENDING, f"attempt {number} failed; retrying", last_status=status,
                     last_error=error, next_attempt_at=now + timedelta(seconds=delay))

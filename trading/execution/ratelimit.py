@@ -1,7 +1,7 @@
 """Per-webhook sliding-window rate limits (TradersPost: about 60/minute and 500/hour per URL).
 
 `acquire(url)` either takes a slot and returns 0.0, or takes nothing and returns the seconds to
-wait. The Redis limiter is shared by every process and host (one atomic Lua script per call); the
+wait; `hold(url, seconds)` makes every caller wait (the broker's own Retry-After, for the webhook). The Redis limiter is shared by every process and host (one atomic Lua script per call); the
 memory limiter has the same interface for tests and the simulator. Keys use the URL's fingerprint,
 never the URL.
 """
@@ -35,6 +35,8 @@ if not now then
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 local function num(x) return string.format('%.0f', x) end
+local held = tonumber(redis.call('GET', KEYS[2]) or '0')
+if held > now then return held - now end
 local longest = 0
 local wait = 0
 for i = 3, #ARGV, 2 do
@@ -57,6 +59,21 @@ return 0
 """
 
 
+# KEYS[1] the webhook's hold key; ARGV: now_us (or ""), seconds_us. Keeps the later of two holds.
+_HOLD = """
+local now = tonumber(ARGV[1])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local untl = now + tonumber(ARGV[2])
+if untl > tonumber(redis.call('GET', KEYS[1]) or '0') then
+  redis.call('SET', KEYS[1], string.format('%.0f', untl), 'PX', string.format('%.0f', math.ceil(tonumber(ARGV[2]) / 1000) + 1000))
+end
+return 0
+"""
+
+
 class RedisRateLimiter:
     """Shared sliding-window log in Redis. `clock=None` uses the Redis server's clock (one clock for all hosts)."""
 
@@ -66,17 +83,24 @@ class RedisRateLimiter:
         self.prefix = prefix
         self.clock = clock
         self._script = client.register_script(_ACQUIRE)
+        self._hold = client.register_script(_HOLD)
 
     def key(self, url: str) -> str:
         return f"{self.prefix}:{fingerprint(url)}"
 
+    def _now(self) -> str:
+        return "" if self.clock is None else str(int(round(self.clock() * 1_000_000)))
+
     def acquire(self, url: str) -> float:
-        now = "" if self.clock is None else str(int(round(self.clock() * 1_000_000)))
-        args = [now, uuid.uuid4().hex]
+        args = [self._now(), uuid.uuid4().hex]
         for count, window in self.limits:
             args += [count, int(round(window * 1_000_000))]
-        wait_us = int(self._script(keys=[self.key(url)], args=args))
+        wait_us = int(self._script(keys=[self.key(url), self.key(url) + ":hold"], args=args))
         return wait_us / 1_000_000 if wait_us > 0 else 0.0
+
+    def hold(self, url: str, seconds: float) -> None:
+        """The broker said wait (429/503 Retry-After): no order to this webhook for `seconds`."""
+        self._hold(keys=[self.key(url) + ":hold"], args=[self._now(), int(round(seconds * 1_000_000))])
 
     def __repr__(self) -> str:
         return f"RedisRateLimiter(prefix={self.prefix!r}, limits={self.limits})"
@@ -89,12 +113,20 @@ class MemoryRateLimiter:
         self.limits = _check_limits(limits)
         self.clock = clock
         self._log: dict[str, deque] = defaultdict(deque)
+        self._held: dict[str, float] = {}
         self._lock = threading.Lock()
+
+    def hold(self, url: str, seconds: float) -> None:
+        with self._lock:
+            key = fingerprint(url)
+            self._held[key] = max(self._held.get(key, 0.0), self.clock() + seconds)
 
     def acquire(self, url: str) -> float:
         longest = max(w for _, w in self.limits)
         with self._lock:
             now = self.clock()
+            if self._held.get(fingerprint(url), 0.0) > now:
+                return self._held[fingerprint(url)] - now
             times = self._log[fingerprint(url)]
             while times and times[0] <= now - longest:
                 times.popleft()
