@@ -27,7 +27,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -38,7 +38,7 @@ from databento import DBNRecord as Record  # noqa: E402
 
 from trading.marketdata.roll import FrontMonth  # noqa: E402
 from trading.sim.gateway import LiveGateway  # noqa: E402
-from trading.sim.market import generate, listings  # noqa: E402
+from trading.sim.market import first_listed_month, generate, listings  # noqa: E402
 
 KEY = "db-" + "benchHubThroughputKey00000001"
 DATASET = "GLBX.MDP3"
@@ -86,8 +86,7 @@ def setup_django() -> None:
 
 def front_contract(root: str, start: date) -> str:
     """The front month the generator lists for a span starting at `start`."""
-    first_month = (start.replace(day=1) + timedelta(days=32)).replace(day=1)
-    return next(x.raw_symbol for x in listings(root, first_month) if x.kind == "front")
+    return next(x.raw_symbol for x in listings(root, first_listed_month(start)) if x.kind == "front")
 
 
 def make_hub(roots: list[str], start: date, *, redis: bool = True):

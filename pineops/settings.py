@@ -170,8 +170,6 @@ POLICY_KILLSWITCH = env.str("POLICY_KILLSWITCH", default="")
 # Where alerts without a strategy (hub, heartbeats, process faults) go: a ${VAR} reference, like the
 # strategies' own discord_webhook field; the URL itself stays in the environment.
 DISCORD_SYSTEM_WEBHOOK = os.environ.get("DISCORD_SYSTEM_WEBHOOK", "${DISCORD_WEBHOOK_URL}")  # not env.str: it expands $
-# The CME session boundary (daily-stop reset) and the daily summary, in exchange time.
-EXCHANGE_TIMEZONE = "America/Chicago"
 
 # --- Logging: one line per event; secrets are redacted by a filter on every handler ------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()

@@ -9,8 +9,8 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from trading.execution.outbox import (MAX_ATTEMPTS, backoff_seconds, process_token, recover_interrupted,
-                                     send_pending_orders)
+from trading.execution.outbox import MAX_ATTEMPTS, backoff_seconds, recover_interrupted, send_pending_orders
+from trading.health.process import process_token
 from trading.models import DeliveryAttempt, Notification, Signal, Strategy, signal_key
 from trading.risk.killswitch import set_mode
 

@@ -13,9 +13,7 @@ MAX_ATTEMPTS have failed; an order without an expiry gives up after MAX_ATTEMPTS
 from __future__ import annotations
 
 import logging
-import os
 import random
-import socket
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,7 +23,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from trading.config import ConfigError, resolve
-from trading.health.process import process_alive
+from trading.health.process import holder_dead, process_token
 from trading.models import DeliveryAttempt, Signal
 from trading.notify.outbox import enqueue
 from trading.risk.killswitch import allows, current_mode
@@ -55,6 +53,9 @@ class OutboxReport:
     expired: list[str] = field(default_factory=list)
     throttled: list[str] = field(default_factory=list)
 
+    def counts(self) -> dict[str, int]:
+        return {k: len(v) for k, v in vars(self).items()}
+
 
 def _finish(sig: Signal, state: str, reason: str, **extra) -> None:
     Signal.objects.filter(pk=sig.pk, state=State.SENDING).update(state=state, state_reason=reason[:300], **extra)
@@ -76,6 +77,15 @@ def alert_undelivered_exit(sig: Signal, reason: str) -> None:
             fields={"signal": sig.key, "quantity": sig.quantity, "symbol": sig.contract or root},
             dedupe_key=f"exit-undelivered:{sig.key}")
     log.error("exit not delivered signal=%s reason=%r", sig.key, reason)
+
+
+def _fail_ambiguous(sig: Signal, what: str, **extra) -> None:
+    """A POST that may have reached the broker: failed and alerted, never resent, its position kept
+    (the broker may hold it, so the books go on managing it)."""
+    reason = (f"{what}: it may have reached the broker, so it is not resent "
+              "(a second POST would be a second order); check the broker")
+    Signal.objects.filter(pk=sig.pk, state=State.SENDING).update(state=State.FAILED, state_reason=reason[:300], **extra)
+    _alert_failure(sig, f"Order state unknown: {sig.key}", reason)
 
 
 def cancel_unsent_entry(sig: Signal, reason: str) -> None:
@@ -178,11 +188,8 @@ def send_one(pk: int, *, now: datetime | None = None, deliver=None, limiter=None
             report.retrying.append(sig.key)
             new_state = State.PENDING
         elif result.outcome == "ambiguous":
-            reason = (f"no answer after the request left ({getattr(result, 'error', '')}): it may have reached the "
-                      "broker, so it is not resent (a second POST would be a second order); check the broker")
-            Signal.objects.filter(pk=sig.pk, state=State.SENDING).update(
-                state=State.FAILED, state_reason=reason[:300], last_error=getattr(result, "error", ""))
-            _alert_failure(sig, f"Order state unknown: {sig.key}", reason)
+            _fail_ambiguous(sig, f"no answer after the request left ({getattr(result, 'error', '')})",
+                            last_error=getattr(result, "error", ""))
             report.failed.append(sig.key)
             new_state = State.FAILED
         else:
@@ -213,17 +220,6 @@ def send_pending_orders(*, strategy=None, now: datetime | None = None, deliver=N
     return report
 
 
-def process_token() -> str:
-    """host:pid of this process, as claims record it."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def claim_holder_dead(token: str) -> bool:
-    """Whether the sender that wrote claim `token` is known dead (same host, process gone)."""
-    host, _, pid = (token or "").partition(":")
-    return host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid))
-
-
 def recover_interrupted(*, strategy=None, now: datetime | None = None, lease: timedelta = CLAIM_LEASE) -> dict:
     """Settle signals left in 'sending' by a sender that died: at once when its process is known
     gone, else once the claim is older than `lease`. A live sender's claim is never touched.
@@ -237,18 +233,15 @@ def recover_interrupted(*, strategy=None, now: datetime | None = None, lease: ti
     outcome = {"requeued": [], "ambiguous": []}
     for sig in stuck.select_related("strategy"):
         expired = sig.claimed_at is None or sig.claimed_at < now - lease
-        if not expired and not claim_holder_dead(sig.claimed_by):
+        if not expired and not holder_dead(sig.claimed_by):
             continue
         in_flight = sig.delivery_attempts.filter(outcome="started").exists()
         if not in_flight:
             Signal.objects.filter(pk=sig.pk, state=State.SENDING).update(state=State.PENDING)
             outcome["requeued"].append(sig.key)
             continue
-        reason = ("interrupted while posting: it may have reached the broker, so it is not resent "
-                  "(a second POST would be a second order); check the broker")
-        Signal.objects.filter(pk=sig.pk, state=State.SENDING).update(state=State.FAILED, state_reason=reason)
+        _fail_ambiguous(sig, "interrupted while posting")
         sig.delivery_attempts.filter(outcome="started").update(outcome="interrupted")
-        _alert_failure(sig, f"Order state unknown: {sig.key}", reason)
         outcome["ambiguous"].append(sig.key)
     if outcome["requeued"] or outcome["ambiguous"]:
         log.warning("outbox recovery requeued=%s ambiguous=%s", outcome["requeued"], outcome["ambiguous"])

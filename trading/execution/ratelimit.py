@@ -24,16 +24,21 @@ def _check_limits(limits) -> tuple[tuple[int, float], ...]:
     return limits
 
 
-# KEYS[1] the webhook's sorted set (member: unique id, score: time in µs).
-# Numbers are formatted with %.0f: Lua's default %.14g would round epoch microseconds.
-# ARGV: now_us (or "" to use the Redis server's clock), member, then count/window_us pairs.
-# Returns the wait in µs (0 when a slot was taken).
-_ACQUIRE = """
+# Both scripts start from the caller's time (ARGV[1], µs) or, when it is "", the Redis server's.
+_NOW = """
 local now = tonumber(ARGV[1])
 if not now then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
+"""
+
+
+# KEYS[1] the webhook's sorted set (member: unique id, score: time in µs); KEYS[2] its hold (see hold()).
+# Numbers are formatted with %.0f: Lua's default %.14g would round epoch microseconds.
+# ARGV: now_us (or "" to use the Redis server's clock), member, then count/window_us pairs.
+# Returns the wait in µs (0 when a slot was taken).
+_ACQUIRE = _NOW + """
 local function num(x) return string.format('%.0f', x) end
 local held = tonumber(redis.call('GET', KEYS[2]) or '0')
 if held > now then return held - now end
@@ -60,12 +65,7 @@ return 0
 
 
 # KEYS[1] the webhook's hold key; ARGV: now_us (or ""), seconds_us. Keeps the later of two holds.
-_HOLD = """
-local now = tonumber(ARGV[1])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
+_HOLD = _NOW + """
 local untl = now + tonumber(ARGV[2])
 if untl > tonumber(redis.call('GET', KEYS[1]) or '0') then
   redis.call('SET', KEYS[1], string.format('%.0f', untl), 'PX', string.format('%.0f', math.ceil(tonumber(ARGV[2]) / 1000) + 1000))
@@ -124,10 +124,10 @@ class MemoryRateLimiter:
     def acquire(self, url: str) -> float:
         longest = max(w for _, w in self.limits)
         with self._lock:
-            now = self.clock()
-            if self._held.get(fingerprint(url), 0.0) > now:
-                return self._held[fingerprint(url)] - now
-            times = self._log[fingerprint(url)]
+            now, key = self.clock(), fingerprint(url)
+            if self._held.get(key, 0.0) > now:
+                return self._held[key] - now
+            times = self._log[key]
             while times and times[0] <= now - longest:
                 times.popleft()
             wait = 0.0

@@ -26,6 +26,8 @@ from django.db import close_old_connections
 
 from trading.execution import outbox
 from trading.execution.ratelimit import RedisRateLimiter
+from trading.health.process import process_token
+from trading.models import Signal, Strategy
 from trading.redis_client import get_redis, key
 
 log = logging.getLogger(__name__)
@@ -48,16 +50,17 @@ class InlineSender:
 
     def __init__(self, strategy_name: str):
         self.name = strategy_name
+        self.limiter = limiter()
 
     def start(self, strategy) -> None:
         outbox.recover_interrupted(strategy=strategy)
 
     def send_now(self, strategy, pks) -> None:
         for pk in pks:
-            outbox.send_one(pk, limiter=limiter())
+            outbox.send_one(pk, limiter=self.limiter)
 
     def pump(self, strategy) -> None:
-        outbox.send_pending_orders(strategy=strategy, limiter=limiter())
+        outbox.send_pending_orders(strategy=strategy, limiter=self.limiter)
 
     def stop(self, strategy) -> None:
         self.pump(strategy)
@@ -123,8 +126,6 @@ class DetachedSender:
 
 def send_orphaned_orders() -> dict:
     """Due orders of strategies without a live sender (the Celery safety net), by strategy."""
-    from trading.models import Signal, Strategy
-
     redis = get_redis()
     out = {}
     waiting = Signal.objects.filter(state=Signal.State.PENDING).values_list("strategy_id", flat=True).distinct()
@@ -132,7 +133,7 @@ def send_orphaned_orders() -> dict:
         if redis.exists(registry_key(strategy.name)):
             continue
         report = outbox.send_pending_orders(strategy=strategy, limiter=limiter())
-        out[strategy.name] = {k: len(v) for k, v in vars(report).items()}
+        out[strategy.name] = report.counts()
     return out
 
 
@@ -140,7 +141,7 @@ def run_sender(strategy, *, stdin=None, poll: float = POLL_SECONDS) -> int:
     """The `sendorders` loop: send due orders when woken or every `poll` s; return when stdin closes."""
     fd = (stdin or sys.stdin.buffer).fileno()
     redis = get_redis()
-    token = outbox.process_token()
+    token = process_token()
     closed = False
 
     def read_wakeups(timeout: float) -> None:

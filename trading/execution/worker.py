@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -33,7 +31,7 @@ from strategies.portfolio import Portfolio
 from trading.execution.sender import InlineSender
 from trading.execution.ledger import Leg, Ledger
 from trading.health.heartbeat import beat
-from trading.health.process import process_alive
+from trading.health.process import holder_dead, process_token
 from trading.marketdata import streams
 from trading.marketdata.barstore import load_frame
 from trading.models import Position, Strategy, WorkerCursor
@@ -85,7 +83,7 @@ class Worker:
         self.stopping = stopping
         self.redis = get_redis()
         self.lock_key = key("lock", "worker", name)
-        self.lock_token = f"{socket.gethostname()}:{os.getpid()}"
+        self.lock_token = process_token()
         self.buffer: dict[int, dict[str, Bar]] = {}
         self.frames: dict[str, pd.DataFrame] = {}
         self.last_ids: dict[str, str] = {}
@@ -99,8 +97,7 @@ class Worker:
     def acquire_lock(self) -> None:
         if not self.redis.set(self.lock_key, self.lock_token, nx=True, ex=LOCK_TTL):
             holder = self.redis.get(self.lock_key) or ""
-            host, _, pid = holder.partition(":")
-            if host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid)):
+            if holder_dead(holder):
                 # The holder died on this host (kill -9): its lock is void; take it atomically.
                 script = ("if redis.call('GET', KEYS[1]) == ARGV[1] then "
                           "return redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) else return nil end")
@@ -349,7 +346,7 @@ class Worker:
                 close_old_connections()
                 try:
                     self.refresh_lock()
-                    if rebuild:  # the last rebuild failed: nothing runs on state the database did not give
+                    if rebuild:  # nothing runs on state the database did not give: rebuild first
                         self.buffer.clear()
                         self.setup()
                         rebuild = False
@@ -362,15 +359,7 @@ class Worker:
                     log.exception("worker step failed strategy=%s (%s); rebuilding state from the database",
                                   self.name, exc.__class__.__name__)
                     time.sleep(2)
-                    close_old_connections()
-                    try:
-                        self.buffer.clear()
-                        self.setup()
-                        rebuild = False
-                    except Exception as again:  # noqa: BLE001
-                        log.error("worker state rebuild failed strategy=%s: %s; retried before anything else",
-                                  self.name, again.__class__.__name__)
-                        rebuild = True
+                    rebuild = True
             self.sender.stop(self.config.strategy)
             self.heartbeat("stopped", force=True)
             enqueue("shutdown", f"{self.name} worker stopped", strategy=self.config.strategy)

@@ -1,5 +1,6 @@
-"""Liveness of a local process by pid (lock and claim holders)."""
+"""Liveness of a local process by pid, and the host:pid tokens that name lock and claim holders."""
 import os
+import socket
 
 
 def process_alive(pid: int) -> bool:
@@ -17,3 +18,14 @@ def process_alive(pid: int) -> bool:
         return False  # it ended between the two looks
     except OSError:
         return True
+
+
+def process_token() -> str:
+    """host:pid of this process, as locks and claims record their holder."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def holder_dead(token: str) -> bool:
+    """Whether the holder named by `token` (host:pid) is known dead: on this host, and gone."""
+    host, _, pid = (token or "").partition(":")
+    return host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid))

@@ -73,14 +73,15 @@ class BarPublisher:
         if not bars and not force:
             return 0
         pipe = self.client.pipeline(transaction=False)
-        last: dict[str, Bar] = {}
+        last: dict[str, str] = {}
         for bar in bars:
-            pipe.xadd(stream_key(bar.symbol, bar.timeframe), {"bar": bar.to_message()}, id=entry_id(bar),
+            message = bar.to_message()
+            pipe.xadd(stream_key(bar.symbol, bar.timeframe), {"bar": message}, id=entry_id(bar),
                       maxlen=MAXLEN[bar.timeframe], approximate=True)
             if bar.timeframe == "1m":
-                last[bar.symbol] = bar
-        for symbol, bar in last.items():
-            pipe.set(key("last", symbol), bar.to_message())
+                last[bar.symbol] = message
+        for symbol, message in last.items():
+            pipe.set(key("last", symbol), message)
         if self.watermark_ns:
             _queue_watermark(pipe, self.watermark_ns)
         try:

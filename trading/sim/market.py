@@ -47,6 +47,11 @@ def contract_symbol(root: str, year: int, month: int) -> str:
     return f"{root}{MONTH_CODES[month - 1]}{year % 10}"
 
 
+def first_listed_month(start: date) -> date:
+    """The front month of a span generated from `start`: the calendar month after it."""
+    return (start.replace(day=1) + timedelta(days=32)).replace(day=1)
+
+
 def listings(root: str, first_month: date) -> list[Listing]:
     months = []
     y, m = first_month.year, first_month.month
@@ -83,7 +88,7 @@ def generate_root(root: str, start: date, days: int, *, seed: int, roll_day: int
     spec = CONTRACT_SPECS[root]
     tick = float(spec.tick_size)
     rng = np.random.default_rng([seed, sum(map(ord, root))])
-    first_month = (start.replace(day=1) + timedelta(days=32)).replace(day=1)
+    first_month = first_listed_month(start)
     lst = listings(root, first_month)
     minutes = trading_minutes(start, days, holidays)
     n = len(minutes)
