@@ -1,14 +1,18 @@
 """Market-data hub throughput: records/s into bars, beside the raw databento client on the same data.
 
 Synthetic DBN trades (trading.sim.market) are replayed as fast as possible by the local Live
-gateway (trading.sim.gateway) to the official `databento.Live` client, in this process, twice:
+gateway (trading.sim.gateway), run in its own process as Databento's servers are, to the official
+`databento.Live` client in this process, twice:
   raw (live)  the reference: a callback that only counts records;
-  hub (live)  a callback that feeds every record to `Hub.process` (fronts built as runhub builds
-              them), which publishes bars to real Redis Streams through trading.marketdata.streams.
-Two more runs feed the hub the same records decoded from the files beforehand (no network), the
-hub's own ceiling: hub (file) publishing to Redis, hub (no redis) accepting bars unwritten.
-Timing runs from the first record to the last data record; the gateway's end-of-data heartbeat
-ends a session (the hub then closes its last bars, untimed).
+  hub (live)  what runhub runs: the client's callback hands records to a RecordFeed, this thread
+              takes them in batches into `Hub.process_many` (fronts built as runhub builds them),
+              which publishes bars to real Redis Streams through trading.marketdata.streams.
+More runs feed the hub the same records decoded from the files beforehand (no network), the
+hub's own ceiling: hub (file) publishing to Redis, hub (no redis) accepting bars unwritten, and
+hub per record (no redis), `Hub.process` one record at a time, the path the batches replace.
+Timing runs from the first record to the last data record (for the hub: until its bars are
+written); the gateway's end-of-data heartbeat ends a session (the hub then closes its last bars,
+untimed).
 Redis keys go under a throw-away `pineops-bench-<uuid>` prefix and are deleted at the end.
 Target: hub (live) at least half the raw rate. The script prints numbers; it asserts no timing.
 Run: .venv/bin/python bench/hub_throughput.py [--days 10] [--roots CL,ES] [--trades-per-minute 24]
@@ -19,13 +23,16 @@ import argparse
 import heapq
 import logging
 import os
+import re
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -36,8 +43,8 @@ import databento as db  # noqa: E402
 import databento_dbn as dbn  # noqa: E402
 from databento import DBNRecord as Record  # noqa: E402
 
+from trading.marketdata.hub import RecordFeed  # noqa: E402
 from trading.marketdata.roll import FrontMonth  # noqa: E402
-from trading.sim.gateway import LiveGateway  # noqa: E402
 from trading.sim.market import first_listed_month, generate, listings  # noqa: E402
 
 KEY = "db-" + "benchHubThroughputKey00000001"
@@ -89,19 +96,21 @@ def front_contract(root: str, start: date) -> str:
     return next(x.raw_symbol for x in listings(root, first_listed_month(start)) if x.kind == "front")
 
 
-def make_hub(roots: list[str], start: date, *, redis: bool = True):
+def make_hub(roots: list[str], start: date, *, redis: bool = True) -> tuple:
     """A hub with fronts as runhub builds them (Instrument defaults), publishing to Redis Streams
-    (or, with redis=False, accepting every bar without writing it anywhere)."""
+    (or, with redis=False, accepting every bar without writing it anywhere), and the call that
+    waits until every bar handed over is written."""
     from trading.marketdata import streams
     from trading.marketdata.hub import Hub
 
     fronts = {root: FrontMonth(root, "volume", 5, front_contract(root, start)) for root in roots}
     if not redis:
-        return Hub(fronts, publish=lambda bar: True)
+        hub = Hub(fronts, publish=lambda bar: True)
+        return hub, hub.flush
     publisher = streams.BarPublisher()
-    hub = Hub(fronts, publish=publisher.add, flush=publisher.flush, on_watermark=publisher.watermark)
+    hub = Hub(fronts, publish=publisher.add, flush=publisher.send, on_watermark=publisher.watermark)
     publisher.counters = hub.counters
-    return hub
+    return hub, publisher.flush  # publisher.flush waits for Redis's answer to the last call
 
 
 def bars_of(hub) -> int:
@@ -145,19 +154,87 @@ class Session:
         return self.last - self.first
 
 
-def live_session(port: int, roots: list[str], session: Session, timeout: float) -> Session:
+def subscribe(port: int, roots: list[str], callback) -> db.Live:
     client = db.Live(key=KEY, gateway="127.0.0.1", port=port)
-    client.add_callback(session)
+    client.add_callback(callback)
     client.subscribe(dataset=DATASET, schema="trades", stype_in="parent", symbols=[f"{r}.FUT" for r in roots])
     client.start()
-    finished = session.done.wait(timeout)
+    return client
+
+
+def close(client: db.Live) -> None:
     client.stop()
     client.block_for_close(timeout=10)
+
+
+def live_session(port: int, roots: list[str], session: Session, timeout: float) -> Session:
+    client = subscribe(port, roots, session)
+    finished = session.done.wait(timeout)
+    close(client)
     if session.error is not None:
         raise RuntimeError(f"session failed: {session.error!r}") from session.error
     if not finished:
         raise TimeoutError(f"no end-of-data heartbeat within {timeout:.0f}s ({session.records:,} records)")
     return session
+
+
+def hub_live(port: int, roots: list[str], start: date, timeout: float) -> Result:
+    """The hub as runhub runs it (hub.run_live's loop): callback → RecordFeed → process_many, a
+    flush whenever the feed is drained; timed until the bars of the last data record are written."""
+    hub, written = make_hub(roots, start)
+    feed = RecordFeed()
+    client = subscribe(port, roots, feed.put)
+    records, first, last = 0, 0.0, 0.0
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            batch = feed.take(timeout=0.25)
+            if batch and not first:
+                first = time.perf_counter()
+            end = next((i for i, rec in enumerate(batch) if isinstance(rec, (dbn.SystemMsg, dbn.ErrorMsg))), None)
+            if end is not None:
+                if isinstance(batch[end], dbn.ErrorMsg):
+                    raise RuntimeError(f"gateway error: {batch[end].err}")
+                hub.process_many(batch[:end])
+                written()
+                records += end
+                last = time.perf_counter()
+                hub.process(batch[end])  # the end-of-data heartbeat closes the last bars
+                break
+            hub.process_many(batch)
+            records += len(batch)
+            if feed.empty():
+                hub.flush()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no end-of-data heartbeat within {timeout:.0f}s ({records:,} records)")
+    finally:
+        close(client)
+    hub.flush_closed()
+    written()
+    return Result("hub (live)", records, last - first, bars_of(hub), hub.counters)
+
+
+@contextmanager
+def gateway_process(paths: list[Path], timeout: float = 60.0):
+    """`python -m trading.sim.gateway` in its own process on a free port; yields the port."""
+    proc = subprocess.Popen([sys.executable, "-m", "trading.sim.gateway", *map(str, paths), "--port", "0",
+                             "--key", KEY, "--heartbeat", "0.2"], cwd=Path(__file__).resolve().parent.parent,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + timeout
+        for line in proc.stderr:
+            found = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+            if found:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError("the gateway did not start listening")
+        else:
+            raise RuntimeError(f"the gateway exited with {proc.wait()}")
+        threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep its pipe drained
+        yield int(found[1])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def file_records(paths: dict[str, Path]) -> list[Record]:
@@ -187,20 +264,26 @@ def end_of_data(last_ts: int) -> Record:
     return dbn.SystemMsg(last_ts + HOUR_NS, "Heartbeat", code=dbn.SystemCode.HEARTBEAT)
 
 
-def hub_from_records(records: Iterable[Record], roots: list[str], start: date, last_ts: int, *,
-                     redis: bool = True) -> Result:
-    hub = make_hub(roots, start, redis=redis)
-    process = hub.process
-    n = 0
+def hub_from_records(records: list[Record], roots: list[str], start: date, last_ts: int, *,
+                     redis: bool = True, batched: bool = True) -> Result:
+    """The hub fed from memory: in the feed's batches (`process_many`) or one record at a time."""
+    hub, written = make_hub(roots, start, redis=redis)
+    size = RecordFeed().batch
     started = time.perf_counter()
-    for rec in records:
-        process(rec)
-        n += 1
+    if batched:
+        for i in range(0, len(records), size):
+            hub.process_many(records[i:i + size])
+    else:
+        process = hub.process
+        for rec in records:
+            process(rec)
+    written()
     seconds = time.perf_counter() - started
     hub.process(end_of_data(last_ts))
     hub.flush_closed()
-    hub.flush()
-    return Result("hub (file)" if redis else "hub (no redis)", n, seconds, bars_of(hub), hub.counters)
+    written()
+    name = "hub (file)" if redis else "hub (no redis)" if batched else "hub per record (no redis)"
+    return Result(name, len(records), seconds, bars_of(hub), hub.counters)
 
 
 def redis_prefix(prefix: str):
@@ -238,29 +321,27 @@ def run(*, roots: list[str], start: date, days: int, trades_per_minute: float, s
         trades = sum(1 for r in records if isinstance(r, dbn.TradeMsg))
         last_ts = max(r.ts_event for r in records)
         log(f"generated {trades:,} trades in {len(paths)} file(s) in {time.perf_counter() - started:.1f}s")
-        gateway = LiveGateway(list(paths.values()), key=KEY, heartbeat_interval=0.2).start()
         raw_runs: list[Result] = []
         hub_runs: list[Result] = []
         file_runs: list[Result] = []
         bare_runs: list[Result] = []
+        single_runs: list[Result] = []
         try:
-            for attempt in range(repeat):
-                s = live_session(gateway.port, roots, Session(), timeout)
-                raw_runs.append(Result("raw (live)", s.records, s.seconds))
-                with redis_prefix(f"{base}-live{attempt}"):
-                    hub = make_hub(roots, start)
-                    s = live_session(gateway.port, roots, Session(hub.process), timeout)
-                    hub.flush_closed()
-                    hub.flush()
-                hub_runs.append(Result("hub (live)", s.records, s.seconds, bars_of(hub), hub.counters))
-                if file_run:
-                    with redis_prefix(f"{base}-file{attempt}"):
-                        file_runs.append(hub_from_records(records, roots, start, last_ts))
-                    bare_runs.append(hub_from_records(records, roots, start, last_ts, redis=False))
+            with gateway_process(list(paths.values())) as port:
+                for attempt in range(repeat):
+                    s = live_session(port, roots, Session(), timeout)
+                    raw_runs.append(Result("raw (live)", s.records, s.seconds))
+                    with redis_prefix(f"{base}-live{attempt}"):
+                        hub_runs.append(hub_live(port, roots, start, timeout))
+                    if file_run:
+                        with redis_prefix(f"{base}-file{attempt}"):
+                            file_runs.append(hub_from_records(records, roots, start, last_ts))
+                        bare_runs.append(hub_from_records(records, roots, start, last_ts, redis=False))
+                        single_runs.append(hub_from_records(records, roots, start, last_ts, redis=False,
+                                                            batched=False))
         finally:
-            gateway.stop()
             delete_keys(base)
-    results = [best(runs) for runs in (raw_runs, hub_runs, file_runs, bare_runs) if runs]
+    results = [best(runs) for runs in (raw_runs, hub_runs, file_runs, bare_runs, single_runs) if runs]
     return Report(results, trades=trades, mappings=len(records) - trades)
 
 
@@ -269,9 +350,9 @@ def print_report(report: Report, out=sys.stdout) -> None:
     per_bar = f"; {hub.records / hub.bars:.1f} records per bar" if hub.bars else ""
     print(f"data: {report.trades:,} trades + {report.mappings} symbol mappings{per_bar}; "
           "gateway replays as fast as possible", file=out)
-    print(f"{'run':<16}{'records':>10}{'seconds':>10}{'records/s':>14}{'bars':>10}", file=out)
+    print(f"{'run':<28}{'records':>10}{'seconds':>10}{'records/s':>14}{'bars':>10}", file=out)
     for r in report.results:
-        print(f"{r.run:<16}{r.records:>10,}{r.seconds:>10.2f}{r.rate:>14,.0f}{r.bars:>10,}", file=out)
+        print(f"{r.run:<28}{r.records:>10,}{r.seconds:>10.2f}{r.rate:>14,.0f}{r.bars:>10,}", file=out)
     print(f"hub/raw: {report.ratio:.2f} (target >= 0.50)", file=out)
 
 

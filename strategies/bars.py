@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
@@ -19,6 +19,14 @@ from strategies.calendar import session_close, session_date, session_date_ns, se
 UTC = timezone.utc
 TIMEFRAME_SECONDS = {"1m": 60, "1h": 3600}
 NS = 1_000_000_000
+
+
+# What Bar.to_message reuses: the message's start per (symbol, contract, timeframe), the date per
+# day since 1970 and "HH:MM" per minute of the day.
+_HEADS: dict[tuple[str, str, str], str] = {}
+_DAYS: dict[int, str] = {}
+_HHMM = [f"{m // 60:02d}:{m % 60:02d}" for m in range(1440)]
+_PLAIN = (float, float, float, float, int, int)
 
 
 class BarError(ValueError):
@@ -45,11 +53,40 @@ class Bar:
         return self.ts + timedelta(seconds=TIMEFRAME_SECONDS[self.timeframe])
 
     def to_message(self) -> str:
-        # Fields spelled out: dataclasses.asdict deep-copies and is the hub's costliest step.
-        data = {"symbol": self.symbol, "contract": self.contract, "timeframe": self.timeframe,
-                "ts": self.ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "open": self.open, "high": self.high,
-                "low": self.low, "close": self.close, "volume": self.volume, "trades": self.trades}
-        return json.dumps(data, separators=(",", ":"))
+        """Compact JSON, exactly as `json.dumps(..., separators=(",", ":"))` writes it. Spelled out
+        by hand for the usual bar (float prices, int counts, a whole-second UTC time): the hub
+        encodes every bar, and json.dumps with strftime was its costliest step per bar."""
+        o, h, l, c = self.open, self.high, self.low, self.close
+        seconds = self.ts.timestamp()
+        if (type(o), type(h), type(l), type(c), type(self.volume), type(self.trades)) != _PLAIN or \
+                not math.isfinite(o + h + l + c) or seconds % 60 or self.ts.microsecond:
+            return json.dumps({"symbol": self.symbol, "contract": self.contract, "timeframe": self.timeframe,
+                               "ts": self.ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "open": o, "high": h,
+                               "low": l, "close": c, "volume": self.volume, "trades": self.trades},
+                              separators=(",", ":"))
+        head = _HEADS.get((self.symbol, self.contract, self.timeframe))
+        if head is None:
+            if len(_HEADS) > 10_000:
+                _HEADS.clear()
+            head = _HEADS[(self.symbol, self.contract, self.timeframe)] = (
+                f'{{"symbol":{json.dumps(self.symbol)},"contract":{json.dumps(self.contract)},'
+                f'"timeframe":{json.dumps(self.timeframe)},"ts":"')
+        minute = int(seconds) // 60
+        day = _DAYS.get(minute // 1440)
+        if day is None:
+            day = _DAYS[minute // 1440] = datetime.fromtimestamp(minute // 1440 * 86400, UTC).strftime("%Y-%m-%dT")
+        return (f'{head}{day}{_HHMM[minute % 1440]}:00Z","open":{o!r},"high":{h!r},"low":{l!r},"close":{c!r},'
+                f'"volume":{self.volume},"trades":{self.trades}}}')
+
+    @classmethod
+    def make(cls, symbol: str, contract: str, timeframe: str, ts: datetime, open: float, high: float, low: float,
+             close: float, volume: int, trades: int) -> "Bar":
+        """A bar from trusted parts (the builders below), without the frozen dataclass's per-field
+        `object.__setattr__`: the same object, built in a fraction of the time."""
+        bar = object.__new__(cls)
+        bar.__dict__.update(symbol=symbol, contract=contract, timeframe=timeframe, ts=ts, open=open, high=high,
+                            low=low, close=close, volume=volume, trades=trades)
+        return bar
 
     @classmethod
     def from_message(cls, message: str | bytes | dict) -> "Bar":
@@ -91,12 +128,15 @@ def validate(bar: Bar) -> None:
         raise BarError(f"{bar.symbol} {bar.ts:%Y-%m-%d %H:%M}: negative volume or trade count")
 
 
-def _merge(acc: Bar, bar: Bar) -> Bar:
-    return Bar(acc.symbol, bar.contract, acc.timeframe, acc.ts, acc.open, max(acc.high, bar.high), min(acc.low, bar.low),
-               bar.close, acc.volume + bar.volume, acc.trades + bar.trades)
-
-
 # --- streaming -------------------------------------------------------------------------------
+# Builders keep their open bar as a list [contract, open, high, low, close, volume, trades] and
+# make a Bar only when it completes (a frozen Bar per update was most of the hub's cost per bar).
+# `due_ns`: the time from which `close_through` completes the open bar (NEVER when none is open),
+# so the hub checks a number instead of calling every builder each minute.
+NEVER = 2**63 - 1
+HOUR_NS = 3600 * NS
+
+
 class MinuteBarBuilder:
     """Trades of one root (front contract only, filtered upstream) → completed 1-minute bars."""
 
@@ -105,32 +145,44 @@ class MinuteBarBuilder:
         self._minute: int | None = None  # minute start, ns
         self._bar: list | None = None  # [contract, o, h, l, c, volume, trades]
         self.last_ts = -1
+        self.due_ns = NEVER
 
     def push(self, ts_ns: int, price: float, size: int, contract: str) -> list[Bar]:
         """Add one trade; returns bars completed by it. A trade older than the open minute is refused."""
-        minute = ts_ns - ts_ns % (60 * NS)
+        return self.push_minute(ts_ns - ts_ns % (60 * NS), ts_ns, price, price, price, price, size, 1, contract)
+
+    def push_minute(self, minute: int, last_ts: int, first: float, high: float, low: float, last: float,
+                    volume: int, trades: int, contract: str) -> list[Bar]:
+        """Add `trades` trades of one minute at once (first/high/low/last price, summed volume, newest
+        time `last_ts`): the same bars as pushing them one by one."""
         out = []
-        if self._minute is not None and minute < self._minute:
-            raise BarError(f"{self.symbol}: trade at {ts_ns} is older than the open minute {self._minute}")
-        if self._minute is not None and minute > self._minute:
+        if self._minute is not None and minute != self._minute:
+            if minute < self._minute:
+                raise BarError(f"{self.symbol}: trade at {last_ts} is older than the open minute {self._minute}")
             out = self.close_through(minute)
-        self.last_ts = max(self.last_ts, ts_ns)
-        if self._bar is None:
+        if last_ts > self.last_ts:
+            self.last_ts = last_ts
+        b = self._bar
+        if b is None:
             self._minute = minute
-            self._bar = [contract, price, price, price, price, size, 1]
+            self.due_ns = minute + 60 * NS
+            self._bar = [contract, first, high, low, last, volume, trades]
         else:
-            b = self._bar
-            b[0], b[2], b[3], b[4], b[5], b[6] = contract, max(b[2], price), min(b[3], price), price, b[5] + size, b[6] + 1
+            b[0], b[4], b[5], b[6] = contract, last, b[5] + volume, b[6] + trades
+            if high > b[2]:
+                b[2] = high
+            if low < b[3]:
+                b[3] = low
         return out
 
     def close_through(self, ts_ns: int) -> list[Bar]:
         """Complete the open minute if `ts_ns` is at or past its end."""
-        if self._bar is None or ts_ns < self._minute + 60 * NS:
+        if ts_ns < self.due_ns:
             return []
         c, o, h, l, cl, v, n = self._bar
-        bar = Bar(self.symbol, c, "1m", datetime.fromtimestamp(self._minute / NS, UTC), o, h, l, cl, v, n)
-        self._bar = None
-        self._minute = None
+        bar = Bar.make(self.symbol, c, "1m", datetime.fromtimestamp(self._minute // NS, UTC), o, h, l, cl, v, n)
+        self._bar = self._minute = None
+        self.due_ns = NEVER
         return [bar]
 
     @property
@@ -138,29 +190,55 @@ class MinuteBarBuilder:
         return self._minute
 
 
+def _start(bar: Bar) -> list:
+    return [bar.contract, bar.open, bar.high, bar.low, bar.close, bar.volume, bar.trades]
+
+
+def _add(acc: list, bar: Bar) -> None:
+    acc[0], acc[4], acc[5], acc[6] = bar.contract, bar.close, acc[5] + bar.volume, acc[6] + bar.trades
+    if bar.high > acc[2]:
+        acc[2] = bar.high
+    if bar.low < acc[3]:
+        acc[3] = bar.low
+
+
+def _ns(ts: datetime | int) -> int:
+    return ts if isinstance(ts, int) else int(ts.timestamp()) * NS
+
+
 class HourlyAggregator:
     """1-minute bars → hourly bars stamped at the hour's start (UTC)."""
 
     def __init__(self):
-        self._acc: Bar | None = None
+        self._acc: list | None = None
+        self._hour = 0  # ns
+        self._symbol = ""
+        self.due_ns = NEVER
 
-    def push(self, bar: Bar) -> list[Bar]:
-        hour = bar.ts.replace(minute=0, second=0, microsecond=0)
+    def push(self, bar: Bar, start_ns: int | None = None) -> list[Bar]:
+        """Add a minute bar (`start_ns`: its start in ns, when the caller has it)."""
+        start = _ns(bar.ts) if start_ns is None else start_ns
+        hour = start - start % HOUR_NS
         out = []
-        if self._acc is not None and hour > self._acc.ts:
+        if self._acc is not None and hour > self._hour:
             out = self.close_through(hour)
         if self._acc is None:
-            self._acc = replace(bar, timeframe="1h", ts=hour)
-        elif hour == self._acc.ts:
-            self._acc = _merge(self._acc, bar)
+            self._acc, self._hour, self._symbol, self.due_ns = _start(bar), hour, bar.symbol, hour + HOUR_NS
+        elif hour == self._hour:
+            _add(self._acc, bar)
         else:
-            raise BarError(f"{bar.symbol}: minute bar {bar.ts} is older than the open hour {self._acc.ts}")
+            raise BarError(f"{bar.symbol}: minute bar {bar.ts} is older than the open hour "
+                           f"{datetime.fromtimestamp(self._hour // NS, UTC)}")
         return out
 
-    def close_through(self, ts: datetime) -> list[Bar]:
-        if self._acc is None or ts < self._acc.ts + timedelta(hours=1):
+    def close_through(self, ts: datetime | int) -> list[Bar]:
+        """Complete the open hour if `ts` (a datetime or ns) is at or past its end."""
+        if _ns(ts) < self.due_ns:
             return []
-        done, self._acc = self._acc, None
+        done = Bar.make(self._symbol, self._acc[0], "1h", datetime.fromtimestamp(self._hour // NS, UTC),
+                        *self._acc[1:])
+        self._acc = None
+        self.due_ns = NEVER
         return [done]
 
 
@@ -168,27 +246,36 @@ class DailyAggregator:
     """1-minute or hourly bars → CME trading-day bars (ts = 00:00 UTC of the session date)."""
 
     def __init__(self):
-        self._acc: Bar | None = None
+        self._acc: list | None = None
         self._day: date | None = None
+        self._symbol = ""
+        self.due_ns = NEVER  # the session's close (16:00 Chicago)
 
-    def push(self, bar: Bar) -> list[Bar]:
-        day = session_date_ns(int(bar.ts.timestamp()) * NS)
+    def push(self, bar: Bar, start_ns: int | None = None, day: date | None = None) -> list[Bar]:
+        """Add a bar (`start_ns`, `day`: its start in ns and session date, when the caller has them)."""
+        if day is None:
+            day = session_date_ns(_ns(bar.ts) if start_ns is None else start_ns)
         out = []
         if self._day is not None and day > self._day:
             out = self.close_through(bar.ts, force=True)
         if self._acc is None:
-            self._day = day
-            self._acc = replace(bar, timeframe="1d", ts=datetime(day.year, day.month, day.day, tzinfo=UTC))
+            self._acc, self._day, self._symbol = _start(bar), day, bar.symbol
+            self.due_ns = int(session_close(day).timestamp()) * NS
         elif day == self._day:
-            self._acc = _merge(self._acc, bar)
+            _add(self._acc, bar)
         else:
             raise BarError(f"{bar.symbol}: bar {bar.ts} belongs to an earlier session than {self._day}")
         return out
 
-    def close_through(self, ts: datetime, force: bool = False) -> list[Bar]:
-        if self._acc is None or (not force and ts < session_close(self._day)):
+    def close_through(self, ts: datetime | int, force: bool = False) -> list[Bar]:
+        """Complete the open session if `ts` (a datetime or ns) is at or past its close (or `force`)."""
+        if self._acc is None or (not force and _ns(ts) < self.due_ns):
             return []
-        done, self._acc, self._day = self._acc, None, None
+        day = self._day
+        done = Bar.make(self._symbol, self._acc[0], "1d", datetime(day.year, day.month, day.day, tzinfo=UTC),
+                        *self._acc[1:])
+        self._acc = self._day = None
+        self.due_ns = NEVER
         return [done]
 
 

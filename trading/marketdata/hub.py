@@ -4,17 +4,24 @@ Spreads and back months never enter a bar; a minute without trades makes no bar 
 counted); a bar is published only once time has passed its end (trade or heartbeat time), so
 nothing downstream ever sees a bar twice or a bar still forming. After a dropped connection it
 resubscribes with `start=` at the earliest unfinished minute and skips what it already built.
+
+Two ways in, one result: `process(rec)` takes one record; `process_many(records)` takes what the
+client delivered since the last call and builds the same bars, counters and rolls with numpy over
+each run of trades, falling back to the per-record path for the records whose effect depends on
+what came just before them (a trade older than the clock's minute, the first trade of a session,
+a root with no front contract yet). tests/marketdata/test_hub_batch.py holds the two together.
 """
 from __future__ import annotations
 
 import logging
-import queue
+import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 import databento_dbn as dbn
+import numpy as np
 
 from strategies.bars import Bar, DailyAggregator, HourlyAggregator, MinuteBarBuilder
 from strategies.calendar import session_date, session_date_ns, session_end, session_open
@@ -26,6 +33,15 @@ NS = 1_000_000_000
 MINUTE = 60 * NS
 UNDEF_PRICE = dbn.UNDEF_PRICE
 HOUR = 60 * MINUTE
+TRADE = dbn.TradeMsg
+# The fields of a DBN trade record the hub reads, at their offsets in its 48 bytes.
+TRADE_FIELDS = np.dtype({"names": ["instrument_id", "ts_event", "price", "size"],
+                         "formats": ["<u4", "<u8", "<i8", "<u4"], "offsets": [4, 8, 16, 24], "itemsize": 48})
+TRADE_BYTES = TRADE_FIELDS.itemsize
+RECORD_HEAD = np.dtype({"names": ["length", "rtype"], "formats": ["u1", "u1"], "offsets": [0, 1],
+                        "itemsize": TRADE_BYTES})  # length in 4-byte words, record type
+TRADE_RTYPE = int(dbn.RType.MBP_0)
+ONE_BY_ONE = 16  # fewer trades than this in a run: the per-record path is cheaper than numpy's set-up
 
 
 @dataclass
@@ -40,6 +56,8 @@ class RootState:
     minute_volume: Counter = field(default_factory=Counter)  # contract → volume of the open minute
     minute_of_volume: int = -1
     last_minute: Bar | None = None
+    last_minute_ns: int = 0  # start of last_minute
+    last_day: date | None = None  # its session date
 
 
 class Hub:
@@ -75,6 +93,150 @@ class Hub:
             log.error("gateway error: %s", rec.err)
         else:
             self.counters["other_records"] += 1
+
+    def process_many(self, records) -> None:
+        """Feed records in their arrival order: the same effect as `process` on each, in less time."""
+        if len(records) >= ONE_BY_ONE:
+            data = b"".join(map(bytes, records))
+            if len(data) == TRADE_BYTES * len(records):  # most likely trades only: no need to split
+                head = np.frombuffer(data, RECORD_HEAD)
+                if (head["length"] == TRADE_BYTES // 4).all() and (head["rtype"] == TRADE_RTYPE).all():
+                    self._trades(records, data)
+                    return
+        run: list = []
+        for rec in records:
+            if type(rec) is TRADE:
+                run.append(rec)
+            else:
+                if run:
+                    self._trades(run)
+                    run = []
+                self.process(rec)
+        if run:
+            self._trades(run)
+
+    def _trades(self, run: list, data: bytes | None = None) -> None:
+        """A run of trade records (nothing else between them); `data`: their bytes, if joined already."""
+        self.counters["records"] += len(run)
+        if data is None:
+            data = b"".join(map(bytes, run)) if len(run) >= ONE_BY_ONE else b""
+        if len(data) != TRADE_BYTES * len(run):  # short run (or an unexpected layout): one by one
+            for rec in run:
+                self._trade(rec)
+            return
+        fields = np.frombuffer(data, TRADE_FIELDS)
+        ids, first, inverse = np.unique(fields["instrument_id"], return_index=True, return_inverse=True)
+        ts = fields["ts_event"].astype(np.int64)
+        price = fields["price"]
+        # Per instrument: 0 unmapped, 1 spread, 2 not a configured root, 3 a root's outright.
+        routes = [self._routes.get(i) or self._route(i, int(ts[f])) for i, f in zip(ids.tolist(), first.tolist())]
+        kind = np.array([0 if r is None else 1 if r[2] == "spread" else 2 if r[1] is None else 3 for r in routes])
+        per_record = kind[inverse]
+        good = (per_record == 3) & (price != UNDEF_PRICE) & (price > 0)
+        if not good.all():
+            self.counters["spreads_dropped"] += int(np.count_nonzero(per_record == 1))
+            for i in np.flatnonzero(~good & (per_record != 1)).tolist():
+                self._trade(run[i])  # unmapped, unknown or a bad price: counted and logged there
+        rows = np.flatnonzero(good)
+        if not len(rows):
+            return
+        if any(not routes[u][1].front.active for u in set(inverse[rows].tolist())):
+            for i in rows.tolist():  # a root without a front contract yet: it is chosen record by record
+                self._trade(run[i])
+            return
+        self._good_trades(run, rows, ts[rows], inverse[rows], price[rows], fields["size"][rows], routes)
+
+    def _good_trades(self, run, rows, ts, inst, price, size, routes) -> None:
+        """Trades of configured roots with a valid price. Records older than the clock's minute and
+        each root's first trade of a session go one by one; the spans between them go in bulk."""
+        minute = ts // MINUTE
+        before = np.maximum.accumulate(np.concatenate(([self.clock // MINUTE], minute)))[:-1]
+        late = np.flatnonzero(minute < before).tolist()
+        late.append(len(ts))
+        names = list(self.roots)
+        number = {name: k for k, name in enumerate(names)}
+        root = np.array([number[r[1].root] if r and r[1] is not None else -1 for r in routes])[inst]
+        on_time = np.ones(len(ts), dtype=bool)
+        on_time[late[:-1]] = False
+
+        def next_session_start(k: int, after: int) -> int:
+            """Where root k's next trade at or past its session's end is (len(ts): none)."""
+            end = self.roots[names[k]].session_end_ns
+            hits = np.flatnonzero((root[after:] == k) & (ts[after:] >= end) & on_time[after:])
+            return after + int(hits[0]) if len(hits) else len(ts)
+
+        starts = {k: next_session_start(k, 0) for k in set(root.tolist())}
+        pos, li = 0, 0
+        while pos < len(ts):
+            while late[li] < pos:
+                li += 1
+            stop = min(late[li], min(starts.values()))
+            if stop > pos:
+                self._bulk(ts[pos:stop], inst[pos:stop], price[pos:stop], size[pos:stop], routes)
+            if stop == len(ts):
+                return
+            k = int(root[stop])
+            session_end = self.roots[names[k]].session_end_ns
+            self._trade(run[int(rows[stop])])
+            if stop == starts[k] or self.roots[names[k]].session_end_ns != session_end:
+                starts[k] = next_session_start(k, stop + 1)
+            pos = stop + 1
+
+    def _bulk(self, ts, inst, price, size, routes) -> None:
+        """A span of on-time trades (minutes never going back) within each root's session."""
+        minute = ts - ts % MINUTE
+        # Volume per contract: the roll rule's input, committed as the per-record path does per minute.
+        volume = np.bincount(inst, weights=size, minlength=len(routes))
+        seen = np.bincount(inst, minlength=len(routes))
+        front = np.zeros(len(routes), dtype=bool)
+        for u in np.flatnonzero(seen).tolist():
+            raw, state, _ = routes[u]
+            last_minute = int(minute[np.flatnonzero(inst == u)[-1]])
+            self._commit_volume(state)
+            state.front.observe(raw, int(volume[u]), session_date_ns(last_minute))
+            state.minute_of_volume = max(state.minute_of_volume, last_minute)
+            front[u] = raw == state.front.active
+        is_front = front[inst]
+        fronts = int(np.count_nonzero(is_front))
+        self.counters["back_month_dropped"] += len(ts) - fronts
+        self.counters["trades"] += fronts
+        # The clock: minute by minute, each minute's sweep before its trades are added.
+        cuts = np.flatnonzero(minute[1:] != minute[:-1]) + 1
+        first_of_minute = np.concatenate(([0], cuts))
+        newest_of_minute = np.maximum.reduceat(ts, first_of_minute).tolist()
+        first_of_minute = first_of_minute.tolist()
+        if not fronts:
+            for t in newest_of_minute:
+                if t > self.clock:
+                    self.advance(t)
+            return
+        # Front trades per (minute, root): first/high/low/last price, volume, count, newest time.
+        where = np.flatnonzero(is_front)
+        f_inst, f_minute = inst[where], minute[where]
+        order = np.lexsort((f_inst, f_minute))  # stable: within a group, arrival order is kept
+        g_minute, g_inst = f_minute[order], f_inst[order]
+        group = np.concatenate(([0], np.flatnonzero((g_minute[1:] != g_minute[:-1]) | (g_inst[1:] != g_inst[:-1])) + 1))
+        ends = np.append(group[1:], len(order)) - 1
+        p = price[where][order]
+        firsts = where[order][group]  # arrival position of each group's first trade
+        arrival = np.argsort(firsts, kind="stable")
+        cols = [c[arrival].tolist() for c in (
+            firsts, g_minute[group], g_inst[group], p[group] / 1e9,
+            np.maximum.reduceat(p, group) / 1e9, np.minimum.reduceat(p, group) / 1e9, p[ends] / 1e9,
+            np.add.reduceat(size[where][order].astype(np.int64), group), ends - group + 1,
+            np.maximum.reduceat(ts[where][order], group))]
+        m = 0
+        for at, mnt, u, o, h, lo, c, v, n, newest in zip(*cols):
+            while m < len(first_of_minute) and first_of_minute[m] <= at:
+                if newest_of_minute[m] > self.clock:
+                    self.advance(newest_of_minute[m])
+                m += 1
+            raw, state, _ = routes[u]
+            for bar in state.minutes.push_minute(mnt, newest, o, h, lo, c, v, n, raw):
+                self._minute_done(state, bar)
+        for t in newest_of_minute[m:]:
+            if t > self.clock:
+                self.advance(t)
 
     def _route(self, instrument_id: int, ts: int) -> tuple[str, RootState | None, str] | None:
         """Where an instrument's trades go, worked out once per symbol mapping (None: unmapped)."""
@@ -129,6 +291,10 @@ class Hub:
         if raw != front.active:
             self.counters["back_month_dropped"] += 1
             return
+        open_minute = state.minutes.open_minute
+        if open_minute is not None and ts < open_minute:  # late, behind a minute built since
+            self._bad("out_of_order", f"symbol={raw} ts={ts} is before the open minute {open_minute}")
+            return
         self.counters["trades"] += 1
         bars = state.minutes.push(ts, price / 1e9, size, raw)
         for bar in bars:
@@ -177,14 +343,16 @@ class Hub:
         if minute == self._swept_minute:
             return
         self._swept_minute = minute
-        now = datetime.fromtimestamp(ts / NS, UTC)
         for state in self.roots.values():
-            for bar in state.minutes.close_through(ts):
-                self._minute_done(state, bar)
-            for bar in state.hours.close_through(now):
-                self._emit(bar)
-            for bar in state.days.close_through(now):
-                self._emit(bar)
+            if ts >= state.minutes.due_ns:
+                for bar in state.minutes.close_through(ts):
+                    self._minute_done(state, bar)
+            if ts >= state.hours.due_ns:
+                for bar in state.hours.close_through(ts):
+                    self._emit(bar)
+            if ts >= state.days.due_ns:
+                for bar in state.days.close_through(ts):
+                    self._emit(bar)
         hour = ts - ts % (60 * MINUTE)
         if hour != self._watermark:
             self._watermark = hour
@@ -192,18 +360,19 @@ class Hub:
 
     def _minute_done(self, state: RootState, bar: Bar) -> None:
         start = int(bar.ts.timestamp()) * NS
-        state.closed_through = max(state.closed_through, start + MINUTE)
-        prev = state.last_minute
-        if prev is not None and session_date_ns(int(prev.ts.timestamp()) * NS) == session_date_ns(start):
-            missing = int((bar.ts - prev.ts).total_seconds() // 60) - 1
+        if start + MINUTE > state.closed_through:
+            state.closed_through = start + MINUTE
+        day = session_date_ns(start)
+        if state.last_minute is not None and state.last_day == day:
+            missing = (start - state.last_minute_ns) // MINUTE - 1
             if missing > 0:
                 self.counters["gap_minutes"] += missing
-        state.last_minute = bar
+        state.last_minute, state.last_minute_ns, state.last_day = bar, start, day
         self._emit(bar)
-        for hour in state.hours.push(bar):
+        for hour in state.hours.push(bar, start):
             self._emit(hour)
-        for day in state.days.push(bar):
-            self._emit(day)
+        for session in state.days.push(bar, start, day):
+            self._emit(session)
 
     def _emit(self, bar: Bar) -> None:
         if self.publish(bar):
@@ -247,6 +416,44 @@ def restart_point(last_minute_ms: dict[str, int | None]) -> int | None:
     return int(session_open(session_date(behind)).timestamp()) * NS
 
 
+class RecordFeed:
+    """The client's thread hands records to the hub's: the client's callback appends to a deque
+    (cheap and thread-safe, the client is never slowed by the hub) and the hub takes everything
+    waiting in one go. Past `limit` records waiting, the callback waits for room, so a hub that
+    falls behind slows the socket reads instead of filling memory."""
+
+    def __init__(self, limit: int = 200_000, batch: int = 8192):
+        self.limit, self.batch = limit, batch
+        self._records: deque = deque()
+        self._wake = threading.Event()
+        self._waiting = False
+
+    def put(self, record) -> None:
+        records = self._records
+        while len(records) >= self.limit:
+            time.sleep(0.001)
+        records.append(record)
+        if self._waiting:
+            self._wake.set()
+
+    def take(self, timeout: float) -> list:
+        """Up to `batch` waiting records, in arrival order; waits up to `timeout` s for the first."""
+        records = self._records
+        if not records and timeout > 0:
+            self._wake.clear()
+            self._waiting = True
+            try:
+                if not records:
+                    self._wake.wait(timeout)
+            finally:
+                self._waiting = False
+        take = records.popleft
+        return [take() for _ in range(min(len(records), self.batch))]
+
+    def empty(self) -> bool:
+        return not self._records
+
+
 def run_live(hub: Hub, *, key: str, dataset: str, roots: list[str], gateway: str | None, port: int | None,
              stopping, heartbeat=lambda hub: None, heartbeat_every: float = 5.0, schema: str = "trades",
              max_backoff: float = 30.0, first_start: int | None = None) -> None:
@@ -256,15 +463,16 @@ def run_live(hub: Hub, *, key: str, dataset: str, roots: list[str], gateway: str
 
     backoff = 0.5
     last_beat = 0.0
+    feed = RecordFeed()
     while not stopping():
-        records: queue.Queue = queue.Queue(maxsize=200_000)
+        feed = RecordFeed()
         kwargs = {"key": key, "heartbeat_interval_s": 5}
         if gateway:
             kwargs.update(gateway=gateway, port=port)
         start = hub.resume_point() if hub.counters["connections"] else first_start
         try:
             client = db.Live(**kwargs)
-            client.add_callback(records.put)
+            client.add_callback(feed.put)
             client.subscribe(dataset=dataset, schema=schema, stype_in="parent", symbols=[f"{r}.FUT" for r in roots],
                              start=start)
             client.start()
@@ -278,26 +486,25 @@ def run_live(hub: Hub, *, key: str, dataset: str, roots: list[str], gateway: str
         log.info("databento session started roots=%s start=%s", ",".join(roots), start)
         backoff = 0.5
         while True:
-            try:
-                hub.process(records.get(timeout=0.25))
-                while True:
-                    hub.process(records.get_nowait())
-            except queue.Empty:
-                hub.flush()  # the queue is drained: what is built goes out now
+            records = feed.take(timeout=0.25)
+            if records:
+                hub.process_many(records)
+            if feed.empty():
+                hub.flush()  # the feed is drained: what is built goes out now
             if time.monotonic() - last_beat >= heartbeat_every:
                 heartbeat(hub)
                 last_beat = time.monotonic()
             if stopping():
                 client.stop()
                 break
-            if not client.is_connected() and records.empty():
+            if not client.is_connected() and feed.empty():
                 hub.counters["disconnects"] += 1
                 log.warning("databento connection lost; reconnecting from the earliest unfinished minute")
                 hub.forget_open_minutes()
                 time.sleep(backoff)
                 break
-    while not records.empty():
-        hub.process(records.get_nowait())
+    while not feed.empty():
+        hub.process_many(feed.take(timeout=0))
     hub.flush_closed()
     hub.flush()
     heartbeat(hub)

@@ -28,6 +28,7 @@ from trading.sim.httpstandin import wait_for_signal
 
 log = logging.getLogger(__name__)
 MONTHS = "FGHJKMNQUVXZ"
+SEND_BUFFER = 64 * 1024  # bytes per socket write while replaying
 
 
 @dataclass
@@ -216,7 +217,15 @@ class LiveGateway:
         return data0 + int((time.monotonic() - wall0) * self.speed * 1e9)
 
     def _replay(self, conn, records: list[_Record], parents: dict[int, str]) -> None:
-        faults, mapped = self.faults, set()
+        """Records go out in writes of up to SEND_BUFFER bytes, as a server writes its socket: all
+        that is due leaves before the replay waits (paced), stalls or drops the connection."""
+        faults, mapped, out = self.faults, set(), bytearray()
+
+        def send() -> None:
+            if out:
+                conn.sendall(out)
+                out.clear()
+
         if self.speed:  # paced on the market's clock: records before its present go at once (a replay)
             self.market_now()
             wall0, data0 = self._epoch
@@ -229,6 +238,8 @@ class LiveGateway:
                 return
             if self.speed:
                 due = wall0 + (rec.ts - data0) / 1e9 / self.speed
+                if time.monotonic() < due:
+                    send()
                 while time.monotonic() < due:
                     if time.monotonic() - last_send >= self.heartbeat_interval:
                         clock = data0 + int((time.monotonic() - wall0) * self.speed * 1e9)
@@ -237,25 +248,30 @@ class LiveGateway:
                     time.sleep(min(0.05, max(0.0, due - time.monotonic())))
             if faults.stall_after is not None and i == faults.stall_after and faults.stall_seconds:
                 faults.stall_after = None
+                send()
                 time.sleep(faults.stall_seconds)
             if faults.drop_after is not None and i == faults.drop_after:
                 faults.drop_after = None
                 self.counters.drops += 1
+                send()
                 conn.shutdown(socket.SHUT_RDWR)
                 return
             if rec.instrument_id not in mapped:
                 mapped.add(rec.instrument_id)
-                conn.sendall(bytes(dbn.SymbolMappingMsg(
+                out += bytes(dbn.SymbolMappingMsg(
                     1, rec.instrument_id, rec.ts, dbn.SType.PARENT, parents.get(rec.instrument_id, rec.raw_symbol),
-                    dbn.SType.RAW_SYMBOL, rec.raw_symbol, rec.ts, 2**63 - 1)))
+                    dbn.SType.RAW_SYMBOL, rec.raw_symbol, rec.ts, 2**63 - 1))
             data = rec.data
             if faults.garble_at is not None and i == faults.garble_at:
                 faults.garble_at = None
                 data = _garbled(data)
-            conn.sendall(data)
+            out += data
             self.counters.records_sent += 1
+            if len(out) >= SEND_BUFFER:
+                send()
             clock = rec.ts
             last_send = time.monotonic()
+        send()
         # Data ended: the replay clock goes on (an hour per heartbeat when replaying fast) so a
         # client sees the last minutes and hours close, as it would on a live feed.
         step = int((self.heartbeat_interval * self.speed if self.speed else 3600) * 1e9)

@@ -87,7 +87,7 @@ class Command(BaseCommand):
 
         publisher = streams.BarPublisher(on_fresh=store_hourly)
         rolls = RollRecorder()
-        hub = Hub(fronts, publish=publisher.add, flush=publisher.flush, on_roll=rolls,
+        hub = Hub(fronts, publish=publisher.add, flush=publisher.send, on_roll=rolls,
                   on_watermark=publisher.watermark)
         publisher.counters = hub.counters
         stopping = []
@@ -117,6 +117,7 @@ class Command(BaseCommand):
         run_live(hub, key=key, dataset="GLBX.MDP3", roots=roots, gateway=host or None, port=int(port) if port else None,
                  stopping=lambda: bool(stopping), heartbeat=send_heartbeat, heartbeat_every=heartbeat,
                  first_start=first_start)
+        publisher.flush()  # the last call's answer: every bar written (or held and logged) before the exit
         log.info("hub stopped counters=%s", dict(hub.counters))
         close_old_connections()
         enqueue("shutdown", "Hub stopped", body=f"{hub.counters['bars_1m']} minute bars this run")
