@@ -45,3 +45,18 @@ def test_heartbeat_time_closes_bars_without_new_trades():
     h.process(trade(1, T0 + 1, 75_000_000_000))
     h.process(dbn.SystemMsg(T0 + 61 * MIN, "Heartbeat", code=dbn.SystemCode.HEARTBEAT))
     assert [b.timeframe for b in published] == ["1m", "1h"]
+
+
+def test_a_late_trade_behind_the_open_minute_is_counted_not_raised():
+    """CL has no bar at 14:01; a trade at 14:02 opens one; a CL trade stamped 14:01 arriving after it
+    lies after the last built minute but before the open one: dropped and counted, never a crash
+    (it used to raise out of the hub) and never a bar for 14:01."""
+    h, published = hub()
+    h.process(trade(1, T0 + 1, 75_000_000_000))
+    h.process(trade(1, T0 + 2 * MIN + 5, 75_100_000_000))  # closes 14:00, opens 14:02
+    for batched in (False, True):
+        late = trade(1, T0 + MIN + 30 + batched, 74_000_000_000)
+        h.process_many([late]) if batched else h.process(late)
+    h.process(dbn.SystemMsg(T0 + 3 * MIN, "Heartbeat", code=dbn.SystemCode.HEARTBEAT))
+    assert h.counters["out_of_order"] == 2
+    assert [(b.ts.minute, b.low) for b in published if b.timeframe == "1m"] == [(0, 75.0), (2, 75.1)]
