@@ -60,3 +60,16 @@ def test_a_late_trade_behind_the_open_minute_is_counted_not_raised():
     h.process(dbn.SystemMsg(T0 + 3 * MIN, "Heartbeat", code=dbn.SystemCode.HEARTBEAT))
     assert h.counters["out_of_order"] == 2
     assert [(b.ts.minute, b.low) for b in published if b.timeframe == "1m"] == [(0, 75.0), (2, 75.1)]
+
+
+def test_a_trade_without_a_time_is_dropped_and_the_clock_stays():
+    """UNDEF_TIMESTAMP (or any stamp past 2**63 ns) would move the clock centuries ahead, close every
+    bar and make each later trade "out of order": it is dropped and counted instead."""
+    h, published = hub()
+    h.process(trade(1, T0 + 1, 75_000_000_000))
+    h.process_many([trade(1, dbn.UNDEF_TIMESTAMP, 75_000_000_000)] * 20)  # the batch path too
+    h.process(trade(1, dbn.UNDEF_TIMESTAMP, 75_000_000_000))
+    h.process(trade(1, T0 + MIN + 1, 75_100_000_000))
+    h.process(dbn.SystemMsg(T0 + 2 * MIN, "Heartbeat", code=dbn.SystemCode.HEARTBEAT))
+    assert h.counters["bad_time"] == 21 and h.counters["out_of_order"] == 0 and h.clock == T0 + 2 * MIN
+    assert [(b.ts.minute, b.close) for b in published if b.timeframe == "1m"] == [(0, 75.0), (1, 75.1)]

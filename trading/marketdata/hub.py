@@ -34,6 +34,7 @@ MINUTE = 60 * NS
 UNDEF_PRICE = dbn.UNDEF_PRICE
 HOUR = 60 * MINUTE
 TRADE = dbn.TradeMsg
+LAST_TIME = 2**63 - 1  # ns; a trade stamped later (UNDEF_TIMESTAMP, garbage) is dropped
 # The fields of a DBN trade record the hub reads, at their offsets in its 48 bytes.
 TRADE_FIELDS = np.dtype({"names": ["instrument_id", "ts_event", "price", "size"],
                          "formats": ["<u4", "<u8", "<i8", "<u4"], "offsets": [4, 8, 16, 24], "itemsize": 48})
@@ -126,17 +127,18 @@ class Hub:
             return
         fields = np.frombuffer(data, TRADE_FIELDS)
         ids, first, inverse = np.unique(fields["instrument_id"], return_index=True, return_inverse=True)
-        ts = fields["ts_event"].astype(np.int64)
+        stamps = fields["ts_event"]
+        ts = stamps.astype(np.int64)
         price = fields["price"]
         # Per instrument: 0 unmapped, 1 spread, 2 not a configured root, 3 a root's outright.
-        routes = [self._routes.get(i) or self._route(i, int(ts[f])) for i, f in zip(ids.tolist(), first.tolist())]
+        routes = [self._routes.get(i) or self._route(i, int(stamps[f])) for i, f in zip(ids.tolist(), first.tolist())]
         kind = np.array([0 if r is None else 1 if r[2] == "spread" else 2 if r[1] is None else 3 for r in routes])
         per_record = kind[inverse]
-        good = (per_record == 3) & (price != UNDEF_PRICE) & (price > 0)
+        good = (per_record == 3) & (price != UNDEF_PRICE) & (price > 0) & (stamps <= LAST_TIME)
         if not good.all():
             self.counters["spreads_dropped"] += int(np.count_nonzero(per_record == 1))
             for i in np.flatnonzero(~good & (per_record != 1)).tolist():
-                self._trade(run[i])  # unmapped, unknown or a bad price: counted and logged there
+                self._trade(run[i])  # unmapped, unknown, a bad price or time: counted and logged there
         rows = np.flatnonzero(good)
         if not len(rows):
             return
@@ -268,6 +270,9 @@ class Hub:
         price = rec.price
         if price == UNDEF_PRICE or price <= 0:
             self._bad("bad_price", f"symbol={raw} ts={ts} price={'UNDEF' if price == UNDEF_PRICE else price}")
+            return
+        if ts > LAST_TIME:  # UNDEF_TIMESTAMP or garbage: it would move the clock centuries ahead
+            self._bad("bad_time", f"symbol={raw} ts={ts} is not a time")
             return
         if ts < state.closed_through:
             if ts <= self.replay_until:
