@@ -180,7 +180,8 @@ def live_session(port: int, roots: list[str], session: Session, timeout: float) 
 
 def hub_live(port: int, roots: list[str], start: date, timeout: float) -> Result:
     """The hub as runhub runs it (hub.run_live's loop): callback → RecordFeed → process_many, a
-    flush whenever the feed is drained; timed until the bars of the last data record are written."""
+    flush whenever the feed is drained; timed until the gateway's end-of-data heartbeat has been
+    processed (it closes the last minutes) and every bar is written."""
     hub, written = make_hub(roots, start)
     feed = RecordFeed()
     client = subscribe(port, roots, feed.put)
@@ -191,17 +192,15 @@ def hub_live(port: int, roots: list[str], start: date, timeout: float) -> Result
             batch = feed.take(timeout=0.25)
             if batch and not first:
                 first = time.perf_counter()
-            end = next((i for i, rec in enumerate(batch) if isinstance(rec, (dbn.SystemMsg, dbn.ErrorMsg))), None)
-            if end is not None:
-                if isinstance(batch[end], dbn.ErrorMsg):
-                    raise RuntimeError(f"gateway error: {batch[end].err}")
-                hub.process_many(batch[:end])
-                written()
-                records += end
-                last = time.perf_counter()
-                hub.process(batch[end])  # the end-of-data heartbeat closes the last bars
-                break
+            heartbeats = hub.counters["system"]
             hub.process_many(batch)
+            if hub.counters["gateway_errors"]:
+                raise RuntimeError("the gateway sent an error (logged above)")
+            if hub.counters["system"] > heartbeats:  # the end-of-data heartbeat was in this batch
+                written()
+                last = time.perf_counter()
+                records += next(i for i, rec in enumerate(batch) if isinstance(rec, dbn.SystemMsg))
+                break
             records += len(batch)
             if feed.empty():
                 hub.flush()

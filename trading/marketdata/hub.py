@@ -438,7 +438,8 @@ class RecordFeed:
         while len(records) >= self.limit:
             time.sleep(0.001)
         records.append(record)
-        if self._waiting:
+        if self._waiting:  # the hub sleeps: wake it once (an Event.set per record cost the client dearly)
+            self._waiting = False
             self._wake.set()
 
     def take(self, timeout: float) -> list:
