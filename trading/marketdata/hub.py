@@ -71,6 +71,7 @@ class Hub:
         self.on_watermark = on_watermark or (lambda hour_ns: None)
         self.symbols: dict[int, str] = {}
         self._routes: dict[int, tuple[str, RootState | None, str]] = {}  # instrument_id → (raw, state, why not)
+        self._ids = np.zeros(0, dtype=np.uint32)  # instrument ids seen by the batch path, sorted
         self.counters: Counter = Counter()
         self.clock = 0  # ns: latest exchange time seen (trades and heartbeats)
         self._swept_minute = 0
@@ -126,12 +127,15 @@ class Hub:
                 self._trade(rec)
             return
         fields = np.frombuffer(data, TRADE_FIELDS)
-        ids, first, inverse = np.unique(fields["instrument_id"], return_index=True, return_inverse=True)
         stamps = fields["ts_event"]
-        ts = stamps.astype(np.int64)
+        inverse = self._slots(fields["instrument_id"])  # record → slot of its instrument id
+        seen = np.flatnonzero(np.bincount(inverse, minlength=len(self._ids)))
+        routes: list = [None] * len(self._ids)
+        for u in seen.tolist():
+            i = int(self._ids[u])
+            routes[u] = self._routes.get(i) or self._route(i, int(stamps[int(np.argmax(inverse == u))]))
         price = fields["price"]
         # Per instrument: 0 unmapped, 1 spread, 2 not a configured root, 3 a root's outright.
-        routes = [self._routes.get(i) or self._route(i, int(stamps[f])) for i, f in zip(ids.tolist(), first.tolist())]
         kind = np.array([0 if r is None else 1 if r[2] == "spread" else 2 if r[1] is None else 3 for r in routes])
         per_record = kind[inverse]
         good = (per_record == 3) & (price != UNDEF_PRICE) & (price > 0) & (stamps <= LAST_TIME)
@@ -142,11 +146,23 @@ class Hub:
         rows = np.flatnonzero(good)
         if not len(rows):
             return
-        if any(not routes[u][1].front.active for u in set(inverse[rows].tolist())):
+        if any(not routes[u][1].front.active for u in seen.tolist() if kind[u] == 3):
             for i in rows.tolist():  # a root without a front contract yet: it is chosen record by record
                 self._trade(run[i])
             return
-        self._good_trades(run, rows, ts[rows], inverse[rows], price[rows], fields["size"][rows], routes)
+        self._good_trades(run, rows, stamps[rows].astype(np.int64), inverse[rows], price[rows],
+                          fields["size"][rows], routes)
+
+    def _slots(self, ids: np.ndarray) -> np.ndarray:
+        """Each instrument id's slot in `self._ids` (the sorted ids seen so far), without sorting the batch."""
+        known = self._ids
+        if len(known):
+            at = np.searchsorted(known, ids)
+            np.minimum(at, len(known) - 1, out=at)
+            if (known[at] == ids).all():
+                return at
+        self._ids = np.union1d(known, ids)
+        return np.searchsorted(self._ids, ids)
 
     def _good_trades(self, run, rows, ts, inst, price, size, routes) -> None:
         """Trades of configured roots with a valid price. Records older than the clock's minute and
@@ -174,7 +190,8 @@ class Hub:
                 li += 1
             stop = min(late[li], min(starts.values()))
             if stop > pos:
-                self._bulk(ts[pos:stop], inst[pos:stop], price[pos:stop], size[pos:stop], routes)
+                self._bulk(ts[pos:stop], inst[pos:stop], root[pos:stop], price[pos:stop], size[pos:stop], routes,
+                           names)
             if stop == len(ts):
                 return
             k = int(root[stop])
@@ -184,52 +201,53 @@ class Hub:
                 starts[k] = next_session_start(k, stop + 1)
             pos = stop + 1
 
-    def _bulk(self, ts, inst, price, size, routes) -> None:
-        """A span of on-time trades (minutes never going back) within each root's session."""
+    def _bulk(self, ts, inst, root, price, size, routes, names) -> None:
+        """A span of on-time trades (minutes never going back) within one session of every root."""
         minute = ts - ts % MINUTE
-        # Volume per contract: the roll rule's input, committed as the per-record path does per minute.
+        # Volume per contract, the roll rule's input. The per-record path commits it minute by
+        # minute; here it is committed at once (the same session, so the same totals at its close).
         volume = np.bincount(inst, weights=size, minlength=len(routes))
-        seen = np.bincount(inst, minlength=len(routes))
+        day = session_date_ns(int(minute[-1]))
         front = np.zeros(len(routes), dtype=bool)
-        for u in np.flatnonzero(seen).tolist():
+        for u in np.flatnonzero(np.bincount(inst, minlength=len(routes))).tolist():
             raw, state, _ = routes[u]
-            last_minute = int(minute[np.flatnonzero(inst == u)[-1]])
             self._commit_volume(state)
-            state.front.observe(raw, int(volume[u]), session_date_ns(last_minute))
-            state.minute_of_volume = max(state.minute_of_volume, last_minute)
+            state.front.observe(raw, int(volume[u]), day)
             front[u] = raw == state.front.active
+        for k in set(root.tolist()):
+            state = self.roots[names[k]]
+            state.minute_of_volume = max(state.minute_of_volume, int(minute[-1]))
         is_front = front[inst]
         fronts = int(np.count_nonzero(is_front))
         self.counters["back_month_dropped"] += len(ts) - fronts
         self.counters["trades"] += fronts
         # The clock: minute by minute, each minute's sweep before its trades are added.
-        cuts = np.flatnonzero(minute[1:] != minute[:-1]) + 1
-        first_of_minute = np.concatenate(([0], cuts))
+        first_of_minute = np.concatenate(([0], np.flatnonzero(minute[1:] != minute[:-1]) + 1))
         newest_of_minute = np.maximum.reduceat(ts, first_of_minute).tolist()
         first_of_minute = first_of_minute.tolist()
-        if not fronts:
-            for t in newest_of_minute:
-                if t > self.clock:
-                    self.advance(t)
-            return
-        # Front trades per (minute, root): first/high/low/last price, volume, count, newest time.
-        where = np.flatnonzero(is_front)
-        f_inst, f_minute = inst[where], minute[where]
-        order = np.lexsort((f_inst, f_minute))  # stable: within a group, arrival order is kept
-        g_minute, g_inst = f_minute[order], f_inst[order]
-        group = np.concatenate(([0], np.flatnonzero((g_minute[1:] != g_minute[:-1]) | (g_inst[1:] != g_inst[:-1])) + 1))
-        ends = np.append(group[1:], len(order)) - 1
-        p = price[where][order]
-        firsts = where[order][group]  # arrival position of each group's first trade
-        arrival = np.argsort(firsts, kind="stable")
-        cols = [c[arrival].tolist() for c in (
-            firsts, g_minute[group], g_inst[group], p[group] / 1e9,
-            np.maximum.reduceat(p, group) / 1e9, np.minimum.reduceat(p, group) / 1e9, p[ends] / 1e9,
-            np.add.reduceat(size[where][order].astype(np.int64), group), ends - group + 1,
-            np.maximum.reduceat(ts[where][order], group))]
+        # Front trades per root and minute (arrival order kept, no sort): first/high/low/last price,
+        # volume, count, newest time; then all roots' groups in the order their first trades came.
+        parts = []
+        for k in set(root[is_front].tolist()):
+            at = np.flatnonzero(is_front & (root == k))
+            m, p = minute[at], price[at]
+            group = np.concatenate(([0], np.flatnonzero(m[1:] != m[:-1]) + 1))
+            ends = np.append(group[1:], len(at)) - 1
+            parts.append((at[group], m[group], inst[at[group]], p[group], np.maximum.reduceat(p, group),
+                          np.minimum.reduceat(p, group), p[ends], np.add.reduceat(size[at].astype(np.int64), group),
+                          ends - group + 1, np.maximum.reduceat(ts[at], group)))
+        if parts:
+            cols = [np.concatenate(c) for c in zip(*parts)]
+            order = np.argsort(cols[0], kind="stable")
+            cols = [c[order] for c in cols]
+            for i in (3, 4, 5, 6):
+                cols[i] = cols[i] / 1e9
+            cols = [c.tolist() for c in cols]
+        else:
+            cols = [[]] * 10
         m = 0
-        for at, mnt, u, o, h, lo, c, v, n, newest in zip(*cols):
-            while m < len(first_of_minute) and first_of_minute[m] <= at:
+        for first, mnt, u, o, h, lo, c, v, n, newest in zip(*cols):
+            while m < len(first_of_minute) and first_of_minute[m] <= first:
                 if newest_of_minute[m] > self.clock:
                     self.advance(newest_of_minute[m])
                 m += 1
