@@ -228,13 +228,11 @@ def read_bars(streams: dict[str, str], *, block_ms: int | None = None, count: in
     return out
 
 
-_WATERMARK = ("local v = tonumber(redis.call('GET', KEYS[1]) or '0') "
-              "if tonumber(ARGV[1]) > v then redis.call('SET', KEYS[1], ARGV[1]) end return 0")
-
-
 def set_watermark(hour_ns: int, client: redis.Redis | None = None) -> None:
-    """Every hourly bar that ends at or before `hour_ns` is in the streams (monotone)."""
-    (client or get_redis()).eval(_WATERMARK, 1, key("watermark", "1h"), str(hour_ns // 1_000_000))
+    """Every hourly bar that ends at or before `hour_ns` is in the streams (monotone): the bar
+    writer's script with no bars."""
+    keys, args = _bar_call([], hour_ns)
+    (client or get_redis()).eval(_WRITE_BARS, len(keys), *keys, *args)
 
 
 def watermark_ms(client: redis.Redis | None = None) -> int:
