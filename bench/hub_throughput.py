@@ -43,7 +43,7 @@ import databento as db  # noqa: E402
 import databento_dbn as dbn  # noqa: E402
 from databento import DBNRecord as Record  # noqa: E402
 
-from trading.marketdata.hub import RecordFeed  # noqa: E402
+from trading.marketdata.live import RecordFeed  # noqa: E402
 from trading.marketdata.roll import FrontMonth  # noqa: E402
 from trading.sim.market import first_listed_month, generate, listings  # noqa: E402
 
@@ -179,7 +179,7 @@ def live_session(port: int, roots: list[str], session: Session, timeout: float) 
 
 
 def hub_live(port: int, roots: list[str], start: date, timeout: float) -> Result:
-    """The hub as runhub runs it (hub.run_live's loop): callback → RecordFeed → process_many, a
+    """The hub as runhub runs it (live.run_live's loop): callback → RecordFeed → process_many, a
     flush whenever the feed is drained; timed until the gateway's end-of-data heartbeat has been
     processed (it closes the last minutes) and every bar is written."""
     hub, written = make_hub(roots, start)

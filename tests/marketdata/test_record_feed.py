@@ -3,7 +3,7 @@ the hub woken at once, and a hub that falls behind holding the client back inste
 import threading
 import time
 
-from trading.marketdata.hub import RecordFeed
+from trading.marketdata.live import RecordFeed
 
 
 def test_records_arrive_once_in_order_across_threads():

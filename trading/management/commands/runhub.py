@@ -13,7 +13,8 @@ from trading.config import ConfigError, resolve
 from trading.health.heartbeat import beat
 from trading.marketdata import streams
 from trading.marketdata.barstore import store_bar
-from trading.marketdata.hub import Hub, restart_point, run_live
+from trading.marketdata.hub import Hub
+from trading.marketdata.live import restart_point, run_live
 from trading.marketdata.roll import FrontMonth
 from trading.models import ContractRoll, Instrument, StrategyInstrument
 from trading.notify.outbox import enqueue

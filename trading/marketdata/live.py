@@ -1,0 +1,122 @@
+"""The hub's live connection: the official Databento client feeding `Hub.process_many` through a
+RecordFeed, reconnects with backfill, and where a restarted hub subscribes from."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from datetime import datetime, timezone
+
+from strategies.calendar import session_date, session_open
+from trading.marketdata.hub import NS, Hub
+
+log = logging.getLogger(__name__)
+UTC = timezone.utc
+
+
+def restart_point(last_minute_ms: dict[str, int | None]) -> int | None:
+    """Where a hub starting afresh subscribes (ns): the open of the CME session of the root furthest
+    behind, so that session's hourly and daily bars are rebuilt whole from its trades (bars already
+    published are refused by their streams as duplicates). None when nothing was published yet.
+    Databento Live replays up to 24 h, one session; a longer outage is the bar store's warmup's job."""
+    known = [ms for ms in last_minute_ms.values() if ms is not None]
+    if not known:
+        return None
+    behind = datetime.fromtimestamp(min(known) / 1000, UTC)
+    return int(session_open(session_date(behind)).timestamp()) * NS
+
+
+class RecordFeed:
+    """The client's thread hands records to the hub's: the client's callback appends to a deque
+    (cheap and thread-safe, the client is never slowed by the hub) and the hub takes everything
+    waiting in one go. Past `limit` records waiting, the callback waits for room, so a hub that
+    falls behind slows the socket reads instead of filling memory."""
+
+    def __init__(self, limit: int = 200_000, batch: int = 8192):
+        self.limit, self.batch = limit, batch
+        self._records: deque = deque()
+        self._wake = threading.Event()
+        self._waiting = False
+
+    def put(self, record) -> None:
+        records = self._records
+        while len(records) >= self.limit:
+            time.sleep(0.001)
+        records.append(record)
+        if self._waiting:  # the hub sleeps: wake it once (an Event.set per record cost the client dearly)
+            self._waiting = False
+            self._wake.set()
+
+    def take(self, timeout: float) -> list:
+        """Up to `batch` waiting records, in arrival order; waits up to `timeout` s for the first."""
+        records = self._records
+        if not records and timeout > 0:
+            self._wake.clear()
+            self._waiting = True
+            try:
+                if not records:
+                    self._wake.wait(timeout)
+            finally:
+                self._waiting = False
+        take = records.popleft
+        return [take() for _ in range(min(len(records), self.batch))]
+
+    def empty(self) -> bool:
+        return not self._records
+
+
+def run_live(hub: Hub, *, key: str, dataset: str, roots: list[str], gateway: str | None, port: int | None,
+             stopping, heartbeat=lambda hub: None, heartbeat_every: float = 5.0, schema: str = "trades",
+             max_backoff: float = 30.0, first_start: int | None = None) -> None:
+    """Subscribe through the official client, feed the hub, reconnect with backfill until `stopping()`.
+    `first_start`: the first subscription's `start=` (a restarted hub's `restart_point`)."""
+    import databento as db
+
+    backoff = 0.5
+    last_beat = 0.0
+    feed = RecordFeed()
+    while not stopping():
+        feed = RecordFeed()
+        kwargs = {"key": key, "heartbeat_interval_s": 5}
+        if gateway:
+            kwargs.update(gateway=gateway, port=port)
+        start = hub.resume_point() if hub.counters["connections"] else first_start
+        try:
+            client = db.Live(**kwargs)
+            client.add_callback(feed.put)
+            client.subscribe(dataset=dataset, schema=schema, stype_in="parent", symbols=[f"{r}.FUT" for r in roots],
+                             start=start)
+            client.start()
+        except Exception as exc:  # noqa: BLE001 — auth refused, gateway down: log, back off, retry
+            hub.counters["connect_failures"] += 1
+            log.error("databento connect failed (%s: %s); retrying in %.1fs", exc.__class__.__name__, exc, backoff)
+            time.sleep(backoff)
+            backoff = min(max_backoff, backoff * 2)
+            continue
+        hub.counters["connections"] += 1
+        log.info("databento session started roots=%s start=%s", ",".join(roots), start)
+        backoff = 0.5
+        while True:
+            records = feed.take(timeout=0.25)
+            if records:
+                hub.process_many(records)
+            if feed.empty():
+                hub.flush()  # the feed is drained: what is built goes out now
+            if time.monotonic() - last_beat >= heartbeat_every:
+                heartbeat(hub)
+                last_beat = time.monotonic()
+            if stopping():
+                client.stop()
+                break
+            if not client.is_connected() and feed.empty():
+                hub.counters["disconnects"] += 1
+                log.warning("databento connection lost; reconnecting from the earliest unfinished minute")
+                hub.forget_open_minutes()
+                time.sleep(backoff)
+                break
+    while not feed.empty():
+        hub.process_many(feed.take(timeout=0))
+    hub.flush_closed()
+    hub.flush()
+    heartbeat(hub)
