@@ -66,6 +66,9 @@ class Position:
     ml_score: float | None = None
     bars_held: int = 0
     signal_ts: datetime | None = None
+    # The caller has an exit on its way or held for this position (live only: flatten, a full halt);
+    # no exit is decided at a close while it is, but the broker-side stop and target still count.
+    exit_held: bool = False
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,7 @@ class InstrumentBook:
             exit_price, reason = stop_or_target(pos, bar)
             if reason:
                 result.closed.append(self._close(bar.ts, exit_price, reason, None))
-        if self.position is not None:
+        if self.position is not None and not self.position.exit_held:
             value = result.ibs
             if not math.isnan(value) and params.ibs_exit_low <= value <= params.ibs_exit_high:
                 reason = "ibs_exit"

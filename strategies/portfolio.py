@@ -2,8 +2,9 @@
 
 `Portfolio.step(ts, bars)` applies the completed bars of every instrument that has one at `ts`
 (in root order), then evaluates entries for the instruments flat at the close: IBS and window,
-the ML filter, then the coordinator's free slots. The caller turns the outcome into trades
-(backtest) or into signal rows and orders (worker); nothing here does I/O.
+the caller's veto (risk controls), the ML filter, then the coordinator's free slots. Every
+candidate refused on the way is a `Skip` with its IBS and ML score. The caller turns the outcome
+into trades (backtest) or into signal rows and orders (worker); nothing here does I/O.
 """
 from __future__ import annotations
 
@@ -26,9 +27,15 @@ class Entry:
 
 @dataclass(frozen=True)
 class Skip:
+    """An entry candidate that was refused, and by what: the caller's veto, the ML filter or the slots."""
     root: str
     bar_ts: datetime
     reason: str
+    by: str = "veto"  # veto | ml_filter | max_positions
+    veto: object = None  # what `entry_block` returned (the caller's own type)
+    ibs: float = math.nan
+    ml_score: float | None = None
+    price: float = math.nan  # the bar's close: the entry's signal price had it gone out
 
 
 @dataclass
@@ -42,6 +49,8 @@ class StepOutcome:
 # score(root, bar) → probability, or None when the instrument trades without the filter;
 # NaN means "no score" (model missing or history too short) and blocks the entry.
 Scorer = Callable[[str, object], float | None]
+# entry_block(root) → None (allowed) or a veto: anything with a `reason` (or a non-empty string).
+Veto = Callable[[str], object]
 
 
 class Portfolio:
@@ -56,7 +65,7 @@ class Portfolio:
         return sum(1 for b in self.books.values() if not b.flat)
 
     def step(self, ts: datetime, bars: dict[str, object], *, score: Scorer | None = None,
-             entry_block: Callable[[str], str] | None = None) -> StepOutcome:
+             entry_block: Veto | None = None) -> StepOutcome:
         """Apply the bars (root → bar) that completed at `ts`; `entry_block(root)` may veto entries."""
         out = StepOutcome()
         roots = sorted(bars)
@@ -72,14 +81,17 @@ class Portfolio:
             signal = entry_candidate(bar, params, self.seconds)
             if signal is None:
                 continue
-            blocked = entry_block(root) if entry_block else ""
-            if blocked:
-                out.skipped.append(Skip(root, bar.ts, blocked))
-                continue
+            # Scored before any veto, so that a refused entry is recorded with its score too.
             ml = score(root, bar) if score else None
+            recorded = None if ml is None or math.isnan(ml) else ml
+            veto = entry_block(root) if entry_block else None
+            if veto:
+                out.skipped.append(Skip(root, bar.ts, getattr(veto, "reason", None) or str(veto), "veto", veto,
+                                        signal.ibs, recorded, signal.price))
+                continue
             if ml is not None and (math.isnan(ml) or ml < params.ml_threshold):
                 why = "no ml score" if math.isnan(ml) else f"ml score {ml:.3f} below threshold {params.ml_threshold}"
-                out.skipped.append(Skip(root, bar.ts, why))
+                out.skipped.append(Skip(root, bar.ts, why, "ml_filter", None, signal.ibs, recorded, signal.price))
                 continue
             candidates.append(Candidate(root, signal.ibs, Entry(root, signal, ml)))
         if candidates:
@@ -87,5 +99,8 @@ class Portfolio:
             for c in accepted:
                 self.books[c.root].accept_entry(c.payload.signal, c.payload.ml_score)
                 out.entries.append(c.payload)
-            out.skipped.extend(Skip(s.root, ts, s.reason) for s in skipped)
+            for s in skipped:
+                entry = next(c.payload for c in candidates if c.root == s.root)
+                out.skipped.append(Skip(s.root, ts, s.reason, "max_positions", None, entry.signal.ibs, entry.ml_score,
+                                        entry.signal.price))
         return out

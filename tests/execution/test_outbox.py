@@ -107,13 +107,21 @@ def test_retry_after_is_honoured(signal):
     assert signal.next_attempt_at >= t0 + timedelta(seconds=90)
 
 
-def test_killswitch_blocks_entry_at_send_time_and_nothing_is_posted(signal):
+def test_killswitch_cancels_an_unsent_entry_when_pulled_and_nothing_is_posted(signal):
     set_mode("entries", "test", actor="t")
+    signal.refresh_from_db()
+    assert (signal.state, signal.risk_control) == ("blocked", "killswitch") and "blocks entries" in signal.state_reason
+    broker = ScriptedBroker()
+    assert send_pending_orders(deliver=broker).sent == [] and broker.calls == []
+
+
+def test_env_killswitch_blocks_an_entry_at_send_time_and_nothing_is_posted(signal, monkeypatch):
+    monkeypatch.setenv("POLICY_KILLSWITCH", "true")
     broker = ScriptedBroker()
     assert send_pending_orders(deliver=broker).blocked == [signal.key]
     assert broker.calls == []
     signal.refresh_from_db()
-    assert signal.state == "blocked" and "blocks entries" in signal.state_reason
+    assert (signal.state, signal.risk_control) == ("blocked", "env") and "blocks entries" in signal.state_reason
 
 
 def test_day_order_expires_rather_than_going_out_late(signal):
@@ -270,4 +278,5 @@ def test_an_exit_that_never_reaches_the_broker_raises_a_named_emergency(signal):
                                   payload={"ticker": "CL", "action": "exit", "timeInForce": "day"})
     send_pending_orders(deliver=ScriptedBroker(Result("permanent", 400, '{"message": "Unknown ticker"}')))
     alert = Notification.objects.get(dedupe_key=f"exit-undelivered:{exit_.key}")
-    assert alert.kind == "emergency" and "broker may still hold" in alert.title and "flatten" in alert.body
+    assert alert.kind == "emergency" and "the position stays open" in alert.title
+    assert "may still hold" in alert.body and "flatten" in alert.body

@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import remember_secret
 from trading.execution.traderspost import (
-    DeliveryResult, deliver, fingerprint, order_extras, order_payload, retry_after_seconds)
+    DeliveryResult, deliver, fingerprint, order_extras, order_payload, retry_after)
 from trading.sim.traderspost import TradersPostStandIn, rate_limited
 
 
@@ -73,9 +73,9 @@ def test_invalid_orders_are_refused_before_sending(bad):
 
 
 def test_retry_after_header_parses_seconds_and_http_dates():
-    assert retry_after_seconds("7") == 7.0
-    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:30 GMT", now=1445412500.0) == 10.0
-    assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
+    assert retry_after("7") == (7.0, "")
+    assert retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now=1445412500.0) == (10.0, "")
+    assert retry_after("soon")[0] is None and retry_after(None) == (None, "")
 
 
 # --- one delivery, classified ---------------------------------------------------------------------------

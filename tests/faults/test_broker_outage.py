@@ -39,7 +39,8 @@ from trading.execution.ledger import Ledger, price
 from trading.execution.outbox import MAX_ATTEMPTS, alert_stuck_pending, send_pending_orders
 from trading.execution.ratelimit import MemoryRateLimiter
 from trading.execution.worker import load_config
-from trading.models import DeliveryAttempt, Notification, Position, Signal
+from trading.models import DeliveryAttempt, Notification, Position, Signal, Trade
+from trading.risk import killswitch
 from trading.sim.traderspost import TradersPostStandIn
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(120)]
@@ -134,8 +135,9 @@ class Desk:
         with transaction.atomic():
             pos = Position.objects.select_for_update().get(strategy=self.config.strategy, instrument__root=root,
                                                            state="open")
-            return self.ledger._request_exit(pos, ExitSignal(bar, PRICES[root] * 1.01, "ibs_exit", 0.9),
-                                             self.config.legs[root])
+            (sig,) = self.ledger._request_exit(pos, ExitSignal(bar, PRICES[root] * 1.01, "ibs_exit", 0.9),
+                                               self.config.legs[root], killswitch.state(), self.clock.now())
+            return sig
 
     # --- time passing -------------------------------------------------------------------------------
     def run(self, until: datetime, events=(), step: timedelta = SECOND) -> None:
@@ -356,7 +358,8 @@ def test_d_broker_down_past_the_close_expires_rather_than_sends_late(desk, fault
         states[name] = f"{sig.state} after {len(posts)} POSTs ({sig.state_reason[:60]})"
     assert Position.objects.get(entry_signal=made["cl"]).state == "cancelled"
     gc = Position.objects.get(entry_signal=made["gc"])
-    assert gc.state == "closing" and gc.exit_signal_id == made["gc_exit"].pk
+    # The exit never reached the broker: the books keep the position open (no trade), alerted by name.
+    assert gc.state == "open" and gc.exit_signal_id is None and not Trade.objects.filter(entry_signal=made["gc"]).exists()
     assert Notification.objects.filter(dedupe_key=f"exit-undelivered:{made['gc_exit'].key}", kind="emergency").exists()
     late = [e for e in desk.broker.received() if e["received_at"] and e["status"] == 200
             and e["order"]["extras"]["signal_id"] in (made["cl"].key, made["gc_exit"].key)]

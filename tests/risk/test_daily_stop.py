@@ -8,6 +8,7 @@ from django.core.management import call_command
 from trading.models import DailyRiskState, Notification, Strategy
 from strategies.calendar import previous_trade_date
 from tests.trading.factories import make_trade
+from trading.risk.decision import Kind
 from trading.risk.daily import daily_summary, entries_stopped, open_session, record_realized, session_boundary
 
 pytestmark = pytest.mark.django_db
@@ -25,11 +26,11 @@ def strategy(webhook_env):
 
 def test_daily_stop_trips_at_the_limit_and_alerts_once(strategy):
     record_realized(strategy, DAY, Decimal("-600"))
-    assert entries_stopped(strategy, DAY) == (False, "")
+    assert entries_stopped(strategy, DAY).allowed
     state = record_realized(strategy, DAY, Decimal("-400"))
     assert state.stopped and state.realized_pnl == Decimal("-1000") and state.trades == 2
-    stopped, why = entries_stopped(strategy, DAY)
-    assert stopped and "-1000" in why
+    decision = entries_stopped(strategy, DAY)
+    assert decision.kind is Kind.BLOCK_ENTRY and decision.control == "daily_stop" and "-1000" in decision.reason
     record_realized(strategy, DAY, Decimal("-50"))  # a later exit the same day
     assert Notification.objects.filter(kind="emergency", title="Daily stop hit: ibs_a").count() == 1
 
@@ -37,25 +38,25 @@ def test_daily_stop_trips_at_the_limit_and_alerts_once(strategy):
 def test_next_session_starts_clean_and_the_stop_survives_restart(strategy):
     record_realized(strategy, DAY, Decimal("-1500"))
     # A restart is a new process reading the same rows.
-    assert entries_stopped(Strategy.objects.get(pk=strategy.pk), DAY)[0] is True
+    assert not entries_stopped(Strategy.objects.get(pk=strategy.pk), DAY).allowed
     assert open_session(date(2026, 11, 25)) == ["ibs_a", "ibs_b"]
     assert open_session(date(2026, 11, 25)) == []
-    assert entries_stopped(strategy, date(2026, 11, 25)) == (False, "")
+    assert entries_stopped(strategy, date(2026, 11, 25)).allowed
 
 
 def test_profits_do_not_trip_and_other_strategies_are_unaffected(strategy):
     record_realized(strategy, DAY, Decimal("2500"))
     record_realized(strategy, DAY, Decimal("-3000"))
-    assert not entries_stopped(strategy, DAY)[0]  # net -500
+    assert entries_stopped(strategy, DAY).allowed  # net -500
     other = Strategy.objects.get(name="ibs_b")
     record_realized(other, DAY, Decimal("-99999"))
-    assert not entries_stopped(strategy, DAY)[0]
+    assert entries_stopped(strategy, DAY).allowed
 
 
 def test_unreadable_state_blocks_entries(strategy):
     with mock.patch.object(DailyRiskState.objects, "filter", side_effect=RuntimeError("db gone")):
-        stopped, why = entries_stopped(strategy, DAY)
-    assert stopped and "unreadable" in why
+        decision = entries_stopped(strategy, DAY)
+    assert decision.kind is Kind.BLOCK_ENTRY and decision.control == "unreadable" and "unreadable" in decision.reason
 
 
 def chicago(y, m, d, hh, mm=0):
@@ -72,10 +73,10 @@ def chicago(y, m, d, hh, mm=0):
 def test_session_boundary_opens_the_right_day_and_lifts_a_stop_once(strategy, when, session):
     previous = previous_trade_date(session)
     record_realized(strategy, previous, Decimal("-5000"))
-    assert entries_stopped(strategy, previous)[0]
+    assert not entries_stopped(strategy, previous).allowed
     result = session_boundary(when)
     assert result["session_date"] == session.isoformat() and "ibs_a" in result["opened"]
-    assert entries_stopped(strategy, session) == (False, "")
+    assert entries_stopped(strategy, session).allowed
     session_boundary(when)
     assert Notification.objects.filter(title="Daily stop lifted: ibs_a").count() == 1
 

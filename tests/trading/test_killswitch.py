@@ -4,7 +4,8 @@ import pytest
 from django.db import DatabaseError
 
 from trading.models import KillSwitch, KillSwitchEvent, Notification
-from trading.risk.killswitch import allows, current_mode, set_mode
+from trading.risk.decision import Kind, KillState, order_decision
+from trading.risk.killswitch import current_mode, set_mode, state
 
 pytestmark = pytest.mark.django_db
 
@@ -17,7 +18,9 @@ def test_default_is_off():
 def test_env_override_blocks_entries_whatever_the_database_says(monkeypatch, raw):
     monkeypatch.setenv("POLICY_KILLSWITCH", raw)
     assert current_mode() == "entries"
-    assert allows(current_mode(), "buy") == (False, "killswitch: entries mode blocks entries")
+    decision = order_decision("buy", state())
+    assert (decision.kind, decision.control) == (Kind.BLOCK_ENTRY, "env")
+    assert decision.reason == "POLICY_KILLSWITCH: entries mode blocks entries"
 
 
 @pytest.mark.parametrize("raw", ["false", "0", "no", ""])
@@ -40,15 +43,18 @@ def test_unknown_env_value_fails_closed(monkeypatch):
 
 def test_unreadable_state_fails_closed():
     with mock.patch.object(KillSwitch.objects, "filter", side_effect=DatabaseError("database is locked")):
-        assert current_mode() == "entries"
+        kill = state()
+    assert (kill.mode, kill.control) == ("entries", "unreadable")
+    decision = order_decision("buy", kill)
+    assert decision.kind is Kind.BLOCK_ENTRY and "unreadable" in decision.reason
+    assert order_decision("exit", kill).allowed
 
 
-def test_entries_mode_blocks_entries_but_not_exits():
-    assert allows("entries", "buy")[0] is False
-    assert allows("entries", "exit") == (True, "")
-    assert allows("flatten", "exit") == (True, "")
-    assert allows("halt", "exit")[0] is False
-    assert allows("off", "buy") == (True, "")
+def test_each_mode_answers_entries_and_exits_with_a_kind():
+    kinds = {mode: (order_decision("buy", KillState(mode)).kind, order_decision("exit", KillState(mode)).kind)
+             for mode in ("off", "entries", "flatten", "halt")}
+    assert kinds == {"off": (Kind.ALLOW, Kind.ALLOW), "entries": (Kind.BLOCK_ENTRY, Kind.ALLOW),
+                     "flatten": (Kind.BLOCK_ENTRY, Kind.ALLOW), "halt": (Kind.BLOCK_ENTRY, Kind.HOLD_EXIT)}
 
 
 def test_set_mode_records_who_when_why_and_alerts():

@@ -1,8 +1,9 @@
 """The order outbox: delivers pending signals to the broker exactly once, or says why not.
 
-A signal is claimed with a conditional update (pending → sending) before its POST, and an
-attempt row marked 'started' is committed before the request leaves, so after a crash we know
-whether a POST may have gone out. Such an ambiguous order is never resent (TradersPost has no
+A signal is claimed with a conditional update (pending → sending) stamped when it is made, and
+an attempt row marked 'started' is committed before the request leaves — in the same transaction
+that checks the claim is still this sender's — so after a crash we know whether a POST may have
+gone out, and a claim taken back from a frozen sender never leads to a second POST. Such an ambiguous order is never resent (TradersPost has no
 idempotency key; a duplicate POST is a duplicate order): it is failed and alerted instead — and
 so is a POST that timed out or lost its connection after the request left (`ambiguous`).
 
@@ -23,10 +24,12 @@ from django.db.models import Q
 from django.utils import timezone
 
 from trading.config import ConfigError, resolve
+from trading.execution import exits
 from trading.health.process import holder_dead, process_token
 from trading.models import DeliveryAttempt, Signal
 from trading.notify.outbox import enqueue
-from trading.risk.killswitch import allows, current_mode
+from trading.risk import killswitch
+from trading.risk.decision import Kind, order_decision
 
 log = logging.getLogger(__name__)
 State = Signal.State
@@ -35,6 +38,7 @@ MAX_ATTEMPTS = 6
 CLAIM_LEASE = timedelta(seconds=120)  # longer than any POST timeout: a claim older than this is dead
 BACKOFF_BASE = 2.0
 BACKOFF_CAP = 60.0
+MAX_DELAY = timedelta(days=1)  # the longest any wait is kept (a Retry-After of 1e12 s included)
 
 
 def backoff_seconds(attempt: int, retry_after: float | None = None, *, rng=random.random) -> float:
@@ -52,49 +56,37 @@ class OutboxReport:
     blocked: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
     throttled: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         return {k: len(v) for k, v in vars(self).items()}
 
 
 def _finish(sig: Signal, state: str, reason: str, **extra) -> None:
+    """Settle a signal this sender holds (state sending); an order the broker never got tells its position."""
     Signal.objects.filter(pk=sig.pk, state=State.SENDING).update(state=state, state_reason=reason[:300], **extra)
     if state in (State.FAILED, State.EXPIRED, State.BLOCKED):
-        if sig.action == Signal.Action.BUY:
-            cancel_unsent_entry(sig, reason)
-        else:
-            alert_undelivered_exit(sig, reason)
+        _not_delivered(sig, reason)
 
 
-def alert_undelivered_exit(sig: Signal, reason: str) -> None:
-    """The books close a position at its modelled exit; if the exit order never reached the broker,
-    the broker still holds the contracts: the operator must know, at once and by name."""
-    root = sig.instrument.root
-    enqueue("emergency", f"Exit not delivered: {sig.strategy.name} {root} — the broker may still hold it",
-            strategy=sig.strategy,
-            body=(f"The exit of {sig.quantity} {root} ({sig.key}) did not reach the broker: {reason[:600]}. "
-                  f"PineOps books the position as closed at its modelled exit; flatten it at the broker."),
-            fields={"signal": sig.key, "quantity": sig.quantity, "symbol": sig.contract or root},
-            dedupe_key=f"exit-undelivered:{sig.key}")
-    log.error("exit not delivered signal=%s reason=%r", sig.key, reason)
+def _not_delivered(sig: Signal, reason: str) -> None:
+    if sig.action == Signal.Action.BUY:
+        exits.cancel_unsent_entry(sig, reason)
+    else:
+        exits.exit_not_delivered(sig, reason)
 
 
 def _fail_ambiguous(sig: Signal, what: str, **extra) -> None:
-    """A POST that may have reached the broker: failed and alerted, never resent, its position kept
-    (the broker may hold it, so the books go on managing it)."""
+    """A POST that may have reached the broker: failed and alerted, never resent. An entry's position is
+    kept (the broker may hold it, so the books go on managing it); an exit's position stays open too."""
     reason = (f"{what}: it may have reached the broker, so it is not resent "
               "(a second POST would be a second order); check the broker")
-    Signal.objects.filter(pk=sig.pk, state=State.SENDING).update(state=State.FAILED, state_reason=reason[:300], **extra)
+    if not Signal.objects.filter(pk=sig.pk, state=State.SENDING).update(state=State.FAILED,
+                                                                        state_reason=reason[:300], **extra):
+        return
     _alert_failure(sig, f"Order state unknown: {sig.key}", reason)
-
-
-def cancel_unsent_entry(sig: Signal, reason: str) -> None:
-    """An entry that never reached the broker opens nothing: its modelled position is cancelled."""
-    from trading.models import Position
-
-    cancelled = Position.objects.filter(entry_signal=sig, state__in=["open", "closing"]).update(state="cancelled")
-    if cancelled:
-        log.warning("position cancelled signal=%s reason=%r", sig.key, reason)
+    if sig.action == Signal.Action.EXIT:
+        exits.exit_not_delivered(sig, reason)
 
 
 def _alert_failure(sig: Signal, title: str, detail: str) -> None:
@@ -109,22 +101,35 @@ def _default_deliver():
     return deliver
 
 
+def retry_at(now: datetime, delay: float, expires_at: datetime | None) -> datetime:
+    """When to try again: `delay` seconds from now, never past the order's expiry (nor past what a
+    datetime can hold: a broker may ask for any number of seconds)."""
+    latest = expires_at or now + MAX_DELAY
+    return min(now + timedelta(seconds=min(max(delay, 0.0), MAX_DELAY.total_seconds())), latest)
+
+
 def send_one(pk: int, *, now: datetime | None = None, deliver=None, limiter=None, timeout: float = 10.0,
              report: OutboxReport | None = None) -> str | None:
-    """Try to deliver signal `pk` once; returns its new state, or None when another sender has it."""
+    """Try to deliver signal `pk` once; returns its new state, or None when another sender has it.
+
+    `now` fixes the clock (a simulation); by default every stamp is read when it is made, so a
+    claim is never born older than the moment it was taken."""
     report = report or OutboxReport()
-    now = now or timezone.now()
+    clock = (lambda: now) if now is not None else timezone.now
     # One instrument's orders reach the broker in decision order: an exit never overtakes its
     # entry (say one held back by the rate limiter or a retry), or the broker would refuse it.
     head = Signal.objects.filter(pk=pk).values("strategy_id", "instrument_id").first()
-    if head is None or Signal.objects.filter(**head, state__in=[State.PENDING, State.SENDING], pk__lt=pk).exists():
+    if head is None or Signal.objects.filter(**head, state__in=[State.PENDING, State.SENDING, State.HELD],
+                                             pk__lt=pk).exists():
         return None
-    if not Signal.objects.filter(pk=pk, state=State.PENDING).update(state=State.SENDING, claimed_at=now,
-                                                                    claimed_by=process_token()):
+    token, claimed_at = process_token(), clock()
+    if not Signal.objects.filter(pk=pk, state=State.PENDING).update(state=State.SENDING, claimed_at=claimed_at,
+                                                                    claimed_by=token):
         return None
     sig = Signal.objects.select_related("strategy", "instrument").get(pk=pk)
+    at = clock()
 
-    if sig.expires_at and now >= sig.expires_at:
+    if sig.expires_at and at >= sig.expires_at:
         _finish(sig, State.EXPIRED, "time in force 'day': the session closed before it could be delivered")
         _alert_failure(sig, f"Order expired undelivered: {sig.key}",
                        f"The broker could not be reached before the session closed; it was not sent late. "
@@ -132,10 +137,16 @@ def send_one(pk: int, *, now: datetime | None = None, deliver=None, limiter=None
         report.expired.append(sig.key)
         return State.EXPIRED
 
-    ok, why = allows(current_mode(), sig.action)
-    if not ok:
-        _finish(sig, State.BLOCKED, why)
-        log.warning("order blocked signal=%s reason=%r", sig.key, why)
+    kill = killswitch.state()
+    decision = order_decision(sig.action, kill)
+    if decision.kind is Kind.HOLD_EXIT:
+        exits.hold_exit(sig, decision.reason, decision.control)
+        report.held.append(sig.key)
+        return State.HELD
+    if not decision.allowed:
+        Signal.objects.filter(pk=sig.pk, state=State.SENDING).update(risk_control=decision.control)
+        _finish(sig, State.BLOCKED, decision.reason)
+        log.warning("order blocked signal=%s control=%s reason=%r", sig.key, decision.control, decision.reason)
         report.blocked.append(sig.key)
         return State.BLOCKED
 
@@ -151,66 +162,89 @@ def send_one(pk: int, *, now: datetime | None = None, deliver=None, limiter=None
     if limiter is not None:
         wait = limiter.acquire(url)
         if wait > 0:
-            _finish(sig, State.PENDING, "rate limit", next_attempt_at=now + timedelta(seconds=wait))
+            _finish(sig, State.PENDING, "rate limit", next_attempt_at=retry_at(at, wait, None))
             report.throttled.append(sig.key)
             return State.PENDING
 
     deliver = deliver or _default_deliver()
     number = sig.attempts + 1
+    market_price, market_time = exits.market_at_send(sig)
     with transaction.atomic():
-        attempt = DeliveryAttempt.objects.create(signal=sig, number=number, attempted_at=now, outcome="started")
-        Signal.objects.filter(pk=sig.pk).update(attempts=number)
+        # The POST goes ahead only while this sender still holds the claim it made: a recovery that
+        # judged the claim dead (a sender frozen past its lease) has taken it back, and then it never leaves.
+        if not Signal.objects.filter(pk=sig.pk, state=State.SENDING, claimed_by=token, claimed_at=claimed_at).update(
+                attempts=number, claimed_at=clock(), market_price=market_price, market_time=market_time):
+            log.warning("claim lost before the POST signal=%s; another sender or the recovery has it", sig.key)
+            return None
+        attempt = DeliveryAttempt.objects.create(signal=sig, number=number, attempted_at=clock(), outcome="started")
     started = time.monotonic()
     result = deliver(url, sig.payload, timeout)
     elapsed_ms = int((time.monotonic() - started) * 1000)
+    new_state = _settle(sig, attempt, result, number, elapsed_ms, clock(), limiter, url, report)
+    log.info("order delivery signal=%s attempt=%d outcome=%s status=%s ms=%d", sig.key, number, result.outcome,
+             getattr(result, "status_code", None), elapsed_ms)
+    return new_state
+
+
+def _settle(sig: Signal, attempt: DeliveryAttempt, result, number: int, elapsed_ms: int, now: datetime, limiter,
+            url: str, report: OutboxReport) -> str:
+    """Record the broker's answer. A definite answer (2xx, 4xx, 429, 5xx, no connection) is always
+    recorded as what it was — whatever its headers say — and never left 'sending'."""
     body = (getattr(result, "body", "") or "")[:2000]
     status = getattr(result, "status_code", None)
+    error = body or getattr(result, "error", "")
+    note = getattr(result, "note", "")
     with transaction.atomic():
         DeliveryAttempt.objects.filter(pk=attempt.pk).update(outcome=result.outcome, status_code=status,
-                                                             response=body, duration_ms=elapsed_ms)
+                                                             response=(body or note)[:2000], duration_ms=elapsed_ms)
         if result.outcome == "delivered":
-            _finish(sig, State.SENT, "", sent_at=timezone.now(), last_status=status, last_error="")
+            _finish(sig, State.SENT, "", sent_at=now, last_status=status, last_error="")
+            sig.state = State.SENT
+            if sig.action == Signal.Action.EXIT:
+                exits.exit_delivered(sig)
+            else:
+                exits.after_entry_sent(sig, killswitch.state(), now=now)
             report.sent.append(sig.key)
-            new_state = State.SENT
-        elif result.outcome == "retryable" and (sig.expires_at is not None or number < MAX_ATTEMPTS):
-            delay = backoff_seconds(number, getattr(result, "retry_after", None))
-            if limiter is not None and getattr(result, "retry_after", None):
-                limiter.hold(url, result.retry_after)  # the broker's wait is for the webhook, every order
-            error = body or getattr(result, "error", "")
-            _finish(sig, State.PENDING, f"attempt {number} failed; retrying", last_status=status,
-                    last_error=error, next_attempt_at=now + timedelta(seconds=delay))
+            return State.SENT
+        if result.outcome == "retryable" and (sig.expires_at is not None or number < MAX_ATTEMPTS):
+            retry_after = getattr(result, "retry_after", None)
+            delay = backoff_seconds(number, retry_after)
+            if limiter is not None and retry_after:
+                limiter.hold(url, min(retry_after, MAX_DELAY.total_seconds()))  # the broker's wait is for the webhook
+            _finish(sig, State.PENDING, f"attempt {number} failed; retrying" + (f" ({note})" if note else ""),
+                    last_status=status, last_error=error, next_attempt_at=retry_at(now, delay, sig.expires_at))
             if number == MAX_ATTEMPTS:
+                until = f"expires at {sig.expires_at:%Y-%m-%d %H:%M} UTC" if sig.expires_at else "gives up"
                 enqueue("emergency", f"Order still not delivered: {sig.key}", strategy=sig.strategy,
                         body=f"{number} attempts failed (last: HTTP {status or '—'} {error[:300]}); retrying until "
-                             f"it is delivered or expires at {sig.expires_at:%Y-%m-%d %H:%M} UTC.",
+                             f"it is delivered or {until}.",
                         fields={"signal": sig.key, "action": sig.action, "quantity": sig.quantity},
                         dedupe_key=f"order-retrying:{sig.key}")
             report.retrying.append(sig.key)
-            new_state = State.PENDING
-        elif result.outcome == "ambiguous":
+            return State.PENDING
+        if result.outcome == "ambiguous":
             _fail_ambiguous(sig, f"no answer after the request left ({getattr(result, 'error', '')})",
                             last_error=getattr(result, "error", ""))
             report.failed.append(sig.key)
-            new_state = State.FAILED
-        else:
-            what = "rejected by the broker" if result.outcome == "permanent" else f"gave up after {number} attempts"
-            detail = f"{what}: HTTP {status or '—'} {body or getattr(result, 'error', '')}".strip()
-            _finish(sig, State.FAILED, detail, last_status=status, last_error=body or getattr(result, "error", ""))
-            _alert_failure(sig, f"Order failed: {sig.key}", detail)
-            report.failed.append(sig.key)
-            new_state = State.FAILED
-    log.info("order delivery signal=%s attempt=%d outcome=%s status=%s ms=%d", sig.key, number, result.outcome,
-             status, elapsed_ms)
-    return new_state
+            return State.FAILED
+        what = "rejected by the broker" if result.outcome == "permanent" else f"gave up after {number} attempts"
+        detail = f"{what}: HTTP {status or '—'} {error}".strip()
+        _finish(sig, State.FAILED, detail, last_status=status, last_error=error)
+        _alert_failure(sig, f"Order failed: {sig.key}", detail)
+        report.failed.append(sig.key)
+        return State.FAILED
 
 
 def send_pending_orders(*, strategy=None, now: datetime | None = None, deliver=None, limiter=None,
                         timeout: float = 10.0, limit: int = 100, stop=lambda: False) -> OutboxReport:
     """Deliver every due pending signal (oldest first); safe to run from several processes at once.
-    `stop()` is asked before each signal: a sender told to go finishes the POST in hand, no more."""
-    now = now or timezone.now()
+    `stop()` is asked before each signal: a sender told to go finishes the POST in hand, no more.
+    Exits held through a halt that has since been lifted are released first (and sent here)."""
     report = OutboxReport()
-    due = Signal.objects.filter(state=State.PENDING).filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+    exits.release_held_exits(killswitch.state())
+    due_by = now or timezone.now()
+    due = Signal.objects.filter(state=State.PENDING).filter(Q(next_attempt_at__isnull=True) |
+                                                            Q(next_attempt_at__lte=due_by))
     if strategy is not None:
         due = due.filter(strategy=strategy)
     for pk in due.order_by("created_at", "id").values_list("pk", flat=True)[:limit]:
@@ -231,14 +265,18 @@ def recover_interrupted(*, strategy=None, now: datetime | None = None, lease: ti
     if strategy is not None:
         stuck = stuck.filter(strategy=strategy)
     outcome = {"requeued": [], "ambiguous": []}
-    for sig in stuck.select_related("strategy"):
+    for sig in stuck.select_related("strategy", "instrument"):
         expired = sig.claimed_at is None or sig.claimed_at < now - lease
         if not expired and not holder_dead(sig.claimed_by):
             continue
         in_flight = sig.delivery_attempts.filter(outcome="started").exists()
+        claim = Signal.objects.filter(pk=sig.pk, state=State.SENDING, claimed_by=sig.claimed_by,
+                                      claimed_at=sig.claimed_at)  # the very claim judged dead, not a newer one
         if not in_flight:
-            Signal.objects.filter(pk=sig.pk, state=State.SENDING).update(state=State.PENDING)
-            outcome["requeued"].append(sig.key)
+            if claim.update(state=State.PENDING):
+                outcome["requeued"].append(sig.key)
+            continue
+        if not claim.exists():
             continue
         _fail_ambiguous(sig, "interrupted while posting")
         sig.delivery_attempts.filter(outcome="started").update(outcome="interrupted")

@@ -127,10 +127,11 @@ class DeliveryResult:
     outcome: str  # delivered | retryable | permanent | ambiguous (no answer after the request left)
     status_code: int | None = None
     body: str = ""
-    retry_after: float | None = None  # seconds the broker asked us to wait (429 / 503 Retry-After)
+    retry_after: float | None = None  # seconds the broker asked us to wait (429 / 503 Retry-After), capped
     error: str = ""
     hook: str = ""
     elapsed_ms: int = 0
+    note: str = ""  # what was made of an odd header (a Retry-After capped or unreadable)
 
     @property
     def delivered(self) -> bool:
@@ -156,24 +157,30 @@ def request_never_left(exc: requests.RequestException) -> bool:
     return isinstance(reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError))
 
 
-def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
-    """Parse a Retry-After header: delta-seconds or an HTTP date; None when absent or unreadable."""
+MAX_RETRY_AFTER = 86_400.0  # s: a longer wait is taken as a day (the outbox also caps it at the order's expiry)
+
+
+def retry_after(value: str | None, *, now: float | None = None) -> tuple[float | None, str]:
+    """A Retry-After header as seconds (delta-seconds or an HTTP date), clamped to [0, MAX_RETRY_AFTER],
+    and a note when the header was odd; (None, note) when it is absent or unreadable."""
     if value is None:
-        return None
-    value = value.strip()
+        return None, ""
+    text = value.strip()
     try:
-        seconds = float(value)
+        seconds = float(text)
     except ValueError:
         try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when is None:
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
+            when = email.utils.parsedate_to_datetime(text)
+            seconds = when.timestamp() - (time.time() if now is None else now)
+        except (TypeError, ValueError, OverflowError, AttributeError):
+            return None, f"Retry-After {text[:60]!r} is neither seconds nor an HTTP date; backoff used"
     if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
+        return None, f"Retry-After {text[:60]!r} is not a number of seconds; backoff used"
+    if seconds < 0:
+        return 0.0, f"Retry-After {text[:60]!r} is in the past; retried now"
+    if seconds > MAX_RETRY_AFTER:
+        return MAX_RETRY_AFTER, f"Retry-After {text[:60]!r} capped at {MAX_RETRY_AFTER:g} s (and at the order's expiry)"
+    return seconds, ""
 
 
 def deliver(url: str, payload: dict, timeout: float = 10.0, session: requests.Session | None = None) -> DeliveryResult:
@@ -198,12 +205,15 @@ def deliver(url: str, payload: dict, timeout: float = 10.0, session: requests.Se
         return DeliveryResult(outcome, error=what, hook=hook, elapsed_ms=ms())
     status = response.status_code
     body = response.text[:BODY_LIMIT]
+    wait, note = None, ""
     if 200 <= status < 300:
-        outcome, retry_after = "delivered", None
+        outcome = "delivered"
     elif status == 429 or status >= 500:
-        outcome, retry_after = "retryable", retry_after_seconds(response.headers.get("Retry-After"))
+        outcome = "retryable"
+        wait, note = retry_after(response.headers.get("Retry-After"))
     else:
-        outcome, retry_after = "permanent", None
+        outcome = "permanent"
     elapsed = ms()
-    log.info("webhook post hook=%s status=%d outcome=%s ms=%d", hook, status, outcome, elapsed)
-    return DeliveryResult(outcome, status, body, retry_after, hook=hook, elapsed_ms=elapsed)
+    log.info("webhook post hook=%s status=%d outcome=%s ms=%d%s", hook, status, outcome, elapsed,
+             f" note={note!r}" if note else "")
+    return DeliveryResult(outcome, status, body, wait, hook=hook, elapsed_ms=elapsed, note=note)

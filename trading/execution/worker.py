@@ -34,11 +34,12 @@ from trading.health.heartbeat import beat
 from trading.health.process import holder_dead, process_token
 from trading.marketdata import streams
 from trading.marketdata.barstore import load_frame
-from trading.models import Position, Strategy, WorkerCursor
+from trading.models import Position, RiskControl, Signal, Strategy, WorkerCursor
 from trading.notify.outbox import enqueue
 from trading.redis_client import get_redis, key
+from trading.risk import killswitch
 from trading.risk.daily import entries_stopped
-from trading.risk.killswitch import allows, current_mode
+from trading.risk.decision import KillState, RiskDecision, block_entry, order_decision
 
 log = logging.getLogger(__name__)
 UTC = timezone.utc
@@ -48,6 +49,22 @@ LOCK_TTL = 30
 
 class WorkerLockError(RuntimeError):
     pass
+
+
+def expected_shape(pos: Position | None) -> tuple[bool, bool, bool, bool]:
+    """What an instrument's book must hold for managed position row `pos`: (entry awaiting its fill,
+    position, its exit held or already on its way at the market, an exit awaiting the next open).
+    An EXITED position (filled in the model, the broker's answer still to come) is out of the book."""
+    if pos is None:
+        return False, False, False, False
+    if not pos.filled:
+        return True, False, False, False
+    ex = pos.exit_signal
+    if pos.state == Position.State.OPEN:
+        return False, True, False, False
+    if pos.state == Position.State.CLOSING and ex is not None and ex.fill == Signal.Fill.NEXT_OPEN:
+        return False, True, False, True  # decided at a close: the book fills it at the next open
+    return False, True, True, False  # held through a halt, or sent at the market (flatten, released)
 
 
 @dataclass
@@ -141,32 +158,52 @@ class Worker:
                  self.cursor_ms, self.portfolio.busy())
 
     def restore_books(self) -> None:
-        for pos in Position.objects.filter(strategy=self.config.strategy, state__in=["open", "closing"]).select_related(
-                "instrument", "entry_signal", "exit_signal"):
-            book = self.portfolio.books.get(pos.instrument.root)
-            if book is None:
-                log.error("open position in %s which is not an enabled instrument; it is left to the operator",
-                          pos.instrument.root)
+        self.reconcile_books()
+
+    def reconcile_books(self) -> None:
+        """Books follow the database: each instrument's book is made to hold what its position row says
+        (an entry the broker never got leaves nothing; an exit held, failed or flattened elsewhere is
+        taken over; a position the broker still holds is never forgotten)."""
+        rows = {p.instrument.root: p for p in Position.objects.managed().filter(strategy=self.config.strategy)
+                .select_related("instrument", "entry_signal", "exit_signal")}
+        for root, pos in rows.items():
+            if root not in self.portfolio.books:
+                log.error("open position in %s which is not an enabled instrument; it is left to the operator", root)
+        for root, book in self.portfolio.books.items():
+            pos = rows.get(root)
+            want = expected_shape(pos)
+            have = (book.pending_entry is not None, book.position is not None,
+                    bool(book.position and book.position.exit_held), book.pending_exit is not None)
+            if want == have:
                 continue
-            sig = pos.entry_signal
-            if not pos.filled:
-                book.pending_entry = EntrySignal(sig.bar_time, float(sig.signal_price), pos.ibs_entry or 0.0)
-                book.pending_entry_ml = pos.ml_score
-                continue
-            entry = float(pos.entry_price)
-            stop, target = pos.stop_price, pos.target_price
-            if stop is None or target is None:  # a row edited by hand: the strategy's own levels, said loudly
-                p = self.config.params[pos.instrument.root]
-                stop = entry * (1 - p.stop_loss_pct / 100) if stop is None else stop
-                target = entry * (1 + p.take_profit_pct / 100) if target is None else target
-                log.error("open position %s had no stop/target; using the strategy's: stop=%s target=%s",
-                          pos.instrument.root, stop, target)
-            book.position = BookPosition(pos.entry_time, entry, float(stop), float(target), pos.ibs_entry or 0.0,
-                                         pos.ml_score, pos.bars_held, pos.signal_time)
-            if pos.state == "closing" and pos.exit_signal:
-                ex = pos.exit_signal
-                book.pending_exit = ExitSignal(ex.bar_time, float(ex.signal_price), ex.reason,
-                                               ex.ibs if ex.ibs is not None else math.nan)
+            if have != (False, False, False, False):
+                log.warning("book follows the database strategy=%s root=%s book=%s database=%s", self.name, root,
+                            have, want)
+            book.pending_entry = book.pending_entry_ml = book.pending_exit = None
+            book.position = None
+            if pos is not None and want != (False, False, False, False):
+                self._restore(book, pos, want)
+
+    def _restore(self, book, pos: Position, want: tuple) -> None:
+        sig = pos.entry_signal
+        if not pos.filled:
+            book.pending_entry = EntrySignal(sig.bar_time, float(sig.signal_price), pos.ibs_entry or 0.0)
+            book.pending_entry_ml = pos.ml_score
+            return
+        entry = float(pos.entry_price)
+        stop, target = pos.stop_price, pos.target_price
+        if stop is None or target is None:  # a row edited by hand: the strategy's own levels, said loudly
+            p = self.config.params[pos.instrument.root]
+            stop = entry * (1 - p.stop_loss_pct / 100) if stop is None else stop
+            target = entry * (1 + p.take_profit_pct / 100) if target is None else target
+            log.error("open position %s had no stop/target; using the strategy's: stop=%s target=%s",
+                      pos.instrument.root, stop, target)
+        book.position = BookPosition(pos.entry_time, entry, float(stop), float(target), pos.ibs_entry or 0.0,
+                                     pos.ml_score, pos.bars_held, pos.signal_time, exit_held=want[2])
+        if want[3]:
+            ex = pos.exit_signal
+            book.pending_exit = ExitSignal(ex.bar_time, float(ex.signal_price), ex.reason,
+                                           ex.ibs if ex.ibs is not None else math.nan)
 
     def load_models(self) -> None:
         roots = list(self.config.legs)
@@ -210,17 +247,18 @@ class Worker:
         row = feature_row(self.frames, root, int(bar.ts.timestamp()) * 1_000_000_000)
         return float(model.probability(row.to_frame().T)[0])
 
-    def entry_block(self, root: str, mode: str, day) -> str:
-        ok, why = allows(mode, "buy")
-        if not ok:
-            return why
-        stopped, why = entries_stopped(self.config.strategy, day)
-        if stopped:
-            return why
+    def entry_veto(self, root: str, kill: KillState, day) -> RiskDecision | None:
+        """Why an entry candidate of `root` must not go out now (None: it may); the controls in order."""
+        decision = order_decision("buy", kill)
+        if not decision.allowed:
+            return decision
+        decision = entries_stopped(self.config.strategy, day)
+        if not decision.allowed:
+            return decision
         leg = self.config.legs[root]
         if leg.row.ml_enabled and root in self.model_errors and leg.row.ml_failure_policy == "skip_entries":
-            return f"ml model unavailable: {self.model_errors[root][:200]}"
-        return ""
+            return block_entry(RiskControl.MODEL_POLICY, f"ml model unavailable: {self.model_errors[root][:200]}")
+        return None
 
     def append_frame(self, bar: Bar) -> None:
         frame = pd.concat([self.frames[bar.symbol], frame_from_bars([bar])], ignore_index=True)
@@ -232,17 +270,18 @@ class Worker:
                  ",".join(sorted(bars)))
         for bar in bars.values():
             self.append_frame(bar)
-        mode = current_mode()
+        kill = killswitch.state()  # once per step: every decision of the hour under one answer
         day = session_date(ts + HOUR)
-        outcome = self.portfolio.step(ts, bars, score=self.score, entry_block=lambda r: self.entry_block(r, mode, day))
-        pending = self.ledger.apply(ts, bars, outcome, self.config.params, self.portfolio.books)
+        self.reconcile_books()  # a flatten, a held or failed exit written by others since the last hour
+        outcome = self.portfolio.step(ts, bars, score=self.score, entry_block=lambda r: self.entry_veto(r, kill, day))
+        pending = self.ledger.apply(ts, bars, outcome, self.config.params, self.portfolio.books, kill)
         self.cursor_ms = ts_ms
         self.last_bar_time = ts
         self.sender.send_now(self.config.strategy, [sig.pk for sig in pending])
-        self.drop_cancelled_entries()
+        self.reconcile_books()
         for root, t in outcome.closed:
-            log.info("trade closed strategy=%s root=%s entry=%s exit=%s reason=%s", self.name, root, t.entry_price,
-                     t.exit_price, t.reason)
+            log.info("exit filled (modelled) strategy=%s root=%s entry=%s exit=%s reason=%s", self.name, root,
+                     t.entry_price, t.exit_price, t.reason)
 
     # --- loop -------------------------------------------------------------------------------
     def poll(self) -> int:
@@ -276,18 +315,8 @@ class Worker:
             self.process_hour(ts_ms, self.buffer.pop(ts_ms))
             done += 1
         self.sender.pump(self.config.strategy)
-        self.drop_cancelled_entries()
+        self.reconcile_books()
         return done
-
-    def drop_cancelled_entries(self) -> None:
-        """Books follow the database: an entry the broker never got leaves no position behind."""
-        held = set(Position.objects.filter(strategy=self.config.strategy, state__in=["open", "closing"])
-                   .values_list("instrument__root", flat=True))
-        for root, book in self.portfolio.books.items():
-            if not book.flat and root not in held:
-                log.warning("entry never reached the broker; book reset strategy=%s root=%s", self.name, root)
-                book.pending_entry = book.pending_entry_ml = book.pending_exit = None
-                book.position = None
 
     def heartbeat(self, state: str = "running", force: bool = False) -> None:
         s = self.config.strategy

@@ -213,6 +213,17 @@ def last_bar_ms(root: str, timeframe: str = "1m", client: redis.Redis | None = N
     return int(newest[0][0].split("-")[0]) if newest else None
 
 
+def last_minute(root: str, client: redis.Redis | None = None) -> Bar | None:
+    """The newest 1-minute bar of a root (the market's last price and time); None when there is none
+    or Redis cannot be read."""
+    try:
+        message = (client or get_redis()).get(key("last", root))
+        return Bar.from_message(message) if message else None
+    except (redis.RedisError, BarError) as exc:
+        log.warning("last bar unreadable root=%s: %s", root, exc.__class__.__name__)
+        return None
+
+
 def read_bars(streams: dict[str, str], *, block_ms: int | None = None, count: int = 500,
               client: redis.Redis | None = None) -> list[tuple[str, str, Bar | None, str]]:
     """Read after the given ids {stream key: last id}; returns (stream, id, bar or None, error)."""

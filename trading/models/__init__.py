@@ -2,13 +2,13 @@
 from .bars import StoredBar
 from .instruments import ContractRoll, Instrument
 from .ops import Heartbeat, Notification, WorkerCursor
-from .orders import DeliveryAttempt, Signal, signal_key
-from .risk import DailyRiskState, KillSwitch, KillSwitchEvent
+from .signals import DeliveryAttempt, Signal, signal_key
+from .risk import DailyRiskState, KillSwitch, KillSwitchEvent, RiskControl
 from .strategies import Strategy, StrategyInstrument
 from .trades import Position, Trade, pnl_percent, trade_pnl
 
 __all__ = [
     "ContractRoll", "DailyRiskState", "DeliveryAttempt", "Heartbeat", "Instrument", "KillSwitch",
-    "KillSwitchEvent", "Notification", "Position", "Signal", "Strategy", "StrategyInstrument", "StoredBar", "Trade", "WorkerCursor",
+    "KillSwitchEvent", "Notification", "Position", "RiskControl", "Signal", "Strategy", "StrategyInstrument", "StoredBar", "Trade", "WorkerCursor",
     "pnl_percent", "signal_key", "trade_pnl",
 ]

@@ -28,6 +28,20 @@ class KillSwitch(models.Model):
         return f"Killswitch: {self.get_mode_display()}"
 
 
+class RiskControl(models.TextChoices):
+    """Which control refused an entry or held an exit (trading.risk.decision decides)."""
+    KILLSWITCH = "killswitch", "killswitch (admin)"
+    ENV_OVERRIDE = "env", "killswitch (POLICY_KILLSWITCH)"
+    UNREADABLE = "unreadable", "risk state unreadable (fail closed)"
+    DAILY_STOP = "daily_stop", "daily stop"
+    MODEL_POLICY = "model_policy", "ML model unavailable (policy: skip entries)"
+    ML_FILTER = "ml_filter", "ML filter (score below threshold or missing)"
+    MAX_POSITIONS = "max_positions", "max positions"
+    POSITION_OPEN = "position_open", "the instrument's previous position is still open at the broker"
+    MARKET_CLOSED = "market_closed", "the session closes before the order could fill"
+    SUPERSEDED = "superseded", "superseded (the broker's bracket closed the position first)"
+
+
 class KillSwitchEvent(models.Model):
     """Audit log: who changed the killswitch, when, from what to what, and why."""
 

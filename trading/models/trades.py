@@ -2,7 +2,9 @@
 
 TradersPost reports no fills, so these rows are the modelled trades; P&L uses the
 instrument's point value and the leg's commission. Open positions are rows, so a restart
-resumes them; one open position per strategy and instrument is a database constraint.
+resumes them; one open position per strategy and instrument is a database constraint. A
+position becomes a trade only once its exit reached the broker (or the broker's own bracket
+closed it): the books never show flat what the broker may still hold.
 """
 from decimal import Decimal
 
@@ -11,7 +13,7 @@ from django.db import models
 from strategies import pnl as strategies_pnl
 
 from .instruments import Instrument
-from .orders import Signal
+from .signals import Signal
 from .strategies import Strategy
 
 PRICE = dict(max_digits=20, decimal_places=9)
@@ -28,12 +30,28 @@ def pnl_percent(entry: Decimal, exit_: Decimal) -> float:
     return strategies_pnl.pnl_percent(Decimal(entry), Decimal(exit_))
 
 
+class PositionQuerySet(models.QuerySet):
+    def open(self):
+        """Positions the broker holds or may hold (an exit not yet confirmed included)."""
+        return self.filter(state__in=Position.OPEN_STATES)
+
+    def managed(self):
+        """Positions a worker manages: at most one per strategy and instrument."""
+        return self.filter(state__in=Position.MANAGED_STATES)
+
+
 class Position(models.Model):
     class State(models.TextChoices):
         OPEN = "open", "open"
-        CLOSING = "closing", "closing (exit sent, fill at the next open)"
+        CLOSING = "closing", "closing (exit decided, on its way to the broker)"
+        EXIT_HELD = "exit_held", "exit held (full halt; sent when the halt lifts)"
+        EXITED = "exited", "exited at the modelled fill; a trade once the broker confirms the exit"
         CLOSED = "closed", "closed"
         CANCELLED = "cancelled", "cancelled (entry never reached the broker)"
+
+    MANAGED_STATES = (State.OPEN, State.CLOSING, State.EXIT_HELD)
+    OPEN_STATES = (*MANAGED_STATES, State.EXITED)
+    objects = PositionQuerySet.as_manager()
 
     strategy = models.ForeignKey(Strategy, on_delete=models.PROTECT, related_name="positions")
     instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="positions")
@@ -56,13 +74,17 @@ class Position(models.Model):
                                        blank=True)
     exit_reason = models.CharField(max_length=32, blank=True)
     ibs_exit = models.FloatField(null=True, blank=True)
+    exit_time = models.DateTimeField(null=True, blank=True,
+                                     help_text="Modelled exit fill, booked as a trade once the exit is delivered")
+    exit_price = models.DecimalField(**PRICE, null=True, blank=True)
     state = models.CharField(max_length=10, choices=State.choices, default=State.OPEN)
     opened_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-entry_time"]
         constraints = [
-            models.UniqueConstraint(fields=["strategy", "instrument"], condition=models.Q(state__in=["open", "closing"]),
+            models.UniqueConstraint(fields=["strategy", "instrument"],
+                                    condition=models.Q(state__in=["open", "closing", "exit_held"]),
                                     name="one_open_position_per_instrument"),
         ]
         indexes = [models.Index(fields=["strategy", "state"])]
@@ -72,6 +94,10 @@ class Position(models.Model):
 
 
 class Trade(models.Model):
+    class ExitVia(models.TextChoices):
+        ORDER = "order", "exit order delivered"
+        BRACKET = "bracket", "the broker's bracket (stop or target sent with the entry)"
+
     strategy = models.ForeignKey(Strategy, on_delete=models.PROTECT, related_name="trades")
     symbol = models.CharField(max_length=8, help_text="Instrument root")
     contract = models.CharField(max_length=16, blank=True)
@@ -85,6 +111,7 @@ class Trade(models.Model):
     pnl = models.DecimalField(**MONEY)
     pnl_percent = models.FloatField()
     exit_reason = models.CharField(max_length=32)
+    exit_via = models.CharField(max_length=8, choices=ExitVia.choices, default=ExitVia.ORDER)
     ml_score = models.FloatField(null=True, blank=True)
     ibs_entry = models.FloatField(null=True, blank=True)
     ibs_exit = models.FloatField(null=True, blank=True)

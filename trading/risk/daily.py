@@ -13,8 +13,9 @@ from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
 from strategies.calendar import previous_trade_date, session_close, session_date
-from trading.models import DailyRiskState, Position, Strategy, Trade
+from trading.models import DailyRiskState, Position, RiskControl, Strategy, Trade
 from trading.notify.outbox import enqueue
+from trading.risk.decision import ALLOW, RiskDecision, block_entry
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +41,18 @@ def record_realized(strategy: Strategy, session_date: date, pnl: Decimal, *, now
     return state
 
 
-def entries_stopped(strategy: Strategy, session_date: date) -> tuple[bool, str]:
-    """Whether the daily stop blocks entries today, and why; unreadable → stopped (fail closed)."""
+def entries_stopped(strategy: Strategy, session_date: date) -> RiskDecision:
+    """The daily stop's answer for an entry in `session_date`; unreadable → blocked (fail closed)."""
     try:
         state = DailyRiskState.objects.filter(strategy=strategy, session_date=session_date).first()
-    except Exception as exc:  # noqa: BLE001
-        return True, f"daily risk state unreadable ({exc.__class__.__name__}); entries blocked"
+    except Exception as exc:  # noqa: BLE001 — any failure to read must fail closed
+        log.error("daily risk state unreadable strategy=%s (%s); entries blocked", strategy.name,
+                  exc.__class__.__name__)
+        return block_entry(RiskControl.UNREADABLE,
+                           f"daily risk state unreadable ({exc.__class__.__name__}); entries blocked")
     if state and state.stopped:
-        return True, f"daily stop: {state.stop_reason}"
-    return False, ""
+        return block_entry(RiskControl.DAILY_STOP, f"daily stop: {state.stop_reason}")
+    return ALLOW
 
 
 def open_session(session_date: date) -> list[str]:
@@ -87,7 +91,7 @@ def daily_summary(now: datetime | None = None) -> list[str]:
     for strategy in Strategy.objects.all():
         trades = Trade.objects.filter(strategy=strategy, session_date=day)
         agg = trades.aggregate(n=Count("id"), total=Sum("pnl"), wins=Count("id", filter=Q(pnl__gt=0)))
-        open_rows = Position.objects.filter(strategy=strategy, state__in=["open", "closing"]).select_related("instrument")
+        open_rows = Position.objects.open().filter(strategy=strategy).select_related("instrument")
         open_list = ", ".join(f"{p.instrument.root} ×{p.size} @ {p.entry_price.normalize()}" for p in open_rows) or "none"
         state = DailyRiskState.objects.filter(strategy=strategy, session_date=day).first()
         if not strategy.enabled and not agg["n"] and open_list == "none":

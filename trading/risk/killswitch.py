@@ -1,7 +1,9 @@
 """The killswitch: the database row, overridden by env POLICY_KILLSWITCH, failing closed.
 
-`current_mode()` never raises: if the state cannot be read it answers ENTRIES (block entries,
-exits still allowed) — never OFF. Every change through `set_mode` is audited and alerted.
+`state()` never raises: if the row cannot be read it answers ENTRIES (block entries, exits still
+allowed) from the control "unreadable" — never OFF. Every change through `set_mode` is audited and
+alerted, and carries its consequences in the same transaction: flatten emits one exit per open
+position and cancels unsent entries; leaving a halt releases the exits it held (trading.execution.exits).
 """
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ import os
 from django.db import transaction
 from django.utils import timezone
 
-from trading.models import KillSwitch, KillSwitchEvent
+from trading.models import KillSwitch, KillSwitchEvent, RiskControl
 from trading.notify.outbox import enqueue
+from trading.risk.decision import KillState, order_decision
 
 log = logging.getLogger(__name__)
 Mode = KillSwitch.Mode
@@ -35,16 +38,24 @@ def env_override() -> str | None:
     return Mode.ENTRIES
 
 
-def current_mode() -> str:
-    """The effective killswitch mode; the stricter of env and database, ENTRIES when unreadable."""
+def state() -> KillState:
+    """The effective killswitch: the stricter of env and database, ENTRIES when unreadable."""
     forced = env_override()
     try:
         row = KillSwitch.objects.filter(pk=1).only("mode").first()
-        stored = row.mode if row else Mode.OFF
+        stored, control, detail = (row.mode if row else Mode.OFF), RiskControl.KILLSWITCH, ""
     except Exception as exc:  # noqa: BLE001 — any failure to read must fail closed
         log.error("killswitch state unreadable (%s); failing closed: entries blocked", exc.__class__.__name__)
-        stored = Mode.ENTRIES
-    return strictest(forced, stored)
+        stored, control, detail = Mode.ENTRIES, RiskControl.UNREADABLE, exc.__class__.__name__
+    mode = strictest(forced, stored)
+    if forced and _RANK[forced] >= _RANK[stored] and forced != Mode.OFF:
+        control = RiskControl.ENV_OVERRIDE
+    return KillState(mode, control, detail)
+
+
+def current_mode() -> str:
+    """The effective killswitch mode (see `state`)."""
+    return state().mode
 
 
 _RANK = {Mode.OFF: 0, Mode.ENTRIES: 1, Mode.FLATTEN: 2, Mode.HALT: 3}
@@ -55,12 +66,9 @@ def strictest(*modes) -> str:
 
 
 def allows(mode: str, action: str) -> tuple[bool, str]:
-    """Whether an order with `action` ('buy' or 'exit') may go out under `mode`, and why not."""
-    if mode == Mode.HALT:
-        return False, "killswitch: full halt blocks every order"
-    if action == "buy" and mode in (Mode.ENTRIES, Mode.FLATTEN):
-        return False, f"killswitch: {mode} mode blocks entries"
-    return True, ""
+    """Whether an order with `action` ('buy' or 'exit') may go out now under `mode`, and why not."""
+    decision = order_decision(action, KillState(mode))
+    return decision.allowed, decision.reason
 
 
 def set_mode(mode: str, reason: str, *, actor: str, user=None) -> KillSwitchEvent:
@@ -79,5 +87,9 @@ def set_mode(mode: str, reason: str, *, actor: str, user=None) -> KillSwitchEven
                                                reason=reason)
         enqueue("emergency", f"Killswitch {previous} → {mode}",
                 body=f"Changed by {actor}: {reason}", fields={"mode": mode, "previous": previous, "by": actor})
+        # Its consequences commit with it: acting on orders is execution's part (which imports this module).
+        from trading.execution.exits import apply_mode
+
+        apply_mode(event, state())
     log.warning("killswitch changed previous=%s mode=%s actor=%s reason=%r", previous, mode, actor, reason)
     return event

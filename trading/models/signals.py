@@ -1,4 +1,4 @@
-"""Signals (orders to the broker) and their delivery attempts: the order outbox.
+"""Signals (orders to the broker, and entries refused) and their delivery attempts: the order outbox.
 
 A signal is written, with a deterministic id and a unique constraint, before anything is sent;
 delivery claims it with a conditional update, so no restart and no second process can send the
@@ -7,6 +7,7 @@ same order twice. The webhook URL is never stored here — only the strategy's $
 from django.db import models
 
 from .instruments import Instrument
+from .risk import RiskControl
 from .strategies import Strategy
 
 
@@ -27,6 +28,13 @@ class Signal(models.Model):
         FAILED = "failed", "failed"
         BLOCKED = "blocked", "blocked"
         EXPIRED = "expired", "expired"
+        HELD = "held", "held (full halt; sent when the halt lifts)"
+
+    class Fill(models.TextChoices):
+        """How the books price this order once the broker has it."""
+        NEXT_OPEN = "next_open", "at the next bar's open (decided at a bar's close)"
+        AT_SEND = "at_send", "at the market when it is sent (flatten, an exit held through a halt)"
+        BRACKET = "bracket", "by the broker's own stop or target (sent with the entry)"
 
     key = models.CharField(max_length=120, unique=True, help_text="strategy:root:bar time:action")
     strategy = models.ForeignKey(Strategy, on_delete=models.PROTECT, related_name="signals")
@@ -41,7 +49,13 @@ class Signal(models.Model):
     ml_score = models.FloatField(null=True, blank=True)
     payload = models.JSONField(default=dict, help_text="Exactly what is (or would be) posted")
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
-    state_reason = models.CharField(max_length=300, blank=True, help_text="Why blocked, failed or expired")
+    state_reason = models.CharField(max_length=300, blank=True, help_text="Why blocked, held, failed or expired")
+    risk_control = models.CharField(max_length=16, choices=RiskControl.choices, blank=True,
+                                    help_text="The control that refused or held it (blank: none did)")
+    fill = models.CharField(max_length=10, choices=Fill.choices, default=Fill.NEXT_OPEN)
+    market_price = models.DecimalField(max_digits=20, decimal_places=9, null=True, blank=True,
+                                       help_text="The market (last 1-minute close) when it was sent")
+    market_time = models.DateTimeField(null=True, blank=True, help_text="The market's time when it was sent")
     attempts = models.PositiveSmallIntegerField(default=0)
     last_status = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.TextField(blank=True)
@@ -72,7 +86,7 @@ class DeliveryAttempt(models.Model):
     signal = models.ForeignKey(Signal, on_delete=models.CASCADE, related_name="delivery_attempts")
     number = models.PositiveSmallIntegerField()
     attempted_at = models.DateTimeField()
-    outcome = models.CharField(max_length=16)  # started (POST under way), delivered, retryable, permanent
+    outcome = models.CharField(max_length=16)  # started (POST under way), delivered, retryable, permanent, ambiguous
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     response = models.TextField(blank=True)
     duration_ms = models.PositiveIntegerField(default=0)
