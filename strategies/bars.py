@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 
-from strategies.calendar import session_close, session_date, session_date_ns, session_dates
+from strategies.calendar import session_close, session_date_ns, session_dates
 
 UTC = timezone.utc
 TIMEFRAME_SECONDS = {"1m": 60, "1h": 3600}

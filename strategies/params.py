@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
-from datetime import time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 

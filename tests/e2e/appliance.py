@@ -27,6 +27,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def processes_of(runtime_dir: Path, needle: str) -> list[int]:
+    """Pids of live processes whose command line holds `needle` and whose RUNTIME_DIR is `runtime_dir`
+    (so parallel test runs never see each other's processes)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if needle not in cmdline:
+                continue
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if f"RUNTIME_DIR={runtime_dir}".encode() in environ and stat.rsplit(")", 1)[1].split()[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
     deadline = time.monotonic() + timeout
     last = None

@@ -21,7 +21,6 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from datetime import timezone as dt_timezone
-from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest

@@ -1,18 +1,22 @@
 """The operator dashboard: an admin page (login required) with P&L, positions, health and the killswitch.
 
-Every figure comes from one bounded query (indexed, aggregated in the database), so the page
-stays fast with a long trade history. Unrealised P&L uses the last 1-minute close the hub
-publishes in Redis; when Redis is unreachable the page says so instead of guessing.
+Seeing it needs view permission on trades and positions; changing the killswitch from it needs
+`trading.change_killswitch` (anyone else gets 403, and the attempt is logged). Every figure comes
+from one bounded query (indexed, aggregated in the database), so the page stays fast with a long
+trade history. Unrealised P&L uses the last 1-minute close the hub publishes in Redis; when Redis
+is unreachable the page says so instead of guessing.
 """
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Sum
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -20,12 +24,17 @@ from django.urls import path
 from django.utils import timezone
 
 from strategies.calendar import session_date as cme_session_date
+from trading.execution.exits import exit_state, latest_flatten
 from trading.health.heartbeat import is_fresh
 from trading.models import trade_pnl
-from trading.models import (DailyRiskState, Heartbeat, KillSwitch, KillSwitchEvent, Notification, Position, Strategy,
-                            Trade)
+from trading.models import (DailyRiskState, Heartbeat, KillSwitch, KillSwitchEvent, Notification, Position, Signal,
+                            Strategy, Trade)
 from trading.redis_client import get_redis, key
 from trading.risk.killswitch import current_mode, env_override, set_mode
+
+log = logging.getLogger(__name__)
+VIEW_PERMISSIONS = ("trading.view_trade", "trading.view_position")
+CHANGE_KILLSWITCH = "trading.change_killswitch"
 
 
 class KillSwitchControl(forms.Form):
@@ -112,7 +121,7 @@ def dashboard_context(now=None) -> dict:
     daily = {s.strategy_id: s for s in DailyRiskState.objects.filter(session_date=today)}
     today_trades = {r["strategy"]: r for r in Trade.objects.filter(session_date=today).values("strategy")
                     .annotate(pnl=Sum("pnl"), n=Count("id"))}
-    positions = list(Position.objects.filter(state__in=["open", "closing"]).select_related("instrument", "strategy"))
+    positions = list(Position.objects.open().select_related("instrument", "strategy", "exit_signal"))
     prices = last_prices(sorted({p.instrument.root for p in positions}))
     rows = []
     for s in strategies:
@@ -120,6 +129,7 @@ def dashboard_context(now=None) -> dict:
         for p in mine:
             p.last_price = None if prices is None else prices.get(p.instrument.root)
             p.unrealized = unrealized_pnl(p, p.last_price)
+            p.exit_state = exit_state(p)
         known = [p.unrealized for p in mine if p.unrealized is not None]
         rows.append(StrategyRow(
             strategy=s, today_pnl=(today_trades.get(s.pk) or {}).get("pnl") or Decimal("0"),
@@ -136,17 +146,37 @@ def dashboard_context(now=None) -> dict:
         "recent_trades": recent_trades(15),
         "alerts": list(Notification.objects.filter(kind__in=["emergency", "info"]).select_related("strategy")[:10]),
         "chart": svg_chart(equity_curve()),
+        "flatten": flatten_status(),
     }
 
 
+def flatten_status() -> dict | None:
+    """The last flatten and the state of each exit it emitted (newest flatten only)."""
+    event = latest_flatten()
+    if event is None:
+        return None
+    exits = list(Signal.objects.filter(reason="flatten", bar_time=event.at.replace(microsecond=0)).select_related(
+        "strategy", "instrument").order_by("strategy__name", "instrument__root"))
+    return {"event": event, "exits": exits, "done": bool(exits) and all(s.state == Signal.State.SENT for s in exits)}
+
+
 def dashboard_view(request, site=admin.site):
+    user = request.user
+    if request.method == "POST" and not user.has_perm(CHANGE_KILLSWITCH):
+        log.warning("killswitch change refused user=%s mode=%r: needs %s", user.get_username(),
+                    request.POST.get("mode", "")[:16], CHANGE_KILLSWITCH)
+        raise PermissionDenied("changing the killswitch needs its change permission")
+    if not user.has_perms(VIEW_PERMISSIONS):
+        log.warning("dashboard refused user=%s: needs view permission on trades and positions", user.get_username())
+        raise PermissionDenied("the dashboard needs view permission on trades and positions")
     form = KillSwitchControl(request.POST or None, initial={"mode": current_mode()})
     if request.method == "POST" and form.is_valid():
         event = set_mode(form.cleaned_data["mode"], form.cleaned_data["reason"], actor=request.user.get_username(),
                          user=request.user)
         messages.warning(request, f"Killswitch {event.previous_mode} → {event.mode} (recorded for {event.actor})")
         return redirect("admin:dashboard")
-    context = {**site.each_context(request), "title": "Dashboard", "form": form, **dashboard_context()}
+    context = {**site.each_context(request), "title": "Dashboard", "form": form,
+               "can_change_killswitch": user.has_perm(CHANGE_KILLSWITCH), **dashboard_context()}
     template = "admin/trading/dashboard_body.html" if request.GET.get("partial") else "admin/trading/dashboard.html"
     return TemplateResponse(request, template, context)
 

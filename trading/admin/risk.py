@@ -1,5 +1,8 @@
+import logging
+
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 
@@ -7,6 +10,8 @@ from trading.models import DailyRiskState, KillSwitch, KillSwitchEvent
 from trading.risk.killswitch import current_mode, env_override, set_mode
 
 from .base import ReadOnlyAdmin
+
+log = logging.getLogger(__name__)
 
 
 class KillSwitchForm(forms.ModelForm):
@@ -40,7 +45,15 @@ class KillSwitchAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        if request.method == "POST" and not self.has_change_permission(request):
+            log.warning("killswitch change refused user=%s mode=%r: needs trading.change_killswitch",
+                        request.user.get_username(), request.POST.get("mode", "")[:16])
+        return super().changeform_view(request, object_id, form_url, extra_context)  # 403 without the permission
+
     def changelist_view(self, request, extra_context=None):
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
         KillSwitch.objects.get_or_create(pk=1)
         return HttpResponseRedirect(reverse("admin:trading_killswitch_change", args=[1]))
 

@@ -93,6 +93,25 @@ def exit_delivered(sig: Signal) -> Trade | None:
     return trade
 
 
+def _cancel_newer_unsent(pos: Position, why: str) -> None:
+    """Entries of `pos`'s instrument decided after it left the book (queued behind its exit) and not
+    sent: cancelled, since the broker still holds `pos`."""
+    newer = Position.objects.managed().filter(strategy=pos.strategy, instrument=pos.instrument).exclude(pk=pos.pk)
+    for later in newer:
+        if Signal.objects.filter(pk=later.entry_signal_id, state__in=UNSENT).update(
+                state=State.BLOCKED, risk_control=RiskControl.POSITION_OPEN, state_reason=why[:300]):
+            later.state = PState.CANCELLED
+            later.save(update_fields=["state"])
+
+
+def _back_in_the_book(pos: Position, **changes) -> int:
+    """Move `pos` back under the worker (open, or exit held) unless a newer position of its instrument
+    already reached the broker; returns 1 when it moved."""
+    if Position.objects.managed().filter(strategy=pos.strategy, instrument=pos.instrument).exclude(pk=pos.pk).exists():
+        return 0
+    return Position.objects.filter(pk=pos.pk).update(**changes)
+
+
 def exit_not_delivered(sig: Signal, reason: str) -> None:
     """Exit `sig` did not reach the broker (refused, expired, or possibly sent without an answer): its
     position stays open in the books, and the operator is told at once, by name. Entries of that
@@ -101,17 +120,9 @@ def exit_not_delivered(sig: Signal, reason: str) -> None:
     pos = Position.objects.filter(exit_signal=sig, state__in=[PState.CLOSING, PState.EXIT_HELD, PState.EXITED]).first()
     reopened = 0
     if pos is not None:
-        newer = Position.objects.managed().filter(strategy=pos.strategy, instrument=pos.instrument).exclude(pk=pos.pk)
-        for later in newer.select_related("entry_signal"):
-            if Signal.objects.filter(pk=later.entry_signal_id, state__in=UNSENT).update(
-                    state=State.BLOCKED, risk_control=RiskControl.POSITION_OPEN,
-                    state_reason=f"the exit of the previous {root} position ({sig.key}) did not reach the broker"):
-                later.state = PState.CANCELLED
-                later.save(update_fields=["state"])
-        if not Position.objects.managed().filter(strategy=pos.strategy, instrument=pos.instrument).exclude(
-                pk=pos.pk).exists():
-            reopened = Position.objects.filter(pk=pos.pk).update(
-                state=PState.OPEN, exit_signal=None, exit_time=None, exit_price=None, exit_reason="", ibs_exit=None)
+        _cancel_newer_unsent(pos, f"the exit of the previous {root} position ({sig.key}) did not reach the broker")
+        reopened = _back_in_the_book(pos, state=PState.OPEN, exit_signal=None, exit_time=None, exit_price=None,
+                                     exit_reason="", ibs_exit=None)
     books = ("The books keep the position open and the worker manages it again" if reopened or pos is None else
              f"A newer {root} position already reached the broker, so this one cannot be managed by the worker: "
              "the books keep it (state exited, no trade) for the operator")
@@ -140,8 +151,10 @@ def hold_exit(sig: Signal, reason: str, control: str, *, from_state: str = State
             state=State.HELD, state_reason=reason[:300], risk_control=control, fill=Fill.AT_SEND,
             next_attempt_at=None):
         return False
-    Position.objects.filter(exit_signal=sig, state=PState.CLOSING).update(state=PState.EXIT_HELD, exit_time=None,
-                                                                         exit_price=None)
+    pos = Position.objects.filter(exit_signal=sig, state__in=[PState.CLOSING, PState.EXITED]).first()
+    if pos is not None:  # even if its modelled fill came and went: the broker still holds it
+        _cancel_newer_unsent(pos, f"{reason} (the previous {sig.instrument.root} position's exit is held)")
+        _back_in_the_book(pos, state=PState.EXIT_HELD, exit_time=None, exit_price=None)
     log.warning("exit held signal=%s reason=%r", sig.key, reason)
     return True
 

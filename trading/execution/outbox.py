@@ -168,7 +168,7 @@ def send_one(pk: int, *, now: datetime | None = None, deliver=None, limiter=None
 
     deliver = deliver or _default_deliver()
     number = sig.attempts + 1
-    market_price, market_time = exits.market_at_send(sig)
+    sig.market_price, sig.market_time = market_price, market_time = exits.market_at_send(sig)
     with transaction.atomic():
         # The POST goes ahead only while this sender still holds the claim it made: a recovery that
         # judged the claim dead (a sender frozen past its lease) has taken it back, and then it never leaves.

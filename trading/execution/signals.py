@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from decimal import Decimal
 
 from strategies.calendar import next_trade_date, session_close, session_date
 from trading.execution.traderspost import order_payload
 from trading.models import Instrument, Signal, Strategy, signal_key
 
 
-def price(value: float) -> "Decimal":
+def price(value: float) -> Decimal:
     """A price as the database stores it (9 decimals)."""
-    from decimal import Decimal
-
     return Decimal(repr(round(float(value), 9)))
 
 

@@ -12,7 +12,6 @@ import hashlib
 import logging
 import math
 import numbers
-import random
 import re
 import time
 from dataclasses import dataclass
