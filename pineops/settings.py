@@ -165,6 +165,8 @@ CELERY_TASK_DEFAULT_QUEUE = f"{REDIS_PREFIX}.tasks"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- Trading ----------------------------------------------------------------------------------
+# How long an order claim held on another host counts as alive (longer than any POST's timeout).
+ORDER_CLAIM_LEASE_SECONDS = env.int("PINEOPS_CLAIM_LEASE_SECONDS", default=120)
 # Env override of the killswitch: true/1/yes (any case) blocks entries; "halt" blocks everything.
 POLICY_KILLSWITCH = env.str("POLICY_KILLSWITCH", default="")
 # Where alerts without a strategy (hub, heartbeats, process faults) go: a ${VAR} reference, like the

@@ -19,13 +19,14 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from trading.config import ConfigError, resolve
 from trading.execution import exits
-from trading.health.process import holder_dead, process_token
+from trading.health.process import holder_alive_here, holder_dead, process_token
 from trading.models import DeliveryAttempt, Signal
 from trading.notify.outbox import enqueue
 from trading.risk import killswitch
@@ -35,7 +36,12 @@ log = logging.getLogger(__name__)
 State = Signal.State
 
 MAX_ATTEMPTS = 6
-CLAIM_LEASE = timedelta(seconds=120)  # longer than any POST timeout: a claim older than this is dead
+
+
+def claim_lease() -> timedelta:
+    """How long a claim held on another host counts as alive (longer than any POST timeout). A holder on
+    this host is judged by its process: alive (even frozen) it keeps its claim, dead it loses it at once."""
+    return timedelta(seconds=settings.ORDER_CLAIM_LEASE_SECONDS)
 BACKOFF_BASE = 2.0
 BACKOFF_CAP = 60.0
 MAX_DELAY = timedelta(days=1)  # the longest any wait is kept (a Retry-After of 1e12 s included)
@@ -62,11 +68,16 @@ class OutboxReport:
         return {k: len(v) for k, v in vars(self).items()}
 
 
-def _finish(sig: Signal, state: str, reason: str, **extra) -> None:
-    """Settle a signal this sender holds (state sending); an order the broker never got tells its position."""
-    Signal.objects.filter(pk=sig.pk, state=State.SENDING).update(state=state, state_reason=reason[:300], **extra)
+def _finish(sig: Signal, state: str, reason: str, **extra) -> bool:
+    """Settle a signal this sender holds (state sending); an order the broker never got tells its position.
+    False when the signal is no longer this sender's to settle (then nothing else is done with it)."""
+    if not Signal.objects.filter(pk=sig.pk, state=State.SENDING).update(state=state, state_reason=reason[:300],
+                                                                        **extra):
+        log.error("signal %s was settled by someone else meanwhile; the answer %s is only logged", sig.key, state)
+        return False
     if state in (State.FAILED, State.EXPIRED, State.BLOCKED):
         _not_delivered(sig, reason)
+    return True
 
 
 def _not_delivered(sig: Signal, reason: str) -> None:
@@ -196,14 +207,15 @@ def _settle(sig: Signal, attempt: DeliveryAttempt, result, number: int, elapsed_
     note = getattr(result, "note", "")
     with transaction.atomic():
         DeliveryAttempt.objects.filter(pk=attempt.pk).update(outcome=result.outcome, status_code=status,
-                                                             response=(body or note)[:2000], duration_ms=elapsed_ms)
+                                                             response=(body + (f"\n[{note}]" if note else ""))[:2000],
+                                                             duration_ms=elapsed_ms)
         if result.outcome == "delivered":
-            _finish(sig, State.SENT, "", sent_at=now, last_status=status, last_error="")
-            sig.state = State.SENT
-            if sig.action == Signal.Action.EXIT:
-                exits.exit_delivered(sig)
-            else:
-                exits.after_entry_sent(sig, killswitch.state(), now=now)
+            if _finish(sig, State.SENT, "", sent_at=now, last_status=status, last_error=""):
+                sig.state = State.SENT
+                if sig.action == Signal.Action.EXIT:
+                    exits.exit_delivered(sig)
+                else:
+                    exits.after_entry_sent(sig, killswitch.state(), now=now)
             report.sent.append(sig.key)
             return State.SENT
         if result.outcome == "retryable" and (sig.expires_at is not None or number < MAX_ATTEMPTS):
@@ -254,20 +266,22 @@ def send_pending_orders(*, strategy=None, now: datetime | None = None, deliver=N
     return report
 
 
-def recover_interrupted(*, strategy=None, now: datetime | None = None, lease: timedelta = CLAIM_LEASE) -> dict:
-    """Settle signals left in 'sending' by a sender that died: at once when its process is known
-    gone, else once the claim is older than `lease`. A live sender's claim is never touched.
+def recover_interrupted(*, strategy=None, now: datetime | None = None, lease: timedelta | None = None) -> dict:
+    """Settle signals left in 'sending' by a sender that died: at once when its process (on this host) is
+    known gone; a claim held on another host once it is older than `lease`. A claim whose holder lives
+    on this host — slow or frozen — is never taken: it blocks its own instrument's queue, nothing else.
 
     Never posted (no started attempt) → pending again. Possibly posted → failed and alerted, never resent.
     """
     now = now or timezone.now()
+    lease = lease or claim_lease()
     stuck = Signal.objects.filter(state=State.SENDING)
     if strategy is not None:
         stuck = stuck.filter(strategy=strategy)
     outcome = {"requeued": [], "ambiguous": []}
     for sig in stuck.select_related("strategy", "instrument"):
         expired = sig.claimed_at is None or sig.claimed_at < now - lease
-        if not expired and not holder_dead(sig.claimed_by):
+        if holder_alive_here(sig.claimed_by) or (not expired and not holder_dead(sig.claimed_by)):
             continue
         in_flight = sig.delivery_attempts.filter(outcome="started").exists()
         claim = Signal.objects.filter(pk=sig.pk, state=State.SENDING, claimed_by=sig.claimed_by,

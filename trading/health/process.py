@@ -1,10 +1,24 @@
-"""Liveness of a local process by pid, and the host:pid tokens that name lock and claim holders."""
+"""Liveness of a local process, and the host:pid:start tokens that name lock and claim holders.
+
+The start time (clock ticks since boot, from /proc) makes a token name one process for good: a pid
+the kernel hands to a new process later is not mistaken for the holder that died.
+"""
 import os
 import socket
 
 
-def process_alive(pid: int) -> bool:
-    """Whether process `pid` still runs on this host (a zombie counts as dead; unsure counts as alive)."""
+def _stat(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name, or None when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return None
+
+
+def process_alive(pid: int, start: str = "") -> bool:
+    """Whether process `pid` (started at `start`, when given) still runs on this host; a zombie counts
+    as dead; unsure counts as alive."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -12,20 +26,34 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False  # it ended between the two looks
+        fields = _stat(pid)
     except OSError:
         return True
+    if fields is None:
+        return False  # it ended between the two looks
+    return fields[0] != "Z" and (not start or fields[19] == start)
 
 
 def process_token() -> str:
-    """host:pid of this process, as locks and claims record their holder."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """host:pid:start of this process, as locks and claims record their holder."""
+    fields = _stat(os.getpid()) or [""] * 20
+    return f"{socket.gethostname()}:{os.getpid()}:{fields[19]}"
+
+
+def _local(token: str) -> tuple[int, str] | None:
+    """(pid, start) of a token naming a process of this host, else None."""
+    host, _, rest = (token or "").partition(":")
+    pid, _, start = rest.partition(":")
+    return (int(pid), start) if host == socket.gethostname() and pid.isdigit() else None
 
 
 def holder_dead(token: str) -> bool:
-    """Whether the holder named by `token` (host:pid) is known dead: on this host, and gone."""
-    host, _, pid = (token or "").partition(":")
-    return host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid))
+    """Whether the holder named by `token` is known dead: on this host, and gone."""
+    local = _local(token)
+    return local is not None and not process_alive(*local)
+
+
+def holder_alive_here(token: str) -> bool:
+    """Whether the holder named by `token` is a live process of this host (a frozen one too)."""
+    local = _local(token)
+    return local is not None and process_alive(*local)
