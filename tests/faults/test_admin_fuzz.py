@@ -328,6 +328,8 @@ def test_strategy_form_fuzz(staff):
     @example(changes={"window_tz": "America"})  # a directory of the tz database: was a 500
     @example(changes={"broker_webhook": "${lower}", "discord_webhook": "${PINEOPS_FUZZ_EMPTY}"})
     @example(changes={"legs-0-ml_threshold": "2.0"})  # was also reported on legs-0-overrides
+    @example(changes={"legs-0-commission_per_side": "sNaN"})  # comparing a signalling NaN was a 500
+    @example(changes={"daily_stop_loss": "-Infinity"})
     def fuzz(changes):
         seen[in_rollback(lambda: check_post(
             staff, url, "strategy_form", changes, snapshot=lambda: strategy_snapshot(pk),

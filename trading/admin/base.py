@@ -1,8 +1,25 @@
-"""Shared admin pieces: read-only model admins and CSV export."""
+"""Shared admin pieces: read-only model admins, finite decimals in forms, and CSV export."""
 import csv
 
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.db import models
 from django.http import StreamingHttpResponse
+
+
+class FiniteDecimalField(forms.DecimalField):
+    """Refuses NaN, sNaN and infinities as it reads them: Django compares the value with the initial one
+    (has_changed) before validating, and comparing a signalling NaN raises instead of failing the field."""
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value is not None and not value.is_finite():
+            raise ValidationError(self.error_messages["invalid"], code="invalid")
+        return value
+
+
+FINITE_DECIMALS = {models.DecimalField: {"form_class": FiniteDecimalField}}
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from trading.models import ContractRoll, Instrument
 
-from .base import ReadOnlyAdmin
+from .base import FINITE_DECIMALS, ReadOnlyAdmin
 
 
 class ContractRollInline(admin.TabularInline):
@@ -17,6 +17,7 @@ class ContractRollInline(admin.TabularInline):
 
 @admin.register(Instrument)
 class InstrumentAdmin(admin.ModelAdmin):
+    formfield_overrides = FINITE_DECIMALS
     list_display = ("root", "name", "exchange", "point_value", "tick_size", "tick_value", "active_contract",
                     "roll_rule")
     list_filter = ("exchange", "roll_rule", "currency")

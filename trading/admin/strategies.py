@@ -3,8 +3,11 @@ from django.contrib import admin
 from trading.config import describe
 from trading.models import Strategy, StrategyInstrument
 
+from .base import FINITE_DECIMALS
+
 
 class StrategyInstrumentInline(admin.TabularInline):
+    formfield_overrides = FINITE_DECIMALS
     model = StrategyInstrument
     extra = 0
     fields = ("instrument", "enabled", "size", "commission_per_side", "ticker", "ml_enabled", "ml_threshold",
@@ -14,6 +17,7 @@ class StrategyInstrumentInline(admin.TabularInline):
 
 @admin.register(Strategy)
 class StrategyAdmin(admin.ModelAdmin):
+    formfield_overrides = FINITE_DECIMALS
     list_display = ("name", "enabled", "instrument_list", "max_positions", "daily_stop_loss", "time_in_force",
                     "broker_status")
     list_filter = ("enabled",)
@@ -50,6 +54,7 @@ class StrategyAdmin(admin.ModelAdmin):
 
 @admin.register(StrategyInstrument)
 class StrategyInstrumentAdmin(admin.ModelAdmin):
+    formfield_overrides = FINITE_DECIMALS
     list_display = ("strategy", "instrument", "enabled", "size", "commission_per_side", "ml_enabled",
                     "ml_threshold", "ml_failure_policy")
     list_filter = ("strategy", "enabled", "ml_enabled")

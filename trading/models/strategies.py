@@ -3,6 +3,7 @@
 Validation lives here (`clean`) and delegates parameter rules to strategies.params, so the
 admin, load_demo and the worker refuse the same values with the same messages.
 """
+import logging
 from decimal import Decimal
 from types import SimpleNamespace
 
@@ -13,9 +14,11 @@ from django.db import models
 
 from strategies.params import DEFAULTS, PARAM_NAMES, IBSParams, ParameterError, param_errors
 from trading.config import REFERENCE, ConfigError, reference_name, resolve
+from trading.runtime_files import RuntimeFileError, runtime_file
 
 from .instruments import Instrument
 
+log = logging.getLogger(__name__)
 UNIT = [MinValueValidator(0.0, "must be between 0 and 1"), MaxValueValidator(1.0, "must be between 0 and 1")]
 
 
@@ -63,7 +66,9 @@ class Strategy(models.Model):
         validators=[MinValueValidator(Decimal("0.01"), "must be greater than 0")],
         help_text="$ loss for the CME trading day at which new entries stop")
     heartbeat_file = models.CharField(
-        max_length=255, blank=True, help_text="Blank: {RUNTIME_DIR}/{strategy}_worker_heartbeat.json")
+        max_length=200, blank=True,
+        help_text="A .json file inside RUNTIME_DIR ({strategy} is replaced by the name); "
+                  "blank: {strategy}_worker_heartbeat.json")
     heartbeat_interval = models.PositiveIntegerField(
         default=30, validators=[MinValueValidator(1), MaxValueValidator(3600)], help_text="seconds")
     time_in_force = models.CharField(max_length=3, choices=TimeInForce.choices, default=TimeInForce.DAY)
@@ -101,6 +106,11 @@ class Strategy(models.Model):
         errors = {}
         if all(getattr(self, name) is not None for name in PARAM_NAMES):  # else clean_fields said so
             errors.update(strategy_param_errors(self))
+        if self.heartbeat_file:
+            try:
+                self._heartbeat_target()
+            except RuntimeFileError as exc:
+                errors["heartbeat_file"] = str(exc)
         for field in ("broker_webhook", "discord_webhook"):
             value = getattr(self, field)
             if value and REFERENCE.match(value.strip()):  # a malformed one is reported by the field validator
@@ -111,11 +121,19 @@ class Strategy(models.Model):
         if errors:
             raise ValidationError(errors)
 
+    def _heartbeat_target(self):
+        return runtime_file(self.heartbeat_file, suffix=".json", placeholders={"strategy": self.name})
+
     def heartbeat_path(self) -> str:
-        if self.heartbeat_file:
-            return self.heartbeat_file.replace("{RUNTIME_DIR}", str(settings.RUNTIME_DIR)).replace(
-                "{strategy}", self.name)
-        return str(settings.RUNTIME_DIR / f"{self.name}_worker_heartbeat.json")
+        """The heartbeat file; a value that slipped past the form is refused here too (the default is used)."""
+        default = str(settings.RUNTIME_DIR / f"{self.name}_worker_heartbeat.json")
+        if not self.heartbeat_file:
+            return default
+        try:
+            return str(self._heartbeat_target())
+        except RuntimeFileError as exc:
+            log.error("strategy=%s heartbeat_file refused (%s); writing %s instead", self.name, exc, default)
+            return default
 
 
 class StrategyInstrument(models.Model):
