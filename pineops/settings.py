@@ -11,9 +11,13 @@ from pathlib import Path
 import environ
 
 from pineops.env import BASE_DIR, load_env
+from pineops.envcheck import environment_problems
 
 load_env()
 env = environ.Env()
+_problems = environment_problems(os.environ)
+if _problems:
+    raise environ.ImproperlyConfigured("\n".join(_problems))
 
 PINEOPS_ENV = env.str("PINEOPS_ENV", default="development").lower()
 if PINEOPS_ENV not in ("development", "production"):

@@ -1,0 +1,85 @@
+"""The environment checked once at start: one line per wrong value, naming the variable and the forms
+it accepts. Settings refuse to load with these lines (ImproperlyConfigured); `manage.py` prints them
+without a traceback. Values are never echoed for variables that may hold a secret.
+"""
+from __future__ import annotations
+
+import math
+from urllib.parse import urlsplit
+
+BOOLEAN = {"true", "false", "1", "0", "yes", "no", "on", "off", ""}
+BOOLEANS = ("DEBUG", "PINEOPS_START_REDIS", "SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE",
+            "SECURE_HSTS_INCLUDE_SUBDOMAINS", "SECURE_HSTS_PRELOAD")
+FLAGS = ("PINEOPS_ALLOW_ROOT", "PINEOPS_DEMO", "PINEOPS_LOAD_DEMO")  # 0 or 1, as the shell scripts test them
+COUNTS = {"PINEOPS_WEB_WORKERS": 1, "PINEOPS_WAIT_SECONDS": 0, "SECURE_HSTS_SECONDS": 0,
+          "PINEOPS_CLAIM_LEASE_SECONDS": 1, "PINEOPS_FEED_GAP_MINUTES": 1}
+KILLSWITCH = {"", "true", "1", "yes", "on", "entries", "false", "0", "no", "off", "halt", "flatten"}
+LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+DATABASE_SCHEMES = {"sqlite", "postgres", "postgresql", "pgsql", "psql"}
+REDIS_SCHEMES = {"redis", "rediss", "unix"}
+
+
+def _port_ok(value) -> bool:
+    return value is not None and 0 < value < 65536
+
+
+def _url_problem(name: str, text: str, schemes: set[str], example: str, *, needs_host: bool = True) -> str:
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        return f"{name}: not a URL with a valid port; use {example}"
+    if parts.scheme not in schemes:
+        return f"{name}: scheme {parts.scheme or '(none)'!r} is not one of {', '.join(sorted(schemes))}; use {example}"
+    if needs_host and parts.scheme not in ("sqlite", "unix") and not parts.hostname:
+        return f"{name}: no host; use {example}"
+    if port is not None and not _port_ok(port):
+        return f"{name}: port {port} is outside 1-65535; use {example}"
+    if parts.scheme == "sqlite" and not parts.path.strip("/"):
+        return f"{name}: no database file; use {example}"
+    return ""
+
+
+def _host_port_problem(name: str, text: str, example: str) -> str:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not _port_ok(int(port)):
+        return f"{name}: {text!r} is not host:port with a port in 1-65535; use {example}"
+    return ""
+
+
+def environment_problems(environ) -> list[str]:
+    """Every wrong value in `environ`, one line each."""
+    problems = []
+    get = lambda name: environ.get(name)  # noqa: E731
+    if get("DATABASE_URL"):
+        problems.append(_url_problem("DATABASE_URL", get("DATABASE_URL"), DATABASE_SCHEMES,
+                                     "sqlite:////data/pineops.sqlite3 or postgres://user:password@host:5432/pineops"))
+    for name in ("REDIS_URL", "CELERY_BROKER_URL"):
+        if get(name):
+            problems.append(_url_problem(name, get(name), REDIS_SCHEMES, "redis://127.0.0.1:6379/0"))
+    for name, example in (("DATABENTO_GATEWAY", "127.0.0.1:13000"), ("PINEOPS_WEB_BIND", "0.0.0.0:8000")):
+        if get(name):
+            problems.append(_host_port_problem(name, get(name), example))
+    for name in BOOLEANS:
+        if get(name) is not None and get(name).strip().lower() not in BOOLEAN:
+            problems.append(f"{name}: {get(name)[:20]!r} is not a boolean; use true or false (1/0, yes/no, on/off)")
+    for name in FLAGS:
+        if get(name) is not None and get(name).strip() not in ("", "0", "1"):
+            problems.append(f"{name}: {get(name)[:20]!r} is not a flag; use 1 (on) or 0 (off)")
+    for name, least in COUNTS.items():
+        if get(name) is not None and (not get(name).strip().isdigit() or int(get(name)) < least):
+            problems.append(f"{name}: {get(name)[:20]!r} is not a whole number of at least {least}")
+    if get("PINEOPS_DEMO_SPEED") is not None:
+        try:
+            speed = float(get("PINEOPS_DEMO_SPEED"))
+        except ValueError:
+            speed = math.nan
+        if not (math.isfinite(speed) and speed > 0):
+            problems.append(f"PINEOPS_DEMO_SPEED: {get('PINEOPS_DEMO_SPEED')[:20]!r} is not a positive number "
+                            "(1 real time, 1200: an hour every 3 s)")
+    if get("POLICY_KILLSWITCH") is not None and get("POLICY_KILLSWITCH").strip().lower() not in KILLSWITCH:
+        problems.append(f"POLICY_KILLSWITCH: {get('POLICY_KILLSWITCH')[:20]!r} is not a killswitch mode; use empty or "
+                        "false (the admin decides), true/1/yes/entries (block entries), flatten, or halt")
+    if get("LOG_LEVEL") is not None and get("LOG_LEVEL").strip().upper() not in LOG_LEVELS:
+        problems.append(f"LOG_LEVEL: {get('LOG_LEVEL')[:20]!r} is not one of {', '.join(sorted(LOG_LEVELS))}")
+    return [p for p in problems if p]
