@@ -12,7 +12,7 @@ BOOLEANS = ("DEBUG", "PINEOPS_START_REDIS", "SECURE_SSL_REDIRECT", "SESSION_COOK
             "SECURE_HSTS_INCLUDE_SUBDOMAINS", "SECURE_HSTS_PRELOAD")
 FLAGS = ("PINEOPS_ALLOW_ROOT", "PINEOPS_DEMO", "PINEOPS_LOAD_DEMO")  # 0 or 1, as the shell scripts test them
 COUNTS = {"PINEOPS_WEB_WORKERS": 1, "PINEOPS_WAIT_SECONDS": 0, "SECURE_HSTS_SECONDS": 0,
-          "PINEOPS_CLAIM_LEASE_SECONDS": 1, "PINEOPS_FEED_GAP_MINUTES": 1}
+          "PINEOPS_CLAIM_LEASE_SECONDS": 1}
 KILLSWITCH = {"", "true", "1", "yes", "on", "entries", "false", "0", "no", "off", "halt", "flatten"}
 LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 DATABASE_SCHEMES = {"sqlite", "postgres", "postgresql", "pgsql", "psql"}
@@ -69,14 +69,15 @@ def environment_problems(environ) -> list[str]:
     for name, least in COUNTS.items():
         if get(name) is not None and (not get(name).strip().isdigit() or int(get(name)) < least):
             problems.append(f"{name}: {get(name)[:20]!r} is not a whole number of at least {least}")
-    if get("PINEOPS_DEMO_SPEED") is not None:
-        try:
-            speed = float(get("PINEOPS_DEMO_SPEED"))
-        except ValueError:
-            speed = math.nan
-        if not (math.isfinite(speed) and speed > 0):
-            problems.append(f"PINEOPS_DEMO_SPEED: {get('PINEOPS_DEMO_SPEED')[:20]!r} is not a positive number "
-                            "(1 real time, 1200: an hour every 3 s)")
+    for name, hint in (("PINEOPS_DEMO_SPEED", "1 real time, 1200: an hour every 3 s"),
+                       ("PINEOPS_FEED_GAP_MINUTES", "minutes without a trade while the market is open, e.g. 10")):
+        if get(name) is not None:
+            try:
+                number = float(get(name))
+            except ValueError:
+                number = math.nan
+            if not (math.isfinite(number) and number > 0):
+                problems.append(f"{name}: {get(name)[:20]!r} is not a positive number ({hint})")
     if get("POLICY_KILLSWITCH") is not None and get("POLICY_KILLSWITCH").strip().lower() not in KILLSWITCH:
         problems.append(f"POLICY_KILLSWITCH: {get('POLICY_KILLSWITCH')[:20]!r} is not a killswitch mode; use empty or "
                         "false (the admin decides), true/1/yes/entries (block entries), flatten, or halt")

@@ -171,6 +171,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # --- Trading ----------------------------------------------------------------------------------
 # How long an order claim held on another host counts as alive (longer than any POST's timeout).
 ORDER_CLAIM_LEASE_SECONDS = env.int("PINEOPS_CLAIM_LEASE_SECONDS", default=120)
+# The hub is degraded (/healthz 503, one alert) when a root's market trades and no trade came for this long.
+FEED_GAP_MINUTES = env.float("PINEOPS_FEED_GAP_MINUTES", default=10.0)
 # Env override of the killswitch: true/1/yes (any case) blocks entries; "halt" blocks everything.
 POLICY_KILLSWITCH = env.str("POLICY_KILLSWITCH", default="")
 # Where alerts without a strategy (hub, heartbeats, process faults) go: a ${VAR} reference, like the

@@ -111,3 +111,55 @@ def session_open(d: date) -> datetime:
     previous trade date's end; `session_date` is the authority on membership.
     """
     return _local(d - timedelta(days=1), SESSION_START)
+
+
+# --- trading windows per product (Globex hours, early closes included) ---------------------------
+# The calendar library's CME calendars per product group: when a root's market really trades. These
+# windows, not the trade dates above, say whether trades should be arriving and when a session closes
+# (Thanksgiving's Globex session ends at noon Chicago for equities, 13:30 for metals and energy).
+PRODUCT_CALENDARS = {"ES": "CME_Equity", "YM": "CBOT_Equity", "CL": "CMEGlobex_CL", "GC": "CMEGlobex_GC",
+                     "SI": "CMEGlobex_SI", "HG": "CMEGlobex_HG",
+                     **{root: "CMEGlobex_FX" for root in ("6A", "6B", "6C", "6M", "6N", "6S")}}
+
+
+@functools.lru_cache(maxsize=32)
+def _windows(calendar: str) -> tuple[np.ndarray, np.ndarray]:
+    """(opens, closes) of every session of `calendar` in _SPAN, int64 ns UTC, sorted."""
+    import pandas_market_calendars as pmc
+
+    schedule = pmc.get_calendar(calendar).schedule(*_SPAN)
+    return (pd.DatetimeIndex(schedule["market_open"]).tz_convert("UTC").as_unit("ns").asi8,
+            pd.DatetimeIndex(schedule["market_close"]).tz_convert("UTC").as_unit("ns").asi8)
+
+
+def _ns(ts: datetime) -> int:
+    _require_aware(ts)
+    return int(ts.timestamp() * 1_000_000) * 1000
+
+
+def _as_dt(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns / 1e9, timezone.utc)
+
+
+def trading_window(root: str, ts: datetime) -> tuple[datetime, datetime] | None:
+    """The (open, close) of `root`'s trading session that `ts` falls in; None while it does not trade."""
+    opens, closes = _windows(PRODUCT_CALENDARS.get(root, CALENDAR))
+    t = _ns(ts)
+    i = int(np.searchsorted(opens, t, side="right")) - 1
+    if i < 0 or t >= closes[i]:
+        return None
+    return _as_dt(int(opens[i])), _as_dt(int(closes[i]))
+
+
+def is_trading(root: str, ts: datetime) -> bool:
+    return trading_window(root, ts) is not None
+
+
+def next_window(root: str, ts: datetime) -> tuple[datetime, datetime]:
+    """The session `ts` falls in, or else the next one to open."""
+    opens, closes = _windows(PRODUCT_CALENDARS.get(root, CALENDAR))
+    t = _ns(ts)
+    i = int(np.searchsorted(closes, t, side="right"))  # the first session that closes after ts
+    if i >= len(opens):
+        raise ValueError(f"{ts} is beyond the trading calendar ({_SPAN[1]})")
+    return _as_dt(int(opens[i])), _as_dt(int(closes[i]))

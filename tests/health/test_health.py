@@ -45,7 +45,15 @@ def test_healthz_is_200_when_everything_is_fresh(client, demo, isolated_redis):
     response = client.get("/healthz")
     assert response.status_code == 200, response.json()
     assert response.json()["status"] == "ok"
-    assert set(response.json()["checks"]) == {"database", "redis", "hub", "worker:ibs_a"}
+    assert set(response.json()["checks"]) == {"database", "redis", "hub", "feed", "worker:ibs_a"}
+
+
+def test_healthz_is_503_naming_a_root_whose_feed_is_gone(client, demo, isolated_redis):
+    all_fresh(timezone.now())
+    beat("hub", state="running", interval=5, details={"feed": {"CL": "no CL trade since 2026-11-03 14:02 UTC"}})
+    response = client.get("/healthz")
+    assert response.status_code == 503 and response.json()["failing"] == ["feed"]
+    assert "CL: no CL trade since 2026-11-03 14:02 UTC" in response.json()["checks"]["feed"]["error"]
 
 
 def test_healthz_is_503_naming_a_stale_worker_and_a_missing_one(client, demo, isolated_redis, webhook_env):
@@ -84,3 +92,17 @@ def test_monitor_alerts_once_per_incident_and_once_on_recovery(demo, isolated_re
     assert check_heartbeats(now=later + timedelta(minutes=1))["recovered"] == ["worker:ibs_a"]
     titles = list(Notification.objects.order_by("id").values_list("title", flat=True))
     assert titles == ["Stale heartbeat: worker:ibs_a", "Heartbeat recovered: worker:ibs_a"]
+
+
+def test_a_planned_stop_or_restart_is_never_alerted_but_a_process_that_died_is(demo, isolated_redis):
+    t0 = timezone.now()
+    all_fresh(t0)
+    beat("hub", state="stopped", interval=5, now=t0)  # a clean stop: Ctrl-C, supervisorctl stop, an upgrade
+    beat("worker:ibs_a", state="stopped", interval=30, now=t0)
+    for minutes in (1, 5, 60):  # however long the appliance stays down, and while it starts again
+        assert check_heartbeats(now=t0 + timedelta(minutes=minutes)) == {"stale": [], "recovered": []}
+    later = t0 + timedelta(minutes=61)
+    all_fresh(later)  # restarted, then killed -9: no "stopped" this time, the beats just end
+    assert check_heartbeats(now=later) == {"stale": [], "recovered": []}
+    assert sorted(check_heartbeats(now=later + timedelta(minutes=5))["stale"]) == ["hub", "worker:ibs_a"]
+    assert not Notification.objects.filter(title__startswith="Heartbeat recovered").exists()

@@ -117,3 +117,17 @@ def test_standin_runs_as_a_process_and_stops_on_sigterm(module, body, tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
+
+
+def test_traderspost_standin_keeps_its_positions_across_a_restart(tmp_path):
+    """A demo restart must not turn the exit of a position held across it into 'No open position to exit'."""
+    record = tmp_path / "received.jsonl"
+    order = {"ticker": "CL", "action": "buy", "quantity": 1}
+    with TradersPostStandIn(record=record) as first:
+        assert requests.post(f"{first.url}/trading/webhook/t", json=order, timeout=5).status_code == 200
+    with TradersPostStandIn(record=record) as again:
+        exit_ = requests.post(f"{again.url}/trading/webhook/t", json={**order, "action": "exit"}, timeout=5)
+        assert exit_.status_code == 200, exit_.text
+        assert [e["body"]["action"] for e in again.snapshot()] == ["buy", "exit"]
+        twice = requests.post(f"{again.url}/trading/webhook/t", json={**order, "action": "exit"}, timeout=5)
+        assert twice.status_code == 400 and twice.json()["message"] == "No open position to exit"

@@ -1,4 +1,4 @@
-"""What /healthz reports: database, Redis, the hub and every enabled worker, each fresh or why not.
+"""What /healthz reports: database, Redis, the hub, its feed and every enabled worker, each fresh or why not.
 
 Only names, states and ages: never a URL, a key or any configuration value.
 """
@@ -42,5 +42,10 @@ def run_checks(now: datetime | None = None) -> tuple[bool, dict]:
                 checks[process] = {"ok": is_fresh(hb, now), "state": hb.state, "age_seconds": age}
                 if not checks[process]["ok"]:
                     checks[process]["error"] = f"stale: last heartbeat {age} s ago"
+                if process == "hub":  # data flowing, not only the process: the hub's own feed check
+                    gaps = (hb.details or {}).get("feed") or {}
+                    checks["feed"] = {"ok": not gaps} if not gaps else {
+                        "ok": False, "error": "no trades while the market is open: " + "; ".join(
+                            f"{root}: {why}" for root, why in sorted(gaps.items()))}
     healthy = all(c["ok"] for c in checks.values())
     return healthy, checks

@@ -1,4 +1,8 @@
-"""Heartbeat monitor (run by Celery beat): one alert when a process goes stale, one on recovery."""
+"""Heartbeat monitor (run by Celery beat): one alert when a process goes stale, one on recovery.
+
+A process that stopped cleanly says so ("stopped"): a planned stop or restart is never alerted;
+/healthz still reports it as not running. One killed or frozen goes stale, and that is alerted.
+"""
 from __future__ import annotations
 
 import logging
@@ -23,9 +27,8 @@ def check_heartbeats(now: datetime | None = None) -> dict:
     """Alert once per stale incident and once on recovery; returns {'stale': [...], 'recovered': [...]}."""
     now = now or timezone.now()
     result = {"stale": [], "recovered": []}
-    expected = set(expected_processes())
     for hb in Heartbeat.objects.all():
-        fresh = is_fresh(hb, now) or (hb.state == "stopped" and hb.process not in expected)
+        fresh = is_fresh(hb, now) or hb.state == "stopped"
         with transaction.atomic():
             if not fresh and not hb.stale_alerted:
                 if Heartbeat.objects.filter(pk=hb.pk, stale_alerted=False).update(stale_alerted=True):

@@ -403,6 +403,10 @@ class Hub:
         else:
             self.counters["duplicate_bars"] += 1
 
+    def last_trades(self) -> dict[str, int]:
+        """Each root's newest front-month trade time (ns; 0: none yet), for feed health."""
+        return {root: max(state.minutes.last_ts, state.last_minute_ns, 0) for root, state in self.roots.items()}
+
     # --- reconnect and stop -------------------------------------------------------------------
     def resume_point(self) -> int | None:
         """Where a new subscription must start: the earliest unfinished minute (None: from now)."""

@@ -91,6 +91,9 @@ def run_live(hub: Hub, *, key: str, dataset: str, roots: list[str], gateway: str
         except Exception as exc:  # noqa: BLE001 — auth refused, gateway down: log, back off, retry
             hub.counters["connect_failures"] += 1
             log.error("databento connect failed (%s: %s); retrying in %.1fs", exc.__class__.__name__, exc, backoff)
+            if time.monotonic() - last_beat >= heartbeat_every:  # alive, and saying the feed is gone
+                heartbeat(hub)
+                last_beat = time.monotonic()
             time.sleep(backoff)
             backoff = min(max_backoff, backoff * 2)
             continue

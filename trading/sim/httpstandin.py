@@ -97,6 +97,8 @@ class HttpStandIn:
                     return
                 owner._handle(self, raw)
 
+        if self.record and self.record.exists():
+            self._restore()
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
@@ -175,6 +177,18 @@ class HttpStandIn:
         """Called after an answer is chosen (e.g. to move a modelled position on a 2xx)."""
 
     # --- internals ---------------------------------------------------------------------------------
+    def _restore(self) -> None:
+        """What an earlier run recorded, answered as it was: a stand-in restarted with the appliance goes
+        on from there (the TradersPost one still holds the positions it was sent)."""
+        for line in self.record.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a line cut by a crash mid-write
+            if isinstance(entry, dict) and "status" in entry and "body" in entry:
+                self.received.append(entry)
+                self.answered(entry, entry["status"])
+
     def _next_scripted(self) -> dict | None:
         with self._lock:
             return self._script.popleft() if self._script else None

@@ -3,7 +3,8 @@
 Every POST is recorded (path, non-secret headers, body, time received, status). Invalid orders get
 400 {"success": false, "message": ...}. Positions are modelled per (path, ticker): an `exit` with
 nothing open is answered 400 "No open position to exit" (TradersPost rejects it); pass
-`model_positions=False` to accept every valid exit. Scripted answers (see `httpstandin`) apply to
+`model_positions=False` to accept every valid exit. With `--record FILE` the positions live on disk:
+a restarted stand-in replays the file and holds what it held, as the broker does across restarts. Scripted answers (see `httpstandin`) apply to
 valid orders only. CLI: `python -m trading.sim.traderspost --port 8766 [--record FILE.jsonl]`.
 """
 from __future__ import annotations
@@ -45,9 +46,9 @@ class TradersPostStandIn(HttpStandIn):
     default_port = 8766
 
     def __init__(self, port: int = 0, record: Path | None = None, model_positions: bool = True):
-        super().__init__(port, record)
         self.model_positions = model_positions
         self.positions: dict[tuple[str, str], int] = {}
+        super().__init__(port, record)  # replays `record`: the positions of an earlier run are held again
 
     def orders(self, status: int | None = 200) -> list[dict]:
         """Bodies received, only those answered `status` (None: all)."""

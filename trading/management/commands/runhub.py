@@ -2,7 +2,7 @@
 import logging
 import os
 import signal
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -13,6 +13,7 @@ from trading.config import ConfigError, resolve
 from trading.health.heartbeat import beat
 from trading.marketdata import streams
 from trading.marketdata.barstore import store_bar
+from trading.marketdata.feed import FeedHealth
 from trading.marketdata.hub import Hub
 from trading.marketdata.live import restart_point, run_live
 from trading.marketdata.roll import FrontMonth
@@ -95,6 +96,8 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
         signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
         heartbeat_file = settings.RUNTIME_DIR / "hub_heartbeat.json"
+        feed = FeedHealth(timedelta(minutes=settings.FEED_GAP_MINUTES),
+                          alert=lambda kind, title, body: enqueue(kind, title, body=body))
 
         def send_heartbeat(hub, state="running"):
             close_old_connections()
@@ -104,9 +107,11 @@ class Command(BaseCommand):
                 except Exception as exc:  # noqa: BLE001 — still away: kept for the next heartbeat
                     log.error("%d roll(s) not recorded yet: %s", len(rolls.unrecorded), exc.__class__.__name__)
             try:
+                problems = {} if stopping else feed.check(hub.clock, hub.last_trades())
                 beat("hub", state="stopped" if stopping else state, interval=int(max(1, heartbeat)),
                      last_bar_time=hub.last_bar_time, file=heartbeat_file,
-                     details={"counters": dict(hub.counters), "fronts": {r: s.front.active for r, s in hub.roots.items()}})
+                     details={"counters": dict(hub.counters), "fronts": {r: s.front.active for r, s in hub.roots.items()},
+                              "feed": problems})
             except Exception as exc:  # noqa: BLE001 — a database outage must not stop the bars
                 log.error("hub heartbeat not written: %s", exc.__class__.__name__)
 
