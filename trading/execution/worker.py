@@ -29,6 +29,7 @@ from strategies.ml import ModelError, load
 from strategies.params import ParameterError
 from strategies.portfolio import Portfolio
 from trading.execution.sender import InlineSender
+from trading.execution import gaps
 from trading.execution.ledger import Leg, Ledger
 from trading.health.heartbeat import beat
 from trading.health.process import holder_dead, process_token
@@ -104,6 +105,7 @@ class Worker:
         self.buffer: dict[int, dict[str, Bar]] = {}
         self.frames: dict[str, pd.DataFrame] = {}
         self.last_ids: dict[str, str] = {}
+        self.stream_roots: dict[str, str] = {}
         self.models: dict[str, object] = {}
         self.model_errors: dict[str, str] = {}
         self.last_bar_time: datetime | None = None
@@ -235,6 +237,7 @@ class Worker:
             self.frames[root] = frame.drop_duplicates("ts", keep="last").sort_values("ts").tail(LOOKBACK).reset_index(
                 drop=True)
             self.last_ids[stream] = f"{self.cursor_ms}-0" if self.cursor_ms else "0-0"
+            self.stream_roots[stream] = root
 
     # --- decisions --------------------------------------------------------------------------
     def score(self, root: str, bar: Bar) -> float | None:
@@ -298,6 +301,8 @@ class Worker:
             block = None
             if not got:
                 break
+            for stream in {stream for stream, *_ in got}:
+                self.fill_skipped(stream)
             for stream, entry, bar, error in got:
                 self.last_ids[stream] = entry
                 if bar is None:
@@ -317,6 +322,32 @@ class Worker:
         self.sender.pump(self.config.strategy)
         self.reconcile_books()
         return done
+
+    def fill_skipped(self, stream: str) -> None:
+        """Before reading on in `stream`: the hours removed under this worker (trimmed, flushed) come
+        from the bar store; those it lacks too are named in an emergency (see execution.gaps)."""
+        first = gaps.first_entry_past(self.redis, stream, self.last_ids[stream])
+        if first is None:
+            return
+        root = self.stream_roots[stream]
+        since = gaps.entry_ms(self.last_ids[stream])
+        bars, missing = gaps.hours_between(root, since, first)
+        for bar in bars:
+            ts_ms = int(bar.ts.timestamp() * 1000)
+            if ts_ms > self.cursor_ms:
+                self.buffer.setdefault(ts_ms, {})[root] = bar
+        log.error("stream skipped hours strategy=%s root=%s after=%s before=%s from_store=%d missing=%d", self.name,
+                  root, since, first, len(bars), len(missing))
+        if missing:
+            hours = ", ".join(f"{h:%Y-%m-%d %H:%M}" for h in missing[:48]) + (" …" if len(missing) > 48 else "")
+            enqueue("emergency", f"{self.name}: {root} hours missing from the streams and the bar store",
+                    strategy=self.config.strategy,
+                    body=(f"{root} hourly bars were removed from Redis before the worker read them, and the bar store "
+                          f"lacks {len(missing)} trading hour(s) too (UTC): {hours}. The worker went on without "
+                          f"them; open positions keep their broker-side stop and target. Run `manage.py warmup` "
+                          f"for these hours and check the hub."),
+                    fields={"root": root, "missing hours": str(len(missing))},
+                    dedupe_key=f"hours-missing:{self.name}:{root}:{since}:{first}")
 
     def heartbeat(self, state: str = "running", force: bool = False) -> None:
         s = self.config.strategy
@@ -352,6 +383,7 @@ class Worker:
             self.portfolio.books[root] = InstrumentBook(fresh.params[root], self.portfolio.seconds)
             self.frames[root] = frame_from_bars([])
             self.last_ids[streams.stream_key(root, "1h")] = f"{self.cursor_ms}-0"
+            self.stream_roots[streams.stream_key(root, "1h")] = root
         # An instrument disabled with a position open keeps its leg so its exit is still managed.
         for root, leg in self.config.legs.items():
             if root not in fresh.legs and not self.portfolio.books[root].flat:
