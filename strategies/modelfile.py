@@ -70,8 +70,14 @@ def read_forest(blob: bytes, n_features: int) -> RandomForestClassifier:
         files: set[str] = set()
         trees: list[dict] = []
         foreign: set[str] = set()
+        by_id: dict = {}
         try:
-            _walk(schema, files, trees, foreign)
+            _walk(schema, files, trees, foreign, by_id)
+            # skops builds the first node of an id for every later one: all nodes of an id must be the
+            # same (up to their inner ids), or what was checked here is not what skops builds.
+            if any(len({json.dumps(_without_ids(n), sort_keys=True) for n in nodes}) > 1
+                   for nodes in by_id.values() if len(nodes) > 1):
+                foreign.add("two different nodes under one id")
         except RecursionError:
             raise ModelFileError("schema nested too deeply") from None
         if foreign:
@@ -98,15 +104,17 @@ def read_forest(blob: bytes, n_features: int) -> RandomForestClassifier:
     return model
 
 
-def _walk(value, files: set[str], trees: list[dict], foreign: set[str]) -> None:
+def _walk(value, files: set[str], trees: list[dict], foreign: set[str], by_id: dict) -> None:
     """Every dict skops could turn into a node, wherever it sits, is checked against the allow-list."""
     if isinstance(value, list):
         for item in value:
-            _walk(item, files, trees, foreign)
+            _walk(item, files, trees, foreign, by_id)
         return
     if not isinstance(value, dict):
         return
     if "__loader__" in value:
+        if value.get("__loader__") != "CachedNode" and "__id__" in value:
+            by_id.setdefault(repr(value["__id__"]), []).append(value)
         loader = value.get("__loader__")
         key = (loader, None, None) if loader == "CachedNode" else (loader, value.get("__module__"),
                                                                   value.get("__class__"))
@@ -121,7 +129,15 @@ def _walk(value, files: set[str], trees: list[dict], foreign: set[str]) -> None:
         elif loader == "TreeNode":
             trees.append(value)
     for item in value.values():
-        _walk(item, files, trees, foreign)
+        _walk(item, files, trees, foreign, by_id)
+
+
+def _without_ids(value):
+    if isinstance(value, dict):
+        return {k: _without_ids(v) for k, v in value.items() if k != "__id__"}
+    if isinstance(value, list):
+        return [_without_ids(v) for v in value]
+    return value
 
 
 def _check_tree_args(node: dict, n_features: int, archive: zipfile.ZipFile) -> None:

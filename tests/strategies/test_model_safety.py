@@ -141,7 +141,8 @@ def test_a_tree_pointing_back_at_itself_is_refused(tmp_path):
 def test_a_tree_allocating_by_huge_arguments_is_refused_before_it_is_built(tmp_path):
     def edit(schema):
         tree = schema["content"]["content"]["estimators_"]["content"][0]["content"]["content"]["tree_"]
-        tree["__reduce__"]["args"]["content"][2]["content"] = str(1 << 40)  # n_outputs
+        outputs = tree["__reduce__"]["args"]["content"][2]
+        outputs["content"], outputs["__id__"] = str(1 << 40), 1  # n_outputs, a node of its own
     refused(tmp_path, hostile._edit_schema(sio.dumps(hostile.forest(N)), edit), "1099511627776 outputs")
 
 
@@ -187,3 +188,17 @@ def test_a_plain_forest_of_the_trainers_kind_loads_and_predicts(tmp_path):
     loaded = load("CL", tmp_path, FEATURES)
     p = loaded.probability(pd.DataFrame(np.zeros((3, N)), columns=FEATURES))
     assert p.shape == (3,) and ((0 <= p) & (p <= 1)).all()
+
+
+def test_a_node_id_reused_for_other_content_is_refused(tmp_path):
+    """skops builds the first node of an id wherever the id appears again: a benign copy checked here
+    must not stand for a hostile first one (here a Tree whose arguments would allocate 2**40 outputs)."""
+    def edit(schema):
+        attrs = schema["content"]
+        tree = attrs["content"]["estimators_"]["content"][0]["content"]["content"]["tree_"]
+        args = tree["__reduce__"]["args"]
+        decoy = json.loads(json.dumps(args))
+        decoy["content"][2]["content"] = str(1 << 40)
+        attrs["content"] = {"aaa_decoy": decoy, **attrs["content"]}  # built first
+        attrs["key_types"]["content"].insert(0, {"__class__": "str", "__module__": "builtins", "__loader__": "TypeNode"})
+    refused(tmp_path, hostile._edit_schema(sio.dumps(hostile.forest(N)), edit), "two different nodes under one id")
