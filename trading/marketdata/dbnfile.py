@@ -264,9 +264,9 @@ def _complete_records(data: bytes, min_lengths: np.ndarray, offset: int) -> int:
     """The byte count of the whole records at the start of `data`, each checked against its rtype's
     struct; BadFile at the first record the decoder could not read safely."""
     view = np.frombuffer(data, dtype=np.uint8)
-    n, p = len(view), 0
+    n, p = len(data), 0
     while p + HEADER <= n:
-        length, rtype = int(view[p]) * 4, int(view[p + 1])
+        length, rtype = data[p] * 4, data[p + 1]
         need = int(min_lengths[rtype])
         if need == 0:
             raise BadFile("bad_record", f"unknown record type {rtype} at byte {offset + p}")
@@ -276,7 +276,11 @@ def _complete_records(data: bytes, min_lengths: np.ndarray, offset: int) -> int:
                                         f"its struct needs {need}")
         if p + length > n:
             break
-        p += length * _run(view, p, length)
+        nxt = p + length
+        if nxt + 1 < n and data[nxt] == data[p] and data[nxt + 1] == rtype:
+            p += length * _run(view, p, length)
+        else:  # a record unlike the next one (mixed files): no numpy for it
+            p = nxt
     return p
 
 
