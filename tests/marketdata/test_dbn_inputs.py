@@ -20,7 +20,6 @@ from trading.marketdata import dbnfile
 from trading.marketdata.dbnfile import read_records
 
 ROOT = Path(__file__).resolve().parents[2]
-GOOD = ("zz_good_trades.dbn", "zz_glbx.ohlcv-1h.dbn.zst")
 MEMORY_LIMIT = 1536 << 20  # address space of the subprocesses: a 4 GiB allocation cannot succeed
 
 

@@ -133,3 +133,13 @@ def test_the_client_address_behind_proxies(settings, proxies, forwarded, expecte
     settings.PROXY_COUNT = proxies
     request = RequestFactory().post("/admin/login/", REMOTE_ADDR="10.0.0.5", HTTP_X_FORWARDED_FOR=forwarded)
     assert client_address(request) == expected
+
+
+def test_test_clients_log_in_with_a_request_as_axes_asks(users):
+    from axes.exceptions import AxesBackendRequestParameterRequired
+    from django.http import HttpRequest
+
+    client = Client()
+    with pytest.raises(AxesBackendRequestParameterRequired):  # fail closed: no request, no login
+        client.login(username="ops", password=PASSWORD)
+    assert client.login(request=HttpRequest(), username="ops", password=PASSWORD)
