@@ -6,6 +6,7 @@ has a default: in production SECRET_KEY must be set; in development one is gener
 import os
 import re
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -57,6 +58,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_celery_beat",
+    "axes",
     "trading",
 ]
 
@@ -69,6 +71,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a lockout flagged during authentication into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "pineops.urls"
@@ -108,6 +112,24 @@ else:
         # A database host that stops answering fails a connect in 5 s instead of hanging a worker past its lock.
         DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Login throttling (django-axes): failures are counted per username and, separately, per address;
+# either reaching the limit locks it for the cool-off (a right password is refused meanwhile). The
+# lockouts are listed in the admin (Axes → Access attempts) and alerted once each (trading.security).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out user or address before the password
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("PINEOPS_LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("PINEOPS_LOGIN_COOLOFF_MINUTES", default=30))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = False  # a success from one address never wipes the failures another address made
+AXES_LOCKOUT_CALLABLE = "trading.security.lockout_response"
+AXES_VERBOSE = False  # no startup banner in every command; lockouts are logged by trading.security
+# Behind N reverse proxies (each appending to X-Forwarded-For) the client is the N-th address from
+# the right; with none (the default) only REMOTE_ADDR counts, so a client cannot choose its address.
+PROXY_COUNT = env.int("PINEOPS_PROXY_COUNT", default=0)
+AXES_CLIENT_IP_CALLABLE = "trading.security.client_address"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -197,6 +219,7 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         # urllib3 logs request paths at DEBUG, and webhook paths carry secret tokens.
         "urllib3": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # one INFO line per failed login otherwise; lockouts are logged anyway
     },
 }
 

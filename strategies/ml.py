@@ -1,9 +1,10 @@
 """The per-instrument ML filter: labels, time-ordered training, skops artifacts, safe loading.
 
 A model predicts whether an IBS entry signal at a bar will be profitable under the fill model.
-Artifacts are `{ROOT}.skops` (loaded with skops' trusted-types check: never unpickled) and
-`{ROOT}.json` (features in order, threshold, window, metrics, versions). A model whose feature
-list differs from the code's refuses to load with an error naming the difference.
+Artifacts are `{ROOT}.skops` (checked node by node against the trainer's own types before skops
+builds it, see strategies.modelfile: never unpickled, never a function) and `{ROOT}.json`
+(features in order, threshold, window, metrics, versions, the sha256 of the model file). A model
+whose feature list differs from the code's refuses to load with an error naming the difference.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import hashlib
 import json
 import math
 import platform
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +25,12 @@ import skops.io as sio
 from sklearn.ensemble import RandomForestClassifier
 
 from strategies.features import build_features, feature_names
+from strategies.modelfile import MAX_FILE_BYTES, ModelFileError, read_forest
 from strategies.ibs import InstrumentBook, bar_length, entry_candidate
 from strategies.params import IBSParams
 
 FORMAT = "pineops-ibs-filter/1"
-TRUSTED_PREFIXES = ("sklearn.", "numpy.", "builtins.")
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class ModelError(ValueError):
@@ -96,9 +99,11 @@ def train_instrument(frames: dict[str, pd.DataFrame], root: str, params: IBSPara
     split = int(len(data) * (1 - validation_fraction))
     names = feature_names(list(frames), root)
     x, y = data[names].to_numpy(dtype=float), (data["pnl_percent"] > 0).to_numpy(dtype=int)
+    if len(np.unique(y[:split])) < 2:  # a one-class forest has no P(profitable) to give
+        raise ModelError(f"{root}: every training signal has the same outcome; need winners and losers")
     model = RandomForestClassifier(n_estimators=60, max_depth=5, min_samples_leaf=10, random_state=seed, n_jobs=1)
     model.fit(x[:split], y[:split])
-    proba = model.predict_proba(x[split:])[:, 1] if len(np.unique(y[:split])) > 1 else np.full(len(x) - split, 0.5)
+    proba = model.predict_proba(x[split:])[:, 1]
     pnl_val = data["pnl_percent"].to_numpy()[split:]
     threshold, metrics = pick_threshold(proba, pnl_val, y[split:])
     ts = data.index.to_numpy()
@@ -137,7 +142,13 @@ def save(model, meta: dict, out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path, meta_path = out_dir / f"{meta['root']}.skops", out_dir / f"{meta['root']}.json"
     sio.dump(model, model_path, compression=zipfile.ZIP_DEFLATED)
-    meta = {**meta, "sha256": hashlib.sha256(model_path.read_bytes()).hexdigest()}
+    blob = model_path.read_bytes()
+    try:
+        read_forest(blob, len(meta["features"]))  # never write a file the loader would refuse
+    except ModelFileError as exc:
+        model_path.unlink()
+        raise ModelError(f"{model_path}: the trained model would be refused at load: {exc}") from None
+    meta = {**meta, "sha256": hashlib.sha256(blob).hexdigest()}
     meta_path.write_text(json.dumps(meta, indent=1, sort_keys=True))
     return model_path, meta_path
 
@@ -155,7 +166,11 @@ def train_strategy(frames: dict[str, pd.DataFrame], params_by_root: dict[str, IB
 
 # --- loading ---------------------------------------------------------------------------------
 def load(root: str, models_dir: Path, expected_features: list[str]) -> LoadedModel:
-    """Load and verify `{root}.skops` + `{root}.json`; ModelError says exactly what is wrong."""
+    """Load and verify `{root}.skops` + `{root}.json`; ModelError names the file and what is wrong.
+
+    Nothing in the model file is executed: its sha256 must be the metadata's, and every node of it
+    a type the trainer writes (strategies.modelfile) before skops constructs anything.
+    """
     model_path, meta_path = models_dir / f"{root}.skops", models_dir / f"{root}.json"
     if not model_path.is_file() or not meta_path.is_file():
         raise ModelError(f"{root}: model files missing ({model_path.name}, {meta_path.name} in {models_dir})")
@@ -163,10 +178,17 @@ def load(root: str, models_dir: Path, expected_features: list[str]) -> LoadedMod
         meta = json.loads(meta_path.read_text())
     except (ValueError, UnicodeDecodeError) as exc:
         raise ModelError(f"{meta_path}: metadata is not valid JSON ({exc})") from None
-    if meta.get("format") != FORMAT:
-        raise ModelError(f"{meta_path}: format {meta.get('format')!r} is not {FORMAT!r}")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelError(f"{meta_path}: format {meta.get('format') if isinstance(meta, dict) else None!r} "
+                         f"is not {FORMAT!r}")
+    digest = meta.get("sha256")
+    if not isinstance(digest, str) or not SHA256.fullmatch(digest):
+        raise ModelError(f"{meta_path}: no valid sha256 of {model_path.name} (required); retrain with "
+                         f"`manage.py train_models`")
+    if model_path.stat().st_size > MAX_FILE_BYTES:
+        raise ModelError(f"{model_path}: {model_path.stat().st_size} bytes, more than a model file may have")
     blob = model_path.read_bytes()
-    if meta.get("sha256") and hashlib.sha256(blob).hexdigest() != meta["sha256"]:
+    if hashlib.sha256(blob).hexdigest() != digest:
         raise ModelError(f"{model_path}: file does not match the checksum in {meta_path.name} (corrupt or replaced)")
     features = meta.get("features") or []
     if features != expected_features:
@@ -174,23 +196,16 @@ def load(root: str, models_dir: Path, expected_features: list[str]) -> LoadedMod
         extra = [f for f in features if f not in expected_features]
         detail = "; ".join(p for p in (f"missing {missing}" if missing else "", f"unexpected {extra}" if extra else "",
                                        "same names in another order" if not missing and not extra else "") if p)
-        raise ModelMismatchError(f"{root}: model features differ from the code's ({detail}); retrain with "
+        raise ModelMismatchError(f"{meta_path}: model features differ from the code's ({detail}); retrain with "
                                  f"`manage.py train_models`")
-    trained = str(meta.get("versions", {}).get("sklearn", ""))
+    trained = str((meta.get("versions") or {}).get("sklearn", ""))
     if trained.split(".")[:2] != sklearn.__version__.split(".")[:2]:
-        raise ModelError(f"{root}: trained with scikit-learn {trained or '?'}, running {sklearn.__version__}; retrain")
+        raise ModelError(f"{model_path}: trained with scikit-learn {trained or '?'}, running {sklearn.__version__}; "
+                         f"retrain")
     try:
-        untrusted = sio.get_untrusted_types(data=blob)
-        unsafe = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
-        if unsafe:
-            raise ModelError(f"{model_path}: refuses to load types outside scikit-learn/numpy: {unsafe}")
-        model = sio.loads(blob, trusted=untrusted)
-    except ModelError:
-        raise
-    except Exception as exc:  # noqa: BLE001 — any decoding failure is a corrupt file
-        raise ModelError(f"{model_path}: cannot be read as a skops model ({exc.__class__.__name__}: {exc})") from None
-    if not isinstance(model, RandomForestClassifier) and not hasattr(model, "predict_proba"):
-        raise ModelError(f"{model_path}: holds a {type(model).__name__}, not a classifier")
+        model = read_forest(blob, len(features))
+    except ModelFileError as exc:
+        raise ModelError(f"{model_path}: refused: {exc}") from None
     return LoadedModel(root, model, meta)
 
 

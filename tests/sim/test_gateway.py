@@ -119,4 +119,4 @@ def test_truncated_and_garbage_files_are_counted_not_raised(files, tmp_path):
     (tmp_path / "junk.dbn").write_bytes(b"not dbn at all" * 50)
     cut, junk = read_records(tmp_path / "cut.dbn"), read_records(tmp_path / "junk.dbn")
     assert cut.problems["truncated"] == 1 and len(cut.records) > 1000
-    assert junk.problems["corrupt"] == 1 and junk.records == []
+    assert junk.problems["not_dbn"] == 1 and junk.records == [] and cut.bad and junk.bad

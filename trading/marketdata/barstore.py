@@ -7,6 +7,7 @@ From files or history the front month is, per CME session, the most traded outri
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pandas as pd
 
 from strategies.bars import Bar, to_daily, to_hourly, trades_to_minutes
 from strategies.calendar import session_dates
-from trading.marketdata.dbnfile import read_records
+from trading.marketdata.dbnfile import Reading, read_records
 from trading.marketdata.roll import parse_contract
 from trading.models import StoredBar
 
@@ -74,9 +75,28 @@ def _front_per_session(frame: pd.DataFrame, weight: str) -> pd.DataFrame:
     return keep.drop(columns="session").sort_values("ts", kind="stable").reset_index(drop=True)
 
 
+INT64_MAX = np.iinfo(np.int64).max
+
+
+@dataclass
+class WarmupReport:
+    """What a directory of DBN files gave: new bars, files refused (name → reason), records left out."""
+    added: dict[str, int] = field(default_factory=dict)
+    bad_files: dict[str, str] = field(default_factory=dict)
+    bad_records: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
 def bars_from_file(path: Path, roots: set[str]) -> dict[str, dict[str, pd.DataFrame]]:
     """{root: {'1h': frame, '1d': frame}} from a trades or ohlcv DBN file (front month only)."""
-    reading = read_records(path)
+    return bars_from_reading(read_records(path), roots)
+
+
+def bars_from_reading(reading: Reading, roots: set[str]) -> dict[str, dict[str, pd.DataFrame]]:
+    """Bars of a file that was read whole (a bad file gives none); records with impossible prices or
+    volumes are counted in `reading.problems` and left out."""
+    path = reading.path
+    if reading.bad:
+        return {}
     if reading.schema not in ("trades", "ohlcv-1m", "ohlcv-1h", "ohlcv-1d") or not reading.records:
         log.warning("warmup skips %s: schema %s gives no bars", path.name, reading.schema)
         return {}
@@ -87,15 +107,21 @@ def bars_from_file(path: Path, roots: set[str]) -> dict[str, dict[str, pd.DataFr
     if reading.schema == "trades":
         raw = np.array([r.price for r in recs], dtype=np.int64)
         frame = pd.DataFrame({"ts": ts, "price": raw / 1e9, "size": [r.size for r in recs], "contract": contracts})
-        frame = _front_per_session(frame[(raw != np.iinfo(np.int64).max) & (raw > 0)], "size")
+        frame = _front_per_session(frame[(raw != INT64_MAX) & (raw > 0)], "size")
         for root, group in frame.groupby("root"):
             if root in roots:
                 minutes = trades_to_minutes(group["ts"].to_numpy(), group["price"].to_numpy(), group["size"].to_numpy())
                 out[root] = {"1h": to_hourly(minutes), "1d": to_daily(minutes)}
         return out
-    frame = pd.DataFrame({"ts": ts, "open": [r.open / 1e9 for r in recs], "high": [r.high / 1e9 for r in recs],
-                          "low": [r.low / 1e9 for r in recs], "close": [r.close / 1e9 for r in recs],
-                          "volume": [r.volume for r in recs], "trades": 0, "contract": contracts})
+    prices = np.array([(r.open, r.high, r.low, r.close) for r in recs], dtype=np.int64).reshape(-1, 4)
+    volume = np.array([min(r.volume, INT64_MAX) for r in recs], dtype=np.int64)
+    sane = ((prices > 0) & (prices != INT64_MAX)).all(axis=1) & (volume < INT64_MAX)
+    if not sane.all():
+        reading.problems["bad_bar"] += int((~sane).sum())
+        log.error("warmup leaves out %d ohlcv records with impossible prices or volume path=%s",
+                  int((~sane).sum()), path)
+    frame = pd.DataFrame({"ts": ts, "open": prices[:, 0] / 1e9, "high": prices[:, 1] / 1e9, "low": prices[:, 2] / 1e9,
+                          "close": prices[:, 3] / 1e9, "volume": volume, "trades": 0, "contract": contracts})[sane]
     frame = _front_per_session(frame, "volume")
     for root, group in frame.groupby("root"):
         if root not in roots:
@@ -110,14 +136,22 @@ def bars_from_file(path: Path, roots: set[str]) -> dict[str, dict[str, pd.DataFr
     return out
 
 
-def warm_from_files(directory: Path, roots: set[str]) -> dict[str, int]:
-    added: dict[str, int] = {}
+def warm_from_files(directory: Path, roots: set[str]) -> WarmupReport:
+    """Every DBN file of `directory` into the bar store; a bad file is reported and the next one read."""
+    report = WarmupReport()
     for path in sorted(p for p in directory.iterdir() if p.name.endswith((".dbn", ".dbn.zst"))):
-        for root, frames in bars_from_file(path, roots).items():
+        reading = read_records(path)
+        if reading.bad:
+            report.bad_files[path.name] = reading.error
+            continue
+        frames_by_root = bars_from_reading(reading, roots)
+        if reading.problems:
+            report.bad_records[path.name] = dict(reading.problems)
+        for root, frames in frames_by_root.items():
             for timeframe, frame in frames.items():
-                added[f"{root} {timeframe}"] = added.get(f"{root} {timeframe}", 0) + store_bars(root, timeframe, frame,
-                                                                                                 "files")
-    return added
+                name = f"{root} {timeframe}"
+                report.added[name] = report.added.get(name, 0) + store_bars(root, timeframe, frame, "files")
+    return report
 
 
 def download_history(key: str, roots: list[str], start: datetime, end: datetime, cache: Path) -> list[Path]:

@@ -88,6 +88,9 @@ class LiveGateway:
         out = []
         for path in files:
             reading = read_records(Path(path))
+            if reading.bad:  # replayed whole or not at all; read_records logged where and why
+                log.error("gateway skips file path=%s reason=%s", path, reading.error)
+                continue
             for rec in reading.records:
                 symbol = reading.symbols.get(rec.instrument_id, "")
                 out.append(_Record(rec.ts_event, rec.instrument_id, symbol, reading.schema, bytes(rec)))

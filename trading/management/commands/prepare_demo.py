@@ -44,8 +44,10 @@ class Command(BaseCommand):
                 instrument.save(update_fields=["active_contract", "updated_at"])
             (live / "done").write_text("generated\n")
             self.stdout.write(f"demo market: {len(roots)} roots, history from {HISTORY_START}, live from {live_start}")
-        added = warm_from_files(history, set(roots))
-        self.stdout.write(f"bar store: {sum(added.values())} new bars")
+        report = warm_from_files(history, set(roots))
+        for name, reason in report.bad_files.items():
+            self.stderr.write(f"skipped {name}: {reason}")
+        self.stdout.write(f"bar store: {sum(report.added.values())} new bars")
         for strategy in Strategy.objects.all():
             legs = strategy.legs.values_list("instrument__root", flat=True)
             last = StoredBar.objects.filter(root__in=list(legs), timeframe="1h").aggregate(last=Max("ts"))["last"]

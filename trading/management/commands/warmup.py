@@ -32,8 +32,15 @@ class Command(BaseCommand):
             from_dir = cache
         if not from_dir.is_dir():
             raise CommandError(f"{from_dir} is not a directory")
-        added = warm_from_files(from_dir, wanted)
-        for name, count in sorted(added.items()):
+        report = warm_from_files(from_dir, wanted)
+        for name, reason in report.bad_files.items():
+            self.stderr.write(f"skipped {name}: {reason}")
+        for name, counts in report.bad_records.items():
+            self.stderr.write(f"{name}: left out or flagged records: "
+                              + ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items())))
+        for name, count in sorted(report.added.items()):
             self.stdout.write(f"{name}: {count} new bars")
-        if not added:
+        if not report.added:
             self.stdout.write("no new bars")
+        if report.bad_files:
+            self.stderr.write(f"{len(report.bad_files)} bad file(s) skipped; the other files were loaded")
