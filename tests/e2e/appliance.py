@@ -7,6 +7,7 @@ web port; nothing touches the developer's data.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import uuid
 from contextlib import closing
 from pathlib import Path
 
+import redis
 import requests
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -199,3 +201,93 @@ class Appliance(ProcessEnv):
         except (ProcessLookupError, PermissionError, TypeError, AttributeError):
             pass
         super().cleanup()
+
+
+# As supervisord.conf runs them (prefork pool, two children), without worker events; the node name
+# carries the Redis prefix so the run's broker keys can be found and removed afterwards.
+WORKER = ["worker", "--loglevel=INFO", "--concurrency=2", "--without-gossip", "--without-mingle",
+          "--without-heartbeat"]
+BEAT = ["beat", "--loglevel=INFO", "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler", "--pidfile="]
+SUCCEEDED = re.compile(r"Task (trading\.\w+)\[[0-9a-f-]+\] succeeded")
+
+
+# --- processes -----------------------------------------------------------------------------------
+
+class Celery:
+    """A worker and a beat of one ProcessEnv, optionally on a clock shifted by `offset` seconds."""
+
+    def __init__(self, env: ProcessEnv, offset: float | None = None):
+        self.env, self.offset = env, offset
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self) -> "Celery":
+        self._spawn("worker", [*WORKER, "-n", f"{self.env.redis_prefix}@%h"])
+        self._spawn("beat", BEAT)
+        return self
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        if self.offset is None:
+            cmd = [sys.executable, "-m", "celery", "-A", "pineops", *args]
+        else:
+            cmd = [sys.executable, "-m", "tests.e2e.clockshift", "--offset", repr(self.offset), "--",
+                   "-A", "pineops", *args]
+        log = (self.env.tmp / f"{name}.log").open("wb")
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env.env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        log.close()
+        self.procs[name] = proc
+        self.env.children.append(proc)  # ProcessEnv.cleanup SIGKILLs whatever is left
+
+    def log(self, name: str) -> str:
+        path = self.env.tmp / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def tails(self) -> str:
+        return "\n".join(f"--- {name}.log ---\n{self.log(name)[-4000:]}" for name in self.procs)
+
+    def succeeded(self, task: str) -> int:
+        """How many runs of `task` the worker finished."""
+        return sum(1 for m in SUCCEEDED.finditer(self.log("worker")) if m.group(1) == task)
+
+    def wait(self, predicate, timeout: float, what: str):
+        """wait_until `predicate`, failing at once (with the logs) if the worker or beat exits."""
+        def check():
+            dead = {n: p.returncode for n, p in self.procs.items() if p.poll() is not None}
+            return ("exited", dead) if dead else predicate()
+
+        try:
+            result = wait_until(check, timeout, what, interval=0.3)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.tails()}") from None
+        if isinstance(result, tuple) and result[:1] == ("exited",):
+            raise AssertionError(f"celery exited {result[1]} while waiting for {what}\n{self.tails()}")
+        return result
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM (warm shutdown: the worker acks its tasks, beat saves last_run_at), then SIGKILL."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in self.procs.values():
+            try:
+                proc.wait(max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+        self.forget_broker_bindings()
+
+    def forget_broker_bindings(self) -> None:
+        """Kombu's binding tables are keyed outside the prefix (_kombu.binding.EXCHANGE,
+        _kombu.binding_permanent.EXCHANGE, _kombu.binding_deadlines): drop this run's entries."""
+        prefix = self.env.redis_prefix.encode()
+        client = redis.Redis.from_url(self.env.env.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+        for key in client.scan_iter("_kombu.binding*"):
+            if prefix in key:
+                client.delete(key)
+            elif client.type(key) == b"set":
+                if stale := [m for m in client.smembers(key) if prefix in m]:
+                    client.srem(key, *stale)
+            elif client.type(key) == b"zset":
+                if stale := [m for m in client.zrange(key, 0, -1) if prefix in m]:
+                    client.zrem(key, *stale)

@@ -1,7 +1,6 @@
 """Warmup fills the bar store from DBN files (generated and real); commands read it back."""
 import json
 from datetime import date
-from pathlib import Path
 
 import pandas as pd
 import pytest
