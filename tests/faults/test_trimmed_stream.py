@@ -62,9 +62,13 @@ def trim_mid_session(w):
     w.poll()
 
 
-def test_hours_trimmed_from_the_stream_are_filled_from_the_bar_store_and_orders_equal_the_backtest(desk, broker):
+def test_hours_trimmed_from_the_stream_are_filled_from_the_bar_store_and_orders_equal_the_backtest(desk, broker,
+                                                                                                  fault_report):
     w = running_worker()
     trim_mid_session(w)
+    want, got = expected_orders(), received(broker)
+    fault_report("hourly stream trimmed past the worker", runs=1, expected=len(want), received=len(got),
+                 duplicates=len(got) - len(set(got)), lost=len(set(want) - set(got)))
     assert received(broker) == expected_orders() and ("exit", (T0 + 6 * H).isoformat()[:19]) in received(broker)
     assert not Notification.objects.filter(title__contains="hours missing").exists()
     assert w.cursor_ms == int((T0 + (len(ROWS) - 1) * H).timestamp() * 1000)
@@ -90,7 +94,7 @@ def test_hours_missing_from_the_bar_store_too_are_named_in_an_emergency_and_the_
     assert w.cursor_ms == int((T0 + (len(ROWS) - 1) * H).timestamp() * 1000)  # and the worker went on
 
 
-def test_a_flushed_redis_is_noticed_like_a_trim(desk, broker):
+def test_a_flushed_redis_is_noticed_like_a_trim(desk, broker, fault_report):
     w = running_worker()
     for i in range(2):
         hub_publishes(i)
@@ -102,4 +106,7 @@ def test_a_flushed_redis_is_noticed_like_a_trim(desk, broker):
         hub_publishes(i)
     w.poll()
     w.poll()
-    assert received(broker) == expected_orders()
+    want, got = expected_orders(), received(broker)
+    fault_report("hourly stream deleted (FLUSHALL) past the worker", runs=1, expected=len(want), received=len(got),
+                 duplicates=len(got) - len(set(got)), lost=len(set(want) - set(got)))
+    assert got == want
