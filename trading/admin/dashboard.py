@@ -22,6 +22,8 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
 
 from strategies.calendar import session_date as cme_session_date
 from trading.execution.exits import exit_state, latest_flatten
@@ -82,11 +84,13 @@ def equity_curve(days: int = 120) -> dict[str, list[tuple[str, float]]]:
     return {name: series[-days:] for name, series in curves.items()}
 
 
-def svg_chart(curves: dict[str, list[tuple[str, float]]], width=720, height=220) -> str:
-    """A small inline SVG line chart (no external scripts: the appliance has no CDN)."""
+def svg_chart(curves: dict[str, list[tuple[str, float]]], width=720, height=220) -> SafeString:
+    """A small inline SVG line chart (no external scripts: the appliance has no CDN). Every value placed
+    in it is escaped where it is written (a strategy's name may hold anything the ORM let through), so
+    the result is safe to insert as it is."""
     points = [v for series in curves.values() for _, v in series]
     if not points:
-        return ""
+        return SafeString("")
     lo, hi = min(points + [0.0]), max(points + [0.0])
     span = (hi - lo) or 1.0
     dates = sorted({d for series in curves.values() for d, _ in series})
@@ -102,9 +106,9 @@ def svg_chart(curves: dict[str, list[tuple[str, float]]], width=720, height=220)
         coords = " ".join(f"{x_of[d]:.1f},{y(v):.1f}" for d, v in series)
         colour = colours[i % len(colours)]
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{coords}"/>')
-        parts.append(f'<text x="{50 + 90 * i}" y="{height - 4}" font-size="11" fill="{colour}">{name}</text>')
+        parts.append(f'<text x="{50 + 90 * i}" y="{height - 4}" font-size="11" fill="{colour}">{escape(name)}</text>')
     parts.append("</svg>")
-    return "".join(parts)
+    return mark_safe("".join(parts))  # noqa: S308 — numbers and escaped names only
 
 
 def recent_trades(n: int) -> list[Trade]:
