@@ -10,7 +10,7 @@ from django.test import Client
 from django.urls import reverse
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from tests.faults.test_security import strategy_form_data
+from tests.adminforms import strategy_form_data
 from trading.models import Strategy
 from trading.runtime_files import PROTECTED_DIRS, PROTECTED_NAMES
 

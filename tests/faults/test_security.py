@@ -33,6 +33,7 @@ from django.urls import get_resolver, reverse
 from django.utils import timezone
 
 from pineops.logging import RedactSecrets
+from tests.adminforms import strategy_form_data
 from tests.urlwalk import PUBLIC_BY_DESIGN, all_urls, is_login_redirect, refused, walk_patterns
 from trading.config import ConfigError, describe, mask, reference_name, resolve
 from trading.models import (ContractRoll, DailyRiskState, DeliveryAttempt, Heartbeat, Instrument, KillSwitch,
@@ -102,24 +103,6 @@ def test_every_url_needs_a_staff_login_except_the_public_ones(demo, django_user_
 
 
 # --- CSRF ---------------------------------------------------------------------------------------
-
-def strategy_form_data(strategy: Strategy, **changes) -> dict:
-    """The change form of `strategy` as the admin would post it back unchanged (legs inline included)."""
-    data = {k: ("" if v is None else v) for k, v in model_to_dict(strategy).items() if k not in ("id",)}
-    data["enabled"] = "on" if strategy.enabled else ""
-    legs = list(strategy.legs.order_by("pk"))
-    data.update({"legs-TOTAL_FORMS": len(legs), "legs-INITIAL_FORMS": len(legs), "legs-MIN_NUM_FORMS": 0,
-                 "legs-MAX_NUM_FORMS": 1000})
-    for i, leg in enumerate(legs):
-        data.update({f"legs-{i}-id": leg.pk, f"legs-{i}-strategy": strategy.pk, f"legs-{i}-instrument": leg.instrument_id,
-                     f"legs-{i}-enabled": "on" if leg.enabled else "", f"legs-{i}-size": leg.size,
-                     f"legs-{i}-commission_per_side": leg.commission_per_side, f"legs-{i}-ticker": leg.ticker,
-                     f"legs-{i}-ml_enabled": "on" if leg.ml_enabled else "",
-                     f"legs-{i}-ml_threshold": "" if leg.ml_threshold is None else leg.ml_threshold,
-                     f"legs-{i}-ml_failure_policy": leg.ml_failure_policy, f"legs-{i}-overrides": "{}"})
-    data.update(changes)
-    return data
-
 
 def snapshot(strategy_pk) -> dict:
     s = Strategy.objects.get(pk=strategy_pk)

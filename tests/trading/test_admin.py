@@ -5,6 +5,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+
+from tests.adminforms import strategy_form_data
 from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
@@ -46,23 +48,7 @@ def test_strategy_page_masks_the_webhook_secret(staff, demo, webhook_env):
 
 
 def strategy_form(strategy, **changes):
-    data = {f: getattr(strategy, f) for f in (
-        "name", "description", "broker_webhook", "discord_webhook", "time_in_force", "max_positions",
-        "daily_stop_loss", "timeframe", "ibs_entry_low", "ibs_entry_high", "ibs_exit_low", "ibs_exit_high",
-        "stop_loss_pct", "take_profit_pct", "max_bars_held", "entry_windows", "flat_time", "window_tz",
-        "ml_threshold", "heartbeat_file", "heartbeat_interval")}
-    data["enabled"] = "on" if strategy.enabled else ""
-    legs = list(strategy.legs.all())
-    data.update({"legs-TOTAL_FORMS": len(legs), "legs-INITIAL_FORMS": len(legs), "legs-MIN_NUM_FORMS": 0,
-                 "legs-MAX_NUM_FORMS": 1000})
-    for i, leg in enumerate(legs):
-        data.update({f"legs-{i}-id": leg.pk, f"legs-{i}-strategy": strategy.pk, f"legs-{i}-instrument": leg.instrument_id,
-                     f"legs-{i}-enabled": "on", f"legs-{i}-size": leg.size,
-                     f"legs-{i}-commission_per_side": leg.commission_per_side, f"legs-{i}-ticker": "",
-                     f"legs-{i}-ml_enabled": "on", f"legs-{i}-ml_threshold": "",
-                     f"legs-{i}-ml_failure_policy": leg.ml_failure_policy, f"legs-{i}-overrides": "{}"})
-    data.update({k: v for k, v in changes.items()})
-    return data
+    return strategy_form_data(strategy, **changes)
 
 
 @pytest.mark.parametrize("change, message", [

@@ -3,6 +3,7 @@ from django.contrib import admin
 from trading.models import ContractRoll, Instrument
 
 from .base import FINITE_DECIMALS, ReadOnlyAdmin
+from .versions import VersionedAdmin
 
 
 class ContractRollInline(admin.TabularInline):
@@ -16,7 +17,7 @@ class ContractRollInline(admin.TabularInline):
 
 
 @admin.register(Instrument)
-class InstrumentAdmin(admin.ModelAdmin):
+class InstrumentAdmin(VersionedAdmin):
     formfield_overrides = FINITE_DECIMALS
     list_display = ("root", "name", "exchange", "point_value", "tick_size", "tick_value", "active_contract",
                     "roll_rule")

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from trading.models import Heartbeat, Notification
+from trading.models import ConfigRevision, Heartbeat, Notification
 
 from .base import ReadOnlyAdmin
 
@@ -19,3 +19,10 @@ class NotificationAdmin(ReadOnlyAdmin):
     search_fields = ("title", "body")
     list_select_related = ("strategy",)
     show_full_result_count = False
+
+
+@admin.register(ConfigRevision)
+class ConfigRevisionAdmin(ReadOnlyAdmin):
+    list_display = ("at", "model", "object_repr", "version", "user", "fields")
+    list_filter = ("model", "user")
+    search_fields = ("object_repr", "user")

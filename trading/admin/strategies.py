@@ -4,19 +4,21 @@ from trading.config import describe
 from trading.models import Strategy, StrategyInstrument
 
 from .base import FINITE_DECIMALS
+from .versions import SEEN, VersionedAdmin, VersionedForm
 
 
 class StrategyInstrumentInline(admin.TabularInline):
     formfield_overrides = FINITE_DECIMALS
+    form = VersionedForm
     model = StrategyInstrument
     extra = 0
     fields = ("instrument", "enabled", "size", "commission_per_side", "ticker", "ml_enabled", "ml_threshold",
-              "ml_failure_policy", "overrides")
+              "ml_failure_policy", "overrides", SEEN)
     autocomplete_fields = ("instrument",)
 
 
 @admin.register(Strategy)
-class StrategyAdmin(admin.ModelAdmin):
+class StrategyAdmin(VersionedAdmin):
     formfield_overrides = FINITE_DECIMALS
     list_display = ("name", "enabled", "instrument_list", "max_positions", "daily_stop_loss", "time_in_force",
                     "broker_status")
@@ -53,7 +55,7 @@ class StrategyAdmin(admin.ModelAdmin):
 
 
 @admin.register(StrategyInstrument)
-class StrategyInstrumentAdmin(admin.ModelAdmin):
+class StrategyInstrumentAdmin(VersionedAdmin):
     formfield_overrides = FINITE_DECIMALS
     list_display = ("strategy", "instrument", "enabled", "size", "commission_per_side", "ml_enabled",
                     "ml_threshold", "ml_failure_policy")

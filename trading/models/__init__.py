@@ -1,14 +1,14 @@
 """Trading models, one module per concept."""
 from .bars import StoredBar
 from .instruments import ContractRoll, Instrument
-from .ops import Heartbeat, Notification, WorkerCursor
+from .ops import ConfigRevision, Heartbeat, Notification, WorkerCursor
 from .signals import DeliveryAttempt, Signal, signal_key
 from .risk import DailyRiskState, KillSwitch, KillSwitchEvent, RiskControl
 from .strategies import Strategy, StrategyInstrument
 from .trades import Position, Trade, pnl_percent, trade_pnl
 
 __all__ = [
-    "ContractRoll", "DailyRiskState", "DeliveryAttempt", "Heartbeat", "Instrument", "KillSwitch",
+    "ConfigRevision", "ContractRoll", "DailyRiskState", "DeliveryAttempt", "Heartbeat", "Instrument", "KillSwitch",
     "KillSwitchEvent", "Notification", "Position", "RiskControl", "Signal", "Strategy", "StrategyInstrument", "StoredBar", "Trade", "WorkerCursor",
     "pnl_percent", "signal_key", "trade_pnl",
 ]

@@ -35,6 +35,8 @@ class Instrument(models.Model):
     roll_rule = models.CharField(max_length=16, choices=RollRule.choices, default=RollRule.VOLUME)
     roll_days_before_expiry = models.PositiveSmallIntegerField(
         default=5, help_text="Calendar rule: roll this many days before the front month expires")
+    version = models.PositiveIntegerField(default=1, editable=False,
+                                          help_text="Raised by every admin save: a save over a newer one is refused")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

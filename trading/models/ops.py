@@ -76,3 +76,24 @@ class WorkerCursor(models.Model):
 
     def __str__(self):
         return f"{self.strategy.name} @ {self.last_bar_ms}"
+
+
+class ConfigRevision(models.Model):
+    """One admin save of a strategy, an instrument or a strategy instrument: who changed what, when.
+    It names the change a stale form is refused over, and keeps the history of the configuration."""
+
+    model = models.CharField(max_length=40, help_text="strategy, instrument or strategyinstrument")
+    object_id = models.PositiveBigIntegerField()
+    version = models.PositiveIntegerField(help_text="The version this save made")
+    object_repr = models.CharField(max_length=200)
+    user = models.CharField(max_length=150)
+    fields = models.JSONField(default=list, help_text="The fields changed (their labels)")
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["model", "object_id", "version"], name="one_revision_per_version")]
+        indexes = [models.Index(fields=["model", "object_id", "version"])]
+
+    def __str__(self):
+        return f"{self.object_repr} v{self.version} by {self.user}"

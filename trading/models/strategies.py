@@ -87,6 +87,8 @@ class Strategy(models.Model):
     window_tz = models.CharField(max_length=64, default=DEFAULTS.window_tz)
     ml_threshold = models.FloatField(default=DEFAULTS.ml_threshold)
 
+    version = models.PositiveIntegerField(default=1, editable=False,
+                                          help_text="Raised by every admin save: a save over a newer one is refused")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -158,6 +160,8 @@ class StrategyInstrument(models.Model):
                                          default=ModelFailurePolicy.SKIP_ENTRIES)
     overrides = models.JSONField(default=dict, blank=True,
                                  help_text='Parameter overrides, e.g. {"stop_loss_pct": 1.5}')
+    version = models.PositiveIntegerField(default=1, editable=False,
+                                          help_text="Raised by every admin save: a save over a newer one is refused")
 
     class Meta:
         ordering = ["strategy__name", "instrument__root"]
