@@ -18,7 +18,8 @@ from decimal import Decimal
 
 import pandas as pd
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
+from redis.exceptions import RedisError
 
 from strategies.bars import Bar, frame_from_bars
 from strategies.calendar import session_date
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 UTC = timezone.utc
 HOUR = timedelta(hours=1)
 LOCK_TTL = 30
+MAX_HOUR_ATTEMPTS = 3
+INFRASTRUCTURE = (DatabaseError, RedisError, OSError)
 
 
 class WorkerLockError(RuntimeError):
@@ -103,6 +106,8 @@ class Worker:
         self.lock_key = key("lock", "worker", name)
         self.lock_token = process_token()
         self.buffer: dict[int, dict[str, Bar]] = {}
+        self.hour_failures: dict[int, int] = {}  # kept across rebuilds: a hour is never retried forever
+        self.skipped_hours: list[dict] = []
         self.frames: dict[str, pd.DataFrame] = {}
         self.last_ids: dict[str, str] = {}
         self.stream_roots: dict[str, str] = {}
@@ -216,11 +221,7 @@ class Worker:
             try:
                 self.models[root] = load(root, settings.MODELS_DIR, feature_names(roots, root))
             except ModelError as exc:
-                self.model_errors[root] = str(exc)
-                policy = leg.row.get_ml_failure_policy_display()
-                log.error("model failed strategy=%s root=%s policy=%s error=%s", self.name, root, policy, exc)
-                enqueue("emergency", f"{self.name}: ML model for {root} unavailable", strategy=self.config.strategy,
-                        body=f"{exc}\nPolicy: {policy}.", dedupe_key=f"model:{self.name}:{root}:{hash(str(exc))}")
+                self.model_failed(root, str(exc))
 
     def load_history(self) -> None:
         """Bars up to the cursor — bar store, then the streams — as feature history only.
@@ -246,9 +247,24 @@ class Worker:
             return None
         model = self.models.get(root)
         if model is None:
-            return None  # policy 'trade without the filter' (the other policy blocks in entry_block)
-        row = feature_row(self.frames, root, int(bar.ts.timestamp()) * 1_000_000_000)
-        return float(model.probability(row.to_frame().T)[0])
+            # No model: 'trade without the filter' scores nothing; 'skip entries' is the veto's (no score).
+            return math.nan if root in self.model_errors and leg.row.ml_failure_policy == "skip_entries" else None
+        try:
+            row = feature_row(self.frames, root, int(bar.ts.timestamp()) * 1_000_000_000)
+            return float(model.probability(row.to_frame().T)[0])
+        except Exception as exc:  # noqa: BLE001 — a model that fails to score is a model that failed to load
+            self.model_failed(root, f"scoring failed at {bar.ts:%Y-%m-%d %H:%M} UTC: {exc.__class__.__name__}: {exc}")
+            return self.score(root, bar)
+
+    def model_failed(self, root: str, error: str) -> None:
+        """The instrument goes on by its ML failure policy, alerted once; nothing else stops."""
+        self.models.pop(root, None)
+        self.model_errors[root] = error
+        leg = self.config.legs[root]
+        policy = leg.row.get_ml_failure_policy_display()
+        log.error("model failed strategy=%s root=%s policy=%s error=%s", self.name, root, policy, error)
+        enqueue("emergency", f"{self.name}: ML model for {root} unavailable", strategy=self.config.strategy,
+                body=f"{error}\nPolicy: {policy}.", dedupe_key=f"model:{self.name}:{root}:{hash(error[:80])}")
 
     def entry_veto(self, root: str, kill: KillState, day) -> RiskDecision | None:
         """Why an entry candidate of `root` must not go out now (None: it may); the controls in order."""
@@ -317,11 +333,39 @@ class Worker:
         for ts_ms in sorted(self.buffer):
             if ts_ms + 3_600_000 > watermark:
                 break
-            self.process_hour(ts_ms, self.buffer.pop(ts_ms))
+            try:
+                self.process_hour(ts_ms, self.buffer[ts_ms])
+            except INFRASTRUCTURE:
+                raise  # the database or Redis: rebuilt and retried for as long as it takes, nothing skipped
+            except Exception as exc:  # noqa: BLE001
+                if not self.hour_failed(ts_ms, exc):
+                    raise  # rebuilt from the database and tried again
+            del self.buffer[ts_ms]
             done += 1
         self.sender.pump(self.config.strategy)
         self.reconcile_books()
         return done
+
+    def hour_failed(self, ts_ms: int, exc: Exception) -> bool:
+        """Count a failure of hour `ts_ms`; after MAX_HOUR_ATTEMPTS it is recorded, alerted and passed by
+        (True), the open positions left to their broker-side brackets — never retried forever."""
+        self.hour_failures[ts_ms] = attempts = self.hour_failures.get(ts_ms, 0) + 1
+        hour = datetime.fromtimestamp(ts_ms / 1000, UTC)
+        if attempts < MAX_HOUR_ATTEMPTS:
+            log.error("hour failed strategy=%s hour=%s attempt=%d error=%r", self.name, hour, attempts, exc)
+            return False
+        detail = f"{exc.__class__.__name__}: {exc}"
+        WorkerCursor.objects.update_or_create(strategy=self.config.strategy, defaults={"last_bar_ms": ts_ms})
+        self.cursor_ms = ts_ms
+        self.skipped_hours.append({"hour": hour.isoformat(), "error": detail[:300]})
+        log.error("hour skipped strategy=%s hour=%s after %d attempts error=%s", self.name, hour, attempts, detail)
+        enqueue("emergency", f"{self.name}: hour {hour:%Y-%m-%d %H:%M} UTC could not be processed",
+                strategy=self.config.strategy,
+                body=(f"Tried {attempts} times: {detail[:800]}. The worker moved on to the next hour without "
+                      "deciding this one; open positions keep their broker-side stop and target."),
+                dedupe_key=f"hour-skipped:{self.name}:{ts_ms}")
+        self.reconcile_books()  # whatever the failed step did to the books in memory, the database decides
+        return True
 
     def fill_skipped(self, stream: str) -> None:
         """Before reading on in `stream`: the hours removed under this worker (trimmed, flushed) come
@@ -356,7 +400,8 @@ class Worker:
         self._last_beat = time.monotonic()
         beat(f"worker:{self.name}", state=state, interval=s.heartbeat_interval, last_bar_time=self.last_bar_time,
              open_positions=self.portfolio.busy(), file=s.heartbeat_path(),
-             details={"cursor_ms": self.cursor_ms, "model_errors": self.model_errors})
+             details={"cursor_ms": self.cursor_ms, "model_errors": self.model_errors,
+                      "skipped_hours": self.skipped_hours[-10:]})
 
     def maybe_reload(self) -> None:
         if time.monotonic() - self._last_config_check < 5:
