@@ -50,7 +50,8 @@ def render(names: list[str]) -> str:
 
 
 def enabled_strategy_names() -> list[str]:
-    return list(Strategy.objects.filter(enabled=True).order_by("name").values_list("name", flat=True))
+    """The strategies that get a worker program (Strategy.objects.needing_worker)."""
+    return list(Strategy.objects.needing_worker().order_by("name").values_list("name", flat=True))
 
 
 def write_config(text: str) -> bool:

@@ -8,6 +8,7 @@ import pytest
 from tests.browser.conftest import log_in, screenshot
 from tests.desk import T0, demo_desk, held_position, publish_minute
 from trading.execution.outbox import send_pending_orders
+from trading.health.heartbeat import beat
 from trading.models import Position, Strategy, Trade
 from trading.risk.killswitch import current_mode
 
@@ -23,6 +24,8 @@ def desk(settings, monkeypatch, broker, runtime_dir, redis_prefix, webhook_env):
             held_position(ibs_b, "SI", entry=30.0)]
     for root, close in (("CL", 70.4), ("GC", 2004.0), ("SI", 29.9)):
         publish_minute(root, close, T0 + timedelta(hours=3))
+    for name in ("ibs_a", "ibs_b"):  # their workers run (a position without one shows as unmanaged)
+        beat(f"worker:{name}", state="running", interval=30)
     return held
 
 

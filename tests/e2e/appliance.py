@@ -133,6 +133,31 @@ class ProcessEnv:
                             f"DROP DATABASE IF EXISTS {self.pg_db} WITH (FORCE)"], capture_output=True)
 
 
+class RedisServer:
+    """A redis-server of this test's own, with the appliance's config (append-only file)."""
+
+    def __init__(self, tmp):
+        self.port = free_port()
+        self.dir = tmp / "redis"
+        self.dir.mkdir()
+        self.proc = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self):
+        self.proc = subprocess.Popen(["redis-server", str(ROOT / "deploy" / "redis.conf"), "--port", str(self.port),
+                                      "--dir", str(self.dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: redis.Redis(port=self.port).ping(), 20, "redis-server up")
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(20)
+
+
 class Appliance(ProcessEnv):
     def __init__(self, tmp: Path, extra_env: dict | None = None):
         self.web_port = free_port()

@@ -1,13 +1,11 @@
 """Dependency outages during a replayed week, real processes (gateway → runhub → runworker → stand-in):
 the orders received still equal the backtest of the same bars, none twice, none lost."""
-import signal
-import subprocess
 import time
 from datetime import date
 
 import pytest
 
-from tests.e2e.appliance import ROOT, free_port, wait_until
+from tests.e2e.appliance import RedisServer
 from tests.e2e.reference import expected_bars
 from tests.e2e.trading_setup import Expected, TradingRun, received
 from trading.sim.market import generate, listings
@@ -15,33 +13,6 @@ from trading.sim.market import generate, listings
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 KEY = "db-" + "faultsOutageTestKey0000000004"
 ROOTS = ["6A", "CL"]
-
-
-class RedisServer:
-    """A redis-server of this test's own, with the appliance's config (append-only file)."""
-
-    def __init__(self, tmp):
-        self.port = free_port()
-        self.dir = tmp / "redis"
-        self.dir.mkdir()
-        self.proc = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self):
-        self.proc = subprocess.Popen(["redis-server", str(ROOT / "deploy" / "redis.conf"), "--port", str(self.port),
-                                      "--dir", str(self.dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        import redis
-
-        wait_until(lambda: redis.Redis(port=self.port).ping(), 20, "redis-server up")
-        return self
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(20)
 
 
 @pytest.fixture

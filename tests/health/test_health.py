@@ -83,7 +83,7 @@ def test_healthz_needs_no_login_and_refuses_post(client, demo):
 def test_monitor_alerts_once_per_incident_and_once_on_recovery(demo, isolated_redis):
     t0 = timezone.now()
     all_fresh(t0)
-    assert check_heartbeats(now=t0) == {"stale": [], "recovered": []}
+    assert check_heartbeats(now=t0) == {"stale": [], "recovered": [], "unmanaged": []}
     later = t0 + timedelta(minutes=5)
     beat("hub", state="running", interval=5, now=later)
     assert check_heartbeats(now=later)["stale"] == ["worker:ibs_a"]
@@ -100,9 +100,9 @@ def test_a_planned_stop_or_restart_is_never_alerted_but_a_process_that_died_is(d
     beat("hub", state="stopped", interval=5, now=t0)  # a clean stop: Ctrl-C, supervisorctl stop, an upgrade
     beat("worker:ibs_a", state="stopped", interval=30, now=t0)
     for minutes in (1, 5, 60):  # however long the appliance stays down, and while it starts again
-        assert check_heartbeats(now=t0 + timedelta(minutes=minutes)) == {"stale": [], "recovered": []}
+        assert check_heartbeats(now=t0 + timedelta(minutes=minutes)) == {"stale": [], "recovered": [], "unmanaged": []}
     later = t0 + timedelta(minutes=61)
     all_fresh(later)  # restarted, then killed -9: no "stopped" this time, the beats just end
-    assert check_heartbeats(now=later) == {"stale": [], "recovered": []}
+    assert check_heartbeats(now=later) == {"stale": [], "recovered": [], "unmanaged": []}
     assert sorted(check_heartbeats(now=later + timedelta(minutes=5))["stale"]) == ["hub", "worker:ibs_a"]
     assert not Notification.objects.filter(title__startswith="Heartbeat recovered").exists()

@@ -28,6 +28,7 @@ from django.utils.safestring import SafeString, mark_safe
 from strategies.calendar import session_date as cme_session_date
 from trading.execution.exits import exit_state, latest_flatten
 from trading.health.heartbeat import is_fresh
+from trading.health.monitor import manager_alive
 from trading.models import trade_pnl
 from trading.models import (DailyRiskState, Heartbeat, KillSwitch, KillSwitchEvent, Notification, Position, Signal,
                             Strategy, Trade)
@@ -142,6 +143,11 @@ def dashboard_context(now=None) -> dict:
     beats = list(Heartbeat.objects.order_by("process"))
     for hb in beats:
         hb.fresh = is_fresh(hb, now)
+    managers = {hb.process: hb for hb in beats}
+    for row in rows:
+        if not manager_alive(managers.get(f"worker:{row.strategy.name}"), now):
+            for p in row.open_positions:
+                p.exit_state = f"UNMANAGED (no {row.strategy.name} worker) · {p.exit_state}"
     return {
         "now": now, "session_date": today, "rows": rows, "prices_unavailable": prices is None,
         "heartbeats": beats,

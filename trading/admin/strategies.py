@@ -1,15 +1,49 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.forms.models import BaseInlineFormSet
 
 from trading.config import describe
-from trading.models import Strategy, StrategyInstrument
+from trading.models import Position, Strategy, StrategyInstrument
 
 from .base import FINITE_DECIMALS
 from .versions import SEEN, VersionedAdmin, VersionedForm
 
 
+def held(strategy, instrument=None) -> list[Position]:
+    rows = Position.objects.managed().filter(strategy=strategy).select_related("instrument")
+    return list(rows.filter(instrument=instrument) if instrument is not None else rows)
+
+
+class LegFormSet(BaseInlineFormSet):
+    def clean(self):
+        super().clean()
+        for form in self.deleted_forms:
+            if form.instance.pk and held(form.instance.strategy, form.instance.instrument_id):
+                raise ValidationError(f"{form.instance.instrument.root} holds an open position: it cannot be removed "
+                                      "until the position is closed (disable it instead: its exit stays managed, "
+                                      "no new entry), or flatten it first.")
+
+
+def warn_disabled_with_positions(request, strategy) -> None:
+    """Say what disabling with positions open does: the positions stay managed, no new entry."""
+    positions = held(strategy)
+    if not strategy.enabled and positions:
+        messages.warning(request, f"{strategy.name} is disabled but holds {len(positions)} open position(s) "
+                                  f"({', '.join(p.instrument.root for p in positions)}): its worker keeps managing "
+                                  "their exits, takes no new entry, and stops once they are closed. Flatten to "
+                                  "close them now.")
+        return
+    off = [p.instrument.root for p in positions if not strategy.legs.filter(instrument=p.instrument,
+                                                                           enabled=True).exists()]
+    if off:
+        messages.warning(request, f"{', '.join(off)} disabled with a position open: its exit is still managed by "
+                                  f"{strategy.name}'s worker, no new entry.")
+
+
 class StrategyInstrumentInline(admin.TabularInline):
     formfield_overrides = FINITE_DECIMALS
     form = VersionedForm
+    formset = LegFormSet
     model = StrategyInstrument
     extra = 0
     fields = ("instrument", "enabled", "size", "commission_per_side", "ticker", "ml_enabled", "ml_threshold",
@@ -41,6 +75,10 @@ class StrategyAdmin(VersionedAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("legs__instrument")
 
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        warn_disabled_with_positions(request, form.instance)
+
     @admin.display(description="instruments")
     def instrument_list(self, obj):
         return " ".join(leg.instrument.root for leg in obj.legs.all() if leg.enabled)
@@ -62,3 +100,12 @@ class StrategyInstrumentAdmin(VersionedAdmin):
     list_filter = ("strategy", "enabled", "ml_enabled")
     search_fields = ("instrument__root", "strategy__name")
     list_select_related = ("strategy", "instrument")
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and held(obj.strategy, obj.instrument_id):
+            return False  # a leg holding a position is never removed under it
+        return super().has_delete_permission(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        warn_disabled_with_positions(request, obj.strategy)

@@ -39,6 +39,7 @@ class Leg:
     commission: Decimal
     point_value: Decimal
     contract: str = ""
+    exits_only: bool = False  # disabled (or its strategy is) but a position is still open: managed, no entries
 
 
 class Ledger:

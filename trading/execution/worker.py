@@ -80,19 +80,25 @@ class Config:
 
 
 def load_config(name: str) -> Config:
-    """Read the strategy and every enabled instrument; ParameterError names a bad parameter."""
+    """Read the strategy and the instruments it manages: every enabled one, and every one — disabled, or
+    the whole strategy disabled — that still holds a position (exits only: disabling never abandons a
+    position). ParameterError names a bad parameter."""
     strategy = Strategy.objects.get(name=name)
+    holding = set(Position.objects.managed().filter(strategy=strategy).values_list("instrument_id", flat=True))
     legs, params = {}, {}
-    for row in strategy.legs.filter(enabled=True).select_related("instrument").order_by("instrument__root"):
+    for row in strategy.legs.select_related("instrument").order_by("instrument__root"):
+        active = row.enabled and strategy.enabled
+        if not active and row.instrument_id not in holding:
+            continue
         root = row.instrument.root
         params[root] = row.params()
         legs[root] = Leg(row=row, root=root, ticker=row.broker_ticker, size=row.size,
                          commission=Decimal(row.commission_per_side), point_value=Decimal(row.instrument.point_value),
-                         contract=row.instrument.active_contract)
+                         contract=row.instrument.active_contract, exits_only=not active)
     # What the worker acts on, compared by value (not by timestamps, which a bulk update skips).
     fingerprint = (strategy.max_positions, strategy.time_in_force, strategy.daily_stop_loss, strategy.broker_webhook,
                    tuple((r, params[r], l.size, l.commission, l.ticker, l.row.ml_enabled, l.row.ml_failure_policy,
-                          l.contract) for r, l in legs.items()))
+                          l.contract, l.exits_only) for r, l in legs.items()))
     return Config(strategy, legs, params, fingerprint)
 
 
@@ -148,7 +154,7 @@ class Worker:
     def setup(self) -> None:
         self.config = load_config(self.name)
         if not self.config.legs:
-            raise ParameterError("legs", f"strategy {self.name} has no enabled instrument")
+            raise ParameterError("legs", f"strategy {self.name} has no enabled instrument and no open position")
         s = self.config.strategy
         self.portfolio = Portfolio(self.config.params, timeframe=s.timeframe, max_positions=s.max_positions)
         self.ledger = Ledger(s, self.config.legs)
@@ -271,10 +277,13 @@ class Worker:
         decision = order_decision("buy", kill)
         if not decision.allowed:
             return decision
+        leg = self.config.legs[root]
+        if leg.exits_only:
+            return block_entry(RiskControl.DISABLED, f"{root} is disabled (or its strategy is): its open position "
+                                                     "is still managed, no new entries")
         decision = entries_stopped(self.config.strategy, day)
         if not decision.allowed:
             return decision
-        leg = self.config.legs[root]
         if leg.row.ml_enabled and root in self.model_errors and leg.row.ml_failure_policy == "skip_entries":
             return block_entry(RiskControl.MODEL_POLICY, f"ml model unavailable: {self.model_errors[root][:200]}")
         return None
@@ -380,8 +389,9 @@ class Worker:
             ts_ms = int(bar.ts.timestamp() * 1000)
             if ts_ms > self.cursor_ms:
                 self.buffer.setdefault(ts_ms, {})[root] = bar
-        log.error("stream skipped hours strategy=%s root=%s after=%s before=%s from_store=%d missing=%d", self.name,
-                  root, since, first, len(bars), len(missing))
+        (log.error if bars or missing else log.debug)(
+            "stream skipped hours strategy=%s root=%s after=%s before=%s from_store=%d missing=%d", self.name, root,
+            since, first, len(bars), len(missing))
         if missing:
             hours = ", ".join(f"{h:%Y-%m-%d %H:%M}" for h in missing[:48]) + (" …" if len(missing) > 48 else "")
             enqueue("emergency", f"{self.name}: {root} hours missing from the streams and the bar store",
@@ -429,10 +439,10 @@ class Worker:
             self.frames[root] = frame_from_bars([])
             self.last_ids[streams.stream_key(root, "1h")] = f"{self.cursor_ms}-0"
             self.stream_roots[streams.stream_key(root, "1h")] = root
-        # An instrument disabled with a position open keeps its leg so its exit is still managed.
+        # A leg dropped while its book still holds something (an entry not yet a position row) stays until flat.
         for root, leg in self.config.legs.items():
             if root not in fresh.legs and not self.portfolio.books[root].flat:
-                fresh.legs[root] = leg
+                fresh.legs[root] = Leg(**{**vars(leg), "exits_only": True})
                 fresh.params[root] = self.config.params[root]
         self.config = fresh
         self.ledger = Ledger(fresh.strategy, fresh.legs)

@@ -6,21 +6,53 @@ A process that stopped cleanly says so ("stopped"): a planned stop or restart is
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
 
 from trading.health.heartbeat import is_fresh
-from trading.models import Heartbeat, Strategy
+from trading.models import Heartbeat, Position, Strategy
 from trading.notify.outbox import enqueue
 
 log = logging.getLogger(__name__)
 
 
+UNMANAGED_GRACE = timedelta(minutes=5)  # a worker stopped cleanly (a restart) may take this long to come back
+
+
 def expected_processes() -> list[str]:
-    """The hub and one worker per enabled strategy."""
-    return ["hub", *(f"worker:{name}" for name in Strategy.objects.filter(enabled=True).values_list("name", flat=True))]
+    """The hub and one worker per strategy that needs one (enabled, or still holding positions)."""
+    return ["hub", *(f"worker:{name}" for name in Strategy.objects.needing_worker().values_list("name", flat=True))]
+
+
+def manager_alive(hb: Heartbeat | None, now: datetime) -> bool:
+    """Whether a worker manages its strategy's positions: beating, or stopped for a restart moments ago."""
+    if hb is None:
+        return False
+    if hb.state == "stopped":
+        return now - hb.last_seen < UNMANAGED_GRACE
+    return is_fresh(hb, now)
+
+
+def unmanaged_positions(now: datetime) -> list[Position]:
+    """Open positions no running worker manages (its strategy's worker gone, stale or long stopped)."""
+    beats = {hb.process: hb for hb in Heartbeat.objects.filter(process__startswith="worker:")}
+    return [p for p in Position.objects.managed().select_related("strategy", "instrument")
+            if not manager_alive(beats.get(f"worker:{p.strategy.name}"), now)]
+
+
+def alert_unmanaged(now: datetime) -> list[str]:
+    """One emergency per position whose manager is gone."""
+    out = []
+    for p in unmanaged_positions(now):
+        if enqueue("emergency", f"Unmanaged position: {p.strategy.name} {p.instrument.root}", strategy=p.strategy,
+                   body=(f"{p.size} {p.contract or p.instrument.root} is open but no worker of {p.strategy.name} "
+                         "runs to manage its exit; its broker-side stop and target still stand. Start the worker, "
+                         "or flatten."),
+                   dedupe_key=f"unmanaged:{p.pk}"):
+            out.append(f"{p.strategy.name}:{p.instrument.root}")
+    return out
 
 
 def check_heartbeats(now: datetime | None = None) -> dict:
@@ -41,6 +73,8 @@ def check_heartbeats(now: datetime | None = None) -> dict:
                 if Heartbeat.objects.filter(pk=hb.pk, stale_alerted=True).update(stale_alerted=False):
                     enqueue("info", f"Heartbeat recovered: {hb.process}", body=f"{hb.process} is beating again.")
                     result["recovered"].append(hb.process)
-    if result["stale"] or result["recovered"]:
-        log.warning("heartbeat monitor stale=%s recovered=%s", result["stale"], result["recovered"])
+    result["unmanaged"] = alert_unmanaged(now)
+    if result["stale"] or result["recovered"] or result["unmanaged"]:
+        log.warning("heartbeat monitor stale=%s recovered=%s unmanaged=%s", result["stale"], result["recovered"],
+                    result["unmanaged"])
     return result

@@ -39,6 +39,7 @@ class RiskControl(models.TextChoices):
     MAX_POSITIONS = "max_positions", "max positions"
     POSITION_OPEN = "position_open", "the instrument's previous position is still open at the broker"
     MARKET_CLOSED = "market_closed", "the session closes before the order could fill"
+    DISABLED = "disabled", "instrument or strategy disabled (its open position still managed)"
     SUPERSEDED = "superseded", "superseded (the broker's bracket closed the position first)"
 
 

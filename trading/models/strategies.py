@@ -41,7 +41,17 @@ def validate_reference(value):
         raise ValidationError(str(exc).removeprefix("value: ")) from None
 
 
+class StrategyQuerySet(models.QuerySet):
+    def needing_worker(self):
+        """Strategies that need a worker: the enabled ones, and any other still holding a position (its
+        worker manages those exits, takes no entry, and is stopped once the strategy is flat)."""
+        holding = models.Q(positions__state__in=("open", "closing", "exit_held"))
+        return self.filter(models.Q(enabled=True) | holding).distinct()
+
+
 class Strategy(models.Model):
+    objects = StrategyQuerySet.as_manager()
+
     class TimeInForce(models.TextChoices):
         DAY = "day", "day"
         GTC = "gtc", "gtc"
@@ -52,7 +62,8 @@ class Strategy(models.Model):
 
     name = models.CharField(max_length=40, unique=True, validators=[
         RegexValidator(r"^[a-z][a-z0-9_]*$", "use lower-case letters, digits and _ (e.g. ibs_a)")])
-    enabled = models.BooleanField(default=False, help_text="Run a worker for this strategy")
+    enabled = models.BooleanField(default=False, help_text="Run a worker for this strategy. Off with positions open: "
+                                                           "its worker keeps managing their exits, takes no entry")
     description = models.CharField(max_length=200, blank=True)
     broker_webhook = models.CharField(
         max_length=100, validators=[validate_reference],
@@ -145,7 +156,8 @@ class StrategyInstrument(models.Model):
 
     strategy = models.ForeignKey(Strategy, on_delete=models.CASCADE, related_name="legs")
     instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="strategy_legs")
-    enabled = models.BooleanField(default=True)
+    enabled = models.BooleanField(default=True, help_text="Off with a position open: its exit is still managed, "
+                                                           "no new entry")
     size = models.PositiveIntegerField(default=1, validators=[MinValueValidator(1, "size must be at least 1 contract")])
     commission_per_side = models.DecimalField(
         max_digits=8, decimal_places=2, default=Decimal("1.25"),
