@@ -111,7 +111,7 @@ def main():
     params = IBSParams()
 
     started = time.perf_counter()
-    ours = run([Leg("CL", frame, params, 1000.0)], timeframe="1h").trades
+    ours = run([Leg("CL", frame, params, 1000.0)], timeframe="1h", product_hours=False).trades  # as backtrader: no calendar
     ours_s = time.perf_counter() - started
     started = time.perf_counter()
     theirs = run_backtrader(frame, params)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from strategies.calendar import session_dates
+from strategies.calendar import PRODUCT_HOURS, session_dates
 from strategies.ibs import ClosedTrade
 from strategies.instruments import CONTRACT_SPECS, DEFAULT_COMMISSION
 from strategies.ml import ModelError
@@ -84,9 +84,13 @@ def _trade_row(leg: Leg, t: ClosedTrade) -> dict:
 
 
 def run(legs: list[Leg], *, timeframe: str = "1h", max_positions: int | None = None,
-        use_ml: bool = True) -> BacktestResult:
-    """Run the strategy over every leg's bars in time order; trades sorted by exit then symbol."""
-    portfolio = Portfolio({leg.root: leg.params for leg in legs}, timeframe=timeframe, max_positions=max_positions)
+        use_ml: bool = True, product_hours: bool = True) -> BacktestResult:
+    """Run the strategy over every leg's bars in time order; trades sorted by exit then symbol.
+    `product_hours`: decide by each product's real trading hours, as live (no entry while its market is
+    closed or right before an early close, an exit forced before such a close); off only to compare with
+    a reference that knows no calendar."""
+    portfolio = Portfolio({leg.root: leg.params for leg in legs}, timeframe=timeframe, max_positions=max_positions,
+                          hours=PRODUCT_HOURS if product_hours else None)
     rows = {leg.root: _rows(leg.bars) for leg in legs}
     by_root = {leg.root: leg for leg in legs}
     # Walk the union of bar times; at each time every instrument with a bar is stepped together.

@@ -163,3 +163,42 @@ def next_window(root: str, ts: datetime) -> tuple[datetime, datetime]:
     if i >= len(opens):
         raise ValueError(f"{ts} is beyond the trading calendar ({_SPAN[1]})")
     return _as_dt(int(opens[i])), _as_dt(int(closes[i]))
+
+
+REGULAR_CLOSE = time(16, 0)  # Chicago: where a Globex day session normally ends
+
+
+@functools.lru_cache(maxsize=65_536)
+def _early_close_of_hour(root: str, hour: int) -> datetime | None:
+    window = trading_window(root, datetime.fromtimestamp(hour * 3600, timezone.utc))
+    if window is None or window[1].astimezone(CHICAGO).time() >= REGULAR_CLOSE:
+        return None
+    return window[1]
+
+
+def early_close(root: str, ts: datetime) -> datetime | None:
+    """When the session `ts` trades in closes, if it closes early (a holiday's noon close, Black Friday,
+    Christmas Eve): the product's own hours. None on a regular day or while the market is closed."""
+    _require_aware(ts)
+    return _early_close_of_hour(root, int(ts.timestamp()) // 3600)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _trading_at_second(root: str, second: int) -> bool:
+    return trading_window(root, datetime.fromtimestamp(second, timezone.utc)) is not None
+
+
+class ProductHours:
+    """The product trading hours a portfolio decides by (strategies.portfolio): is the market open when
+    an order is decided, and does its session close early before the position could be managed."""
+
+    @staticmethod
+    def early_close(root: str, ts: datetime) -> datetime | None:
+        return early_close(root, ts)
+
+    @staticmethod
+    def open_at(root: str, ts: datetime) -> bool:
+        return _trading_at_second(root, int(ts.timestamp()))
+
+
+PRODUCT_HOURS = ProductHours()

@@ -52,7 +52,7 @@ class EntrySignal:
 class ExitSignal:
     bar_ts: datetime
     price: float
-    reason: str  # ibs_exit | max_bars | flat_time
+    reason: str  # ibs_exit | max_bars | flat_time | early_close
     ibs: float
 
 
@@ -132,8 +132,10 @@ class InstrumentBook:
         return ClosedTrade(p.entry_ts, p.entry_price, bar_ts, price, reason, p.ibs_entry, ibs_exit, p.ml_score,
                            p.bars_held, p.signal_ts, exit_signal_ts)
 
-    def on_bar(self, bar) -> BarResult:
-        """Apply one completed bar: pending fills at its open, stop/target inside it, exits at its close."""
+    def on_bar(self, bar, closes_early: bool = False) -> BarResult:
+        """Apply one completed bar: pending fills at its open, stop/target inside it, exits at its close.
+        `closes_early`: the session closes early before the next bar could complete — a position still open
+        is exited at this close (filled at the next open, before the close), reason 'early_close'."""
         params, result = self.params, BarResult()
         result.ibs = ibs(bar.high, bar.low, bar.close)
         if self.pending_exit is not None and self.position is not None:
@@ -162,6 +164,8 @@ class InstrumentBook:
                 reason = "max_bars"
             elif self.seconds is not None and is_flat_bar(bar.ts, self.seconds, params):
                 reason = "flat_time"
+            elif closes_early:
+                reason = "early_close"
             else:
                 reason = None
             if reason:

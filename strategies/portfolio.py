@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Callable
 
 from strategies.coordinator import Candidate, choose
@@ -51,14 +51,38 @@ class StepOutcome:
 Scorer = Callable[[str, object], float | None]
 # entry_block(root) → None (allowed) or a veto: anything with a `reason` (or a non-empty string).
 Veto = Callable[[str], object]
+# The product hours to decide by (strategies.calendar.PRODUCT_HOURS): open_at(root, ts) and early_close(root, ts).
+Hours = object
 
 
 class Portfolio:
-    def __init__(self, params: dict[str, IBSParams], *, timeframe: str = "1h", max_positions: int | None = None):
+    def __init__(self, params: dict[str, IBSParams], *, timeframe: str = "1h", max_positions: int | None = None,
+                 hours: Hours | None = None):
         self.params = params
         self.seconds = bar_length(timeframe)
         self.max_positions = max_positions
+        # The product's real hours: no entry decided while its market is closed or in the last bar before an
+        # early close (a holiday's), and what is open is exited before such a close.
+        self.hours = hours if self.seconds is not None else None
         self.books = {root: InstrumentBook(p, self.seconds) for root, p in params.items()}
+
+    def _closes_early(self, root: str, bar) -> datetime | None:
+        """The early close of `bar`'s session when a decision at the next bar's close would come too late for it."""
+        close = self.hours.early_close(root, bar.ts)
+        if close is None or bar.ts + timedelta(seconds=2 * self.seconds) < close:
+            return None
+        return close
+
+    def _no_entry(self, root: str, bar, early: datetime | None) -> str:
+        """Why an entry decided at `bar`'s close could not be managed in the market, or ''."""
+        if not self.hours:
+            return ""
+        decided = bar.ts + timedelta(seconds=self.seconds)
+        if not self.hours.open_at(root, decided):
+            return f"{root}'s market is closed at {decided:%Y-%m-%d %H:%M} UTC: no entry"
+        if early is not None:
+            return f"the session closes early at {early:%Y-%m-%d %H:%M} UTC, before the position could be managed"
+        return ""
 
     def busy(self) -> int:
         """Instruments holding a slot: an open position, or an entry waiting for its fill."""
@@ -69,8 +93,9 @@ class Portfolio:
         """Apply the bars (root → bar) that completed at `ts`; `entry_block(root)` may veto entries."""
         out = StepOutcome()
         roots = sorted(bars)
+        closing = {root: self._closes_early(root, bars[root]) for root in roots} if self.hours else {}
         for root in roots:
-            res = self.books[root].on_bar(bars[root])
+            res = self.books[root].on_bar(bars[root], closes_early=closing.get(root) is not None)
             out.results[root] = res
             out.closed.extend((root, t) for t in res.closed)
         candidates = []
@@ -80,6 +105,10 @@ class Portfolio:
                 continue
             signal = entry_candidate(bar, params, self.seconds)
             if signal is None:
+                continue
+            why = self._no_entry(root, bar, closing.get(root))
+            if why:
+                out.skipped.append(Skip(root, bar.ts, why, "session_close", None, signal.ibs, None, signal.price))
                 continue
             # Scored before any veto, so that a refused entry is recorded with its score too.
             ml = score(root, bar) if score else None

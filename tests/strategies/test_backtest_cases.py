@@ -118,3 +118,22 @@ def test_a_time_zone_folder_is_a_parameter_error_not_a_crash():
 
     with pytest.raises(ParameterError, match="window_tz: unknown time zone 'America'"):
         IBSParams(window_tz="America")  # a folder of the tz database: IsADirectoryError underneath
+
+
+def test_product_hours_refuse_an_entry_in_the_last_bar_before_an_early_close_and_force_the_exit_before_it():
+    """ES on Thanksgiving Friday 2026 closes at 12:00 Chicago (18:00 UTC): a flat book's entry signal at
+    the 16:00 UTC bar would be decided at 17:00 and its first exit decision would come at the close, so it
+    is refused; a position already open is exited at the 17:00 decision, before the close."""
+    from datetime import datetime, timezone
+
+    day = datetime(2026, 11, 27, 14, tzinfo=timezone.utc)
+    sig, mid = (100.0, 100.5, 99.5, 99.55), MID
+    params = {"entry_windows": "00:00-24:00", "flat_time": "none", "max_bars_held": 20}
+    refused = run([leg("ES", [mid, mid, sig, mid, mid], start=day, point_value=50.0, **params)])
+    assert refused.trades == [] and "closes early" in refused.skipped[0]["reason"]
+    held = run([leg("ES", [sig, mid, mid, mid, mid], start=day, point_value=50.0, **params)])
+    (trade,) = held.trades
+    assert (trade["exit_reason"], trade["exit_signal_time"][:16]) == ("early_close", "2026-11-27T16:00")
+    assert trade["exit_time"][:16] == "2026-11-27T17:00"  # filled at the 17:00 open, before the 18:00 close
+    assert run([leg("ES", [sig, mid, mid, mid, mid], start=day, point_value=50.0, **params)],
+               product_hours=False).trades[0]["exit_reason"] == "end_of_data"  # without the calendar: held on

@@ -26,7 +26,8 @@ from trading.risk.decision import Kind, KillState, order_decision
 
 log = logging.getLogger(__name__)
 State, Fill, PState = Signal.State, Signal.Fill, Position.State
-SKIP_CONTROLS = {"ml_filter": RiskControl.ML_FILTER, "max_positions": RiskControl.MAX_POSITIONS}
+SKIP_CONTROLS = {"ml_filter": RiskControl.ML_FILTER, "max_positions": RiskControl.MAX_POSITIONS,
+                 "session_close": RiskControl.MARKET_CLOSED}
 
 
 @dataclass

@@ -9,7 +9,7 @@ import math
 from datetime import datetime
 from decimal import Decimal
 
-from strategies.calendar import next_trade_date, session_close, session_date
+from strategies.calendar import next_trade_date, next_window, session_close, session_date
 from trading.execution.traderspost import order_payload
 from trading.models import Instrument, Signal, Strategy, signal_key
 
@@ -19,16 +19,21 @@ def price(value: float) -> Decimal:
     return Decimal(repr(round(float(value), 9)))
 
 
-def day_order_expiry(decided: datetime, now: datetime) -> datetime:
+def day_order_expiry(decided: datetime, now: datetime, root: str | None = None) -> datetime:
     """When a `day` order decided at `decided` (market time) stops being valid, on the clock `now` runs on.
 
     It is good until the close of the session it fills in (a decision at or after the close fills at
-    the next session's open), counted from when it was decided: the same validity live, and in a
-    replay of past data instead of expiring at once."""
-    day = session_date(decided)
-    if session_close(day) <= decided:
-        day = next_trade_date(day, inclusive=False)
-    return now + (session_close(day) - decided)
+    the next session's open) — the product's own close when `root` is known, an early close included —
+    counted from when it was decided: the same validity live, and in a replay of past data instead of
+    expiring at once."""
+    if root is not None:
+        close = next_window(root, decided)[1]
+    else:
+        day = session_date(decided)
+        if session_close(day) <= decided:
+            day = next_trade_date(day, inclusive=False)
+        close = session_close(day)
+    return now + (close - decided)
 
 
 def write_signal(strategy: Strategy, instrument: Instrument, *, ticker: str, contract: str, bar_time: datetime,
@@ -56,4 +61,4 @@ def write_signal(strategy: Strategy, instrument: Instrument, *, ticker: str, con
         key=key, strategy=strategy, instrument=instrument, contract=contract, bar_time=bar_time, action=action,
         quantity=quantity, signal_price=price(signal_price), reason=reason, ibs=ibs, ml_score=ml, payload=payload,
         state=state, state_reason=state_reason[:300], risk_control=risk_control, fill=fill,
-        expires_at=day_order_expiry(decided, now))
+        expires_at=day_order_expiry(decided, now, instrument.root))

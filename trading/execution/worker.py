@@ -22,7 +22,7 @@ from django.db import DatabaseError, close_old_connections
 from redis.exceptions import RedisError
 
 from strategies.bars import Bar, frame_from_bars
-from strategies.calendar import session_date
+from strategies.calendar import PRODUCT_HOURS, session_date
 from strategies.features import LOOKBACK, feature_names, feature_row
 from strategies.ibs import EntrySignal, ExitSignal
 from strategies.ibs import Position as BookPosition
@@ -156,7 +156,8 @@ class Worker:
         if not self.config.legs:
             raise ParameterError("legs", f"strategy {self.name} has no enabled instrument and no open position")
         s = self.config.strategy
-        self.portfolio = Portfolio(self.config.params, timeframe=s.timeframe, max_positions=s.max_positions)
+        self.portfolio = Portfolio(self.config.params, timeframe=s.timeframe, max_positions=s.max_positions,
+                                   hours=PRODUCT_HOURS)
         self.ledger = Ledger(s, self.config.legs)
         self.restore_books()
         self.load_models()
