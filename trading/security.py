@@ -50,7 +50,7 @@ def alert_lockout(sender, request=None, username=None, ip_address=None, **kwargs
     first failure row still counting against this username or address, so a new key means a new lockout)."""
     from axes.models import AccessAttempt
 
-    from trading.notify.outbox import enqueue
+    from trading.delivery.alerts import enqueue
 
     match = Q(pk__in=[])
     if username:

@@ -1,5 +1,6 @@
 """The notification outbox reaches Discord (a local stand-in over real HTTP): in order per webhook,
 429 `retry_after` honoured, floods coalesced, failures recorded, nothing lost and nothing doubled."""
+import os
 import secrets
 import time
 from datetime import timedelta
@@ -12,7 +13,7 @@ from tests.conftest import remember_secret
 from trading.models import Notification, Strategy
 from trading.notify import delivery
 from trading.notify.discord import COLOURS
-from trading.notify.outbox import enqueue
+from trading.delivery.alerts import enqueue
 from trading.redis_client import get_redis, key
 from trading.sim.discord import DiscordStandIn, rate_limited
 from trading.sim.httpstandin import answer
@@ -158,3 +159,35 @@ def test_a_run_killed_mid_send_is_redelivered_and_a_concurrent_run_waits(discord
     delivery.deliver_notifications()
     assert titles(discord) == ["claimed then killed"]
     assert Notification.objects.get(pk=row.pk).state == "sent"
+
+
+def test_alert_claims_and_attempts_go_through_the_delivery_core(discord):
+    """Every POST is in the attempt log with its outcome; a claim whose run died is taken back at once and
+    the alert sent again (at least once), one of a live run only after the lease."""
+    import subprocess
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from trading.delivery.claims import holder_token
+    from trading.models import DeliveryAttempt
+    from trading.notify.delivery import CLAIM_LEASE, recover_claims
+
+    standin = discord
+    enqueue("info", "first", strategy=None)
+    run_until_idle()
+    (attempt,) = DeliveryAttempt.objects.filter(notification__title="first")
+    assert (attempt.outcome, attempt.status_code, attempt.number) == ("delivered", 204, 1)
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    gone = enqueue("info", "claimed by a run that died", strategy=None)
+    alive = enqueue("info", "claimed by a live run", strategy=None)
+    now = timezone.now()
+    Notification.objects.filter(pk=gone.pk).update(state="sending", claimed_at=now,
+                                                   claimed_by=holder_token().replace(f":{os.getpid()}:", f":{dead.pid}:"))
+    Notification.objects.filter(pk=alive.pk).update(state="sending", claimed_at=now, claimed_by=holder_token())
+    assert recover_claims(now) == 1 and Notification.objects.get(pk=gone.pk).state == "pending"
+    assert recover_claims(now + CLAIM_LEASE + timedelta(seconds=1)) == 1  # the live one only after the lease
+    run_until_idle()
+    assert {t for t in titles(standin)} >= {"claimed by a run that died", "claimed by a live run"}

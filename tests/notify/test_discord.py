@@ -165,7 +165,7 @@ def test_real_bucket_rate_limit_then_success_after_waiting():
         url = webhook(standin)
         m = lifecycle_message("startup", strategy="IBS-A", process="worker")
         results = [post(url, m, timeout=5) for _ in range(6)]
-        assert [r.outcome for r in results] == ["ok"] * 5 + ["retryable"]
+        assert [r.outcome for r in results] == ["delivered"] * 5 + ["retryable"]
         assert results[3].pause_for == 0.0 and results[4].pause_for == pytest.approx(2.0)  # remaining 0: hold off
         assert results[5].status_code == 429 and results[5].retry_after == pytest.approx(2.0)
         clock[0] += results[5].retry_after

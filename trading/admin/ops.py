@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from trading.models import ConfigRevision, Heartbeat, Notification
+from trading.models import ConfigRevision, DeliveryAttempt, Heartbeat, Notification
 
 from .base import ReadOnlyAdmin
 
@@ -12,8 +12,19 @@ class HeartbeatAdmin(ReadOnlyAdmin):
     list_filter = ("state", "stale_alerted")
 
 
+class AlertAttemptInline(admin.TabularInline):
+    model = DeliveryAttempt
+    fk_name = "notification"
+    extra = 0
+    can_delete = False
+    max_num = 0
+    fields = ("number", "attempted_at", "outcome", "status_code", "duration_ms", "response")
+    readonly_fields = fields
+
+
 @admin.register(Notification)
 class NotificationAdmin(ReadOnlyAdmin):
+    inlines = [AlertAttemptInline]
     list_display = ("created_at", "kind", "strategy", "title", "state", "attempts", "sent_at")
     list_filter = ("kind", "state", "strategy")
     search_fields = ("title", "body")

@@ -7,6 +7,7 @@ from .base import ReadOnlyAdmin
 
 class DeliveryAttemptInline(admin.TabularInline):
     model = DeliveryAttempt
+    fk_name = "signal"
     extra = 0
     can_delete = False
     max_num = 0

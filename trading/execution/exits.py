@@ -24,7 +24,7 @@ from strategies.calendar import session_date
 from trading.execution.signals import price, write_signal
 from trading.marketdata import streams
 from trading.models import KillSwitch, KillSwitchEvent, Position, RiskControl, Signal, StrategyInstrument, Trade, trade_pnl
-from trading.notify.outbox import enqueue
+from trading.delivery.alerts import enqueue
 from trading.risk.daily import record_realized
 from trading.risk.decision import Kind, KillState, order_decision
 

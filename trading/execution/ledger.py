@@ -21,7 +21,7 @@ from strategies.portfolio import StepOutcome
 from trading.execution.exits import book_exit
 from trading.execution.signals import price, write_signal
 from trading.models import Position, RiskControl, Signal, Strategy, StrategyInstrument, Trade, WorkerCursor
-from trading.notify.outbox import enqueue
+from trading.delivery.alerts import enqueue
 from trading.risk.decision import Kind, KillState, order_decision
 
 log = logging.getLogger(__name__)

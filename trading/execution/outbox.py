@@ -14,7 +14,6 @@ MAX_ATTEMPTS have failed; an order without an expiry gives up after MAX_ATTEMPTS
 from __future__ import annotations
 
 import logging
-import random
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,10 +24,12 @@ from django.db.models import Q
 from django.utils import timezone
 
 from trading.config import ConfigError, resolve
+from trading.delivery.alerts import enqueue
+from trading.delivery.claims import claim_is_dead, holder_token
+from trading.delivery.outcomes import Outcome
+from trading.delivery.retry import backoff_seconds
 from trading.execution import exits
-from trading.health.process import holder_alive_here, holder_dead, process_token
 from trading.models import DeliveryAttempt, Signal
-from trading.notify.outbox import enqueue
 from trading.risk import killswitch
 from trading.risk.decision import Kind, order_decision
 
@@ -42,16 +43,7 @@ def claim_lease() -> timedelta:
     """How long a claim held on another host counts as alive (longer than any POST timeout). A holder on
     this host is judged by its process: alive (even frozen) it keeps its claim, dead it loses it at once."""
     return timedelta(seconds=settings.ORDER_CLAIM_LEASE_SECONDS)
-BACKOFF_BASE = 2.0
-BACKOFF_CAP = 60.0
 MAX_DELAY = timedelta(days=1)  # the longest any wait is kept (a Retry-After of 1e12 s included)
-
-
-def backoff_seconds(attempt: int, retry_after: float | None = None, *, rng=random.random) -> float:
-    """Delay before attempt `attempt + 1`: exponential with 20 % jitter, capped; never below retry_after."""
-    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
-    delay *= 1 + 0.2 * rng()
-    return max(delay, retry_after or 0.0)
 
 
 @dataclass
@@ -133,7 +125,7 @@ def send_one(pk: int, *, now: datetime | None = None, deliver=None, limiter=None
     if head is None or Signal.objects.filter(**head, state__in=[State.PENDING, State.SENDING, State.HELD],
                                              pk__lt=pk).exists():
         return None
-    token, claimed_at = process_token(), clock()
+    token, claimed_at = holder_token(), clock()
     if not Signal.objects.filter(pk=pk, state=State.PENDING).update(state=State.SENDING, claimed_at=claimed_at,
                                                                     claimed_by=token):
         return None
@@ -187,7 +179,8 @@ def send_one(pk: int, *, now: datetime | None = None, deliver=None, limiter=None
                 attempts=number, claimed_at=clock(), market_price=market_price, market_time=market_time):
             log.warning("claim lost before the POST signal=%s; another sender or the recovery has it", sig.key)
             return None
-        attempt = DeliveryAttempt.objects.create(signal=sig, number=number, attempted_at=clock(), outcome="started")
+        attempt = DeliveryAttempt.objects.create(signal=sig, number=number, attempted_at=clock(),
+                                                 outcome=Outcome.STARTED)
     started = time.monotonic()
     result = deliver(url, sig.payload, timeout)
     elapsed_ms = int((time.monotonic() - started) * 1000)
@@ -209,7 +202,7 @@ def _settle(sig: Signal, attempt: DeliveryAttempt, result, number: int, elapsed_
         DeliveryAttempt.objects.filter(pk=attempt.pk).update(outcome=result.outcome, status_code=status,
                                                              response=(body + (f"\n[{note}]" if note else ""))[:2000],
                                                              duration_ms=elapsed_ms)
-        if result.outcome == "delivered":
+        if result.outcome == Outcome.DELIVERED:
             if _finish(sig, State.SENT, "", sent_at=now, last_status=status, last_error=""):
                 sig.state = State.SENT
                 if sig.action == Signal.Action.EXIT:
@@ -218,7 +211,7 @@ def _settle(sig: Signal, attempt: DeliveryAttempt, result, number: int, elapsed_
                     exits.after_entry_sent(sig, killswitch.state(), now=now)
             report.sent.append(sig.key)
             return State.SENT
-        if result.outcome == "retryable" and (sig.expires_at is not None or number < MAX_ATTEMPTS):
+        if result.outcome == Outcome.RETRYABLE and (sig.expires_at is not None or number < MAX_ATTEMPTS):
             retry_after = getattr(result, "retry_after", None)
             delay = backoff_seconds(number, retry_after)
             if limiter is not None and retry_after:
@@ -234,12 +227,12 @@ def _settle(sig: Signal, attempt: DeliveryAttempt, result, number: int, elapsed_
                         dedupe_key=f"order-retrying:{sig.key}")
             report.retrying.append(sig.key)
             return State.PENDING
-        if result.outcome == "ambiguous":
+        if result.outcome == Outcome.AMBIGUOUS:
             _fail_ambiguous(sig, f"no answer after the request left ({getattr(result, 'error', '')})",
                             last_error=getattr(result, "error", ""))
             report.failed.append(sig.key)
             return State.FAILED
-        what = "rejected by the broker" if result.outcome == "permanent" else f"gave up after {number} attempts"
+        what = "rejected by the broker" if result.outcome == Outcome.PERMANENT else f"gave up after {number} attempts"
         detail = f"{what}: HTTP {status or '—'} {error}".strip()
         _finish(sig, State.FAILED, detail, last_status=status, last_error=error)
         _alert_failure(sig, f"Order failed: {sig.key}", detail)
@@ -280,10 +273,9 @@ def recover_interrupted(*, strategy=None, now: datetime | None = None, lease: ti
         stuck = stuck.filter(strategy=strategy)
     outcome = {"requeued": [], "ambiguous": []}
     for sig in stuck.select_related("strategy", "instrument"):
-        expired = sig.claimed_at is None or sig.claimed_at < now - lease
-        if holder_alive_here(sig.claimed_by) or (not expired and not holder_dead(sig.claimed_by)):
+        if not claim_is_dead(sig.claimed_by, sig.claimed_at, now, lease, live_holder_keeps=True):
             continue
-        in_flight = sig.delivery_attempts.filter(outcome="started").exists()
+        in_flight = sig.delivery_attempts.filter(outcome=Outcome.STARTED).exists()
         claim = Signal.objects.filter(pk=sig.pk, state=State.SENDING, claimed_by=sig.claimed_by,
                                       claimed_at=sig.claimed_at)  # the very claim judged dead, not a newer one
         if not in_flight:
@@ -293,7 +285,7 @@ def recover_interrupted(*, strategy=None, now: datetime | None = None, lease: ti
         if not claim.exists():
             continue
         _fail_ambiguous(sig, "interrupted while posting")
-        sig.delivery_attempts.filter(outcome="started").update(outcome="interrupted")
+        sig.delivery_attempts.filter(outcome=Outcome.STARTED).update(outcome=Outcome.INTERRUPTED)
         outcome["ambiguous"].append(sig.key)
     if outcome["requeued"] or outcome["ambiguous"]:
         log.warning("outbox recovery requeued=%s ambiguous=%s", outcome["requeued"], outcome["ambiguous"])

@@ -7,12 +7,9 @@ is a secret: it never appears in a log, an exception, a repr or a result; a shor
 """
 from __future__ import annotations
 
-import email.utils
-import hashlib
 import logging
 import math
 import numbers
-import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -20,38 +17,14 @@ from datetime import datetime, timezone
 import requests
 import urllib3
 
+from trading.delivery.outcomes import Outcome
+from trading.delivery.retry import retry_after
+from trading.delivery.webhooks import fingerprint
+
 log = logging.getLogger(__name__)
 TIME_IN_FORCE = ("day", "gtc", "opg", "cls", "ioc", "fok")
 ACTIONS = ("buy", "exit")
 BODY_LIMIT = 2000  # characters of the response body kept in a result
-
-
-def fingerprint(url: str) -> str:
-    """A stable short stand-in for a secret URL (first 8 hex of its sha256), safe for logs and keys."""
-    return hashlib.sha256(url.encode()).hexdigest()[:8]
-
-
-_PATH = re.compile(r'(?<=[ "(:])/[^\s"]*')
-
-
-class RedactPaths(logging.Filter):
-    """urllib3 logs request paths (at DEBUG, and in retry warnings); webhook paths are secrets."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = _PATH.sub("/<redacted>", record.getMessage())
-        record.msg, record.args = message, ()
-        return True
-
-
-def redact_http_client_logs() -> None:
-    """Install `RedactPaths` on urllib3's loggers once, whatever logging configuration runs later."""
-    for name in ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, RedactPaths) for f in logger.filters):
-            logger.addFilter(RedactPaths())
-
-
-redact_http_client_logs()
 
 
 def _positive(name: str, value) -> float:
@@ -123,7 +96,7 @@ def order_payload(*, ticker: str, action: str, quantity: int, signal_price: floa
 @dataclass(frozen=True)
 class DeliveryResult:
     """One POST's outcome. Holds the URL's fingerprint (`hook`), never the URL."""
-    outcome: str  # delivered | retryable | permanent | ambiguous (no answer after the request left)
+    outcome: str  # an Outcome: delivered | retryable | permanent | ambiguous (no answer after the request left)
     status_code: int | None = None
     body: str = ""
     retry_after: float | None = None  # seconds the broker asked us to wait (429 / 503 Retry-After), capped
@@ -134,11 +107,11 @@ class DeliveryResult:
 
     @property
     def delivered(self) -> bool:
-        return self.outcome == "delivered"
+        return self.outcome == Outcome.DELIVERED
 
     @property
     def retryable(self) -> bool:
-        return self.outcome == "retryable"
+        return self.outcome == Outcome.RETRYABLE
 
 
 def request_never_left(exc: requests.RequestException) -> bool:
@@ -156,32 +129,6 @@ def request_never_left(exc: requests.RequestException) -> bool:
     return isinstance(reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError))
 
 
-MAX_RETRY_AFTER = 86_400.0  # s: a longer wait is taken as a day (the outbox also caps it at the order's expiry)
-
-
-def retry_after(value: str | None, *, now: float | None = None) -> tuple[float | None, str]:
-    """A Retry-After header as seconds (delta-seconds or an HTTP date), clamped to [0, MAX_RETRY_AFTER],
-    and a note when the header was odd; (None, note) when it is absent or unreadable."""
-    if value is None:
-        return None, ""
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-            seconds = when.timestamp() - (time.time() if now is None else now)
-        except (TypeError, ValueError, OverflowError, AttributeError):
-            return None, f"Retry-After {text[:60]!r} is neither seconds nor an HTTP date; backoff used"
-    if not math.isfinite(seconds):
-        return None, f"Retry-After {text[:60]!r} is not a number of seconds; backoff used"
-    if seconds < 0:
-        return 0.0, f"Retry-After {text[:60]!r} is in the past; retried now"
-    if seconds > MAX_RETRY_AFTER:
-        return MAX_RETRY_AFTER, f"Retry-After {text[:60]!r} capped at {MAX_RETRY_AFTER:g} s (and at the order's expiry)"
-    return seconds, ""
-
-
 def deliver(url: str, payload: dict, timeout: float = 10.0, session: requests.Session | None = None) -> DeliveryResult:
     """POST once. 2xx delivered; 429/5xx and no connection retryable; other 4xx permanent; a timeout or a
     dropped connection after the request left ambiguous (never retried: it may be an order already)."""
@@ -197,7 +144,7 @@ def deliver(url: str, payload: dict, timeout: float = 10.0, session: requests.Se
         # The exception text contains the URL: keep only its class. A request that never left (no
         # connection) is safe to retry; one that left without an answer may be an order already.
         never_left = request_never_left(exc)
-        outcome = "retryable" if never_left else "ambiguous"
+        outcome = Outcome.RETRYABLE if never_left else Outcome.AMBIGUOUS
         what = (f"timeout after {timeout:g}s" if isinstance(exc, requests.Timeout) else "connection error") + \
             f" ({exc.__class__.__name__}{', before the request left' if never_left else ', after the request left'})"
         log.warning("webhook post hook=%s outcome=%s error=%s", hook, outcome, what)
@@ -206,12 +153,12 @@ def deliver(url: str, payload: dict, timeout: float = 10.0, session: requests.Se
     body = response.text[:BODY_LIMIT]
     wait, note = None, ""
     if 200 <= status < 300:
-        outcome = "delivered"
+        outcome = Outcome.DELIVERED
     elif status == 429 or status >= 500:
-        outcome = "retryable"
+        outcome = Outcome.RETRYABLE
         wait, note = retry_after(response.headers.get("Retry-After"))
     else:
-        outcome = "permanent"
+        outcome = Outcome.PERMANENT
     elapsed = ms()
     log.info("webhook post hook=%s status=%d outcome=%s ms=%d%s", hook, status, outcome, elapsed,
              f" note={note!r}" if note else "")

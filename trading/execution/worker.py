@@ -37,7 +37,7 @@ from trading.health.process import holder_dead, process_token
 from trading.marketdata import streams
 from trading.marketdata.barstore import load_frame
 from trading.models import Position, RiskControl, Signal, Strategy, WorkerCursor
-from trading.notify.outbox import enqueue
+from trading.delivery.alerts import enqueue
 from trading.redis_client import get_redis, key
 from trading.risk import killswitch
 from trading.risk.daily import entries_stopped

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from trading.health.heartbeat import is_fresh
 from trading.models import Heartbeat, Position, Strategy
-from trading.notify.outbox import enqueue
+from trading.delivery.alerts import enqueue
 
 log = logging.getLogger(__name__)
 

@@ -6,6 +6,8 @@ same order twice. The webhook URL is never stored here — only the strategy's $
 """
 from django.db import models
 
+from trading.delivery.outcomes import Outcome
+
 from .instruments import Instrument
 from .risk import RiskControl
 from .strategies import Strategy
@@ -81,19 +83,28 @@ class Signal(models.Model):
 
 
 class DeliveryAttempt(models.Model):
-    """One POST of a signal to the broker (never the URL, only what came back)."""
+    """One POST of an order to the broker or of an alert to Discord (never the URL, only what came back)."""
 
-    signal = models.ForeignKey(Signal, on_delete=models.CASCADE, related_name="delivery_attempts")
+    signal = models.ForeignKey(Signal, on_delete=models.CASCADE, related_name="delivery_attempts", null=True,
+                               blank=True)
+    notification = models.ForeignKey("trading.Notification", on_delete=models.CASCADE, related_name="delivery_attempts",
+                                     null=True, blank=True)
     number = models.PositiveSmallIntegerField()
     attempted_at = models.DateTimeField()
-    outcome = models.CharField(max_length=16)  # started (POST under way), delivered, retryable, permanent, ambiguous
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     response = models.TextField(blank=True)
     duration_ms = models.PositiveIntegerField(default=0)
 
     class Meta:
-        ordering = ["signal", "number"]
-        constraints = [models.UniqueConstraint(fields=["signal", "number"], name="one_attempt_number_per_signal")]
+        ordering = ["signal", "notification", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["signal", "number"], name="one_attempt_number_per_signal"),
+            models.UniqueConstraint(fields=["notification", "number"], name="one_attempt_number_per_notification"),
+            models.CheckConstraint(condition=models.Q(signal__isnull=False, notification__isnull=True)
+                                   | models.Q(signal__isnull=True, notification__isnull=False),
+                                   name="attempt_of_one_signal_or_notification"),
+        ]
 
     def __str__(self):
-        return f"{self.signal.key} #{self.number} {self.outcome}"
+        return f"{self.signal.key if self.signal_id else self.notification} #{self.number} {self.outcome}"

@@ -10,9 +10,11 @@ Rules (run by the Celery task `trading.deliver_notifications`, never by trading 
   `GIVE_UP_AFTER` (a Discord outage of an hour loses nothing); a permanent 4xx or a webhook
   that is not configured marks the row failed with the reason, for the admin to see.
 - More than `COALESCE_OVER` messages due for one webhook become one summary message.
-- A row is claimed (`sending`) before its POST. A run killed between POST and bookkeeping leaves
-  it `sending`; the next run sends it again after `CLAIM_LEASE`: for alerts a rare duplicate is
-  better than a lost emergency (orders follow the opposite rule).
+- A row is claimed (`sending`, with the run's holder token) before its POST, and every POST is logged
+  as a delivery attempt with its outcome (the delivery core, trading.delivery). A run that died between
+  POST and bookkeeping leaves it `sending`; its claim is taken back at once when the run's process is
+  gone, else after `CLAIM_LEASE`, and the alert is sent again: for alerts a rare duplicate is better than
+  a lost emergency (orders follow the opposite rule, trading.execution.outbox).
 """
 from __future__ import annotations
 
@@ -27,11 +29,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from trading.config import ConfigError, resolve
-from trading.execution.outbox import backoff_seconds
-from trading.execution.traderspost import fingerprint
-from trading.models import Notification
-from trading.redis_client import get_redis, key
+from trading.delivery.claims import claim_is_dead, holder_token
+from trading.delivery.outcomes import Outcome
+from trading.delivery.retry import backoff_seconds
+from trading.delivery.webhooks import fingerprint
+from trading.models import DeliveryAttempt, Notification
 from trading.notify import discord
+from trading.redis_client import get_redis, key
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +71,12 @@ def _alert(row: Notification) -> discord.Alert:
 
 
 def recover_claims(now: datetime) -> int:
-    """Rows left `sending` by a run that died: back to pending (see the module's rule)."""
-    return Notification.objects.filter(state=Notification.State.SENDING,
-                                       next_attempt_at__lte=now - CLAIM_LEASE).update(state=Notification.State.PENDING)
+    """Rows left `sending` by a run that died: back to pending, to be sent again (see the module's rule)."""
+    stuck = Notification.objects.filter(state=Notification.State.SENDING)
+    dead = [row.pk for row in stuck.only("pk", "claimed_by", "claimed_at")
+            if claim_is_dead(row.claimed_by, row.claimed_at, now, CLAIM_LEASE, live_holder_keeps=False)]
+    return Notification.objects.filter(pk__in=dead, state=Notification.State.SENDING).update(
+        state=Notification.State.PENDING)
 
 
 def _due(now: datetime) -> dict[str, list[Notification]]:
@@ -106,8 +113,17 @@ def _retry_later(rows: list[Notification], result: discord.PostResult, now: date
 def _claim(rows: list[Notification], now: datetime) -> bool:
     with transaction.atomic():
         claimed = Notification.objects.filter(pk__in=[r.pk for r in rows], state=Notification.State.PENDING).update(
-            state=Notification.State.SENDING, next_attempt_at=now)
+            state=Notification.State.SENDING, next_attempt_at=now, claimed_at=now, claimed_by=holder_token())
     return claimed == len(rows)
+
+
+def _log_attempt(head: Notification, result: discord.PostResult, at: datetime, started: float, batch: int) -> None:
+    """The attempt log: one row per POST, on the batch's first alert (a summary names how many it held)."""
+    note = f"[summary of {batch} alerts] " if batch > 1 else ""
+    DeliveryAttempt.objects.create(notification=head, number=head.attempts + 1, attempted_at=at,
+                                   outcome=result.outcome, status_code=result.status_code,
+                                   response=(note + (result.body or result.error))[:2000],
+                                   duration_ms=int((time.monotonic() - started) * 1000))
 
 
 def _deliver_group(reference: str, rows: list[Notification], report: DeliveryReport, *, post, clock, sleep,
@@ -139,7 +155,9 @@ def _deliver_group(reference: str, rows: list[Notification], report: DeliveryRep
             message = discord.notification_message(_alert(head))
         if not _claim(batch, now):  # another run took them; it delivers them
             return
+        started = time.monotonic()
         result = post(url, message)
+        _log_attempt(head, result, now, started, len(batch))
         now = clock()
         if result.ok:
             state = Notification.State.COALESCED if len(batch) > 1 else Notification.State.SENT
@@ -152,7 +170,7 @@ def _deliver_group(reference: str, rows: list[Notification], report: DeliveryRep
             if pause:
                 for r in rows:
                     r.next_attempt_at = max(r.next_attempt_at or now, now + timedelta(seconds=pause))
-        elif result.outcome == "permanent":
+        elif result.outcome == Outcome.PERMANENT:
             _fail(batch, f"Discord refused the message: HTTP {result.status_code}: {result.body[:500]}")
             report.failed += [r.pk for r in batch]
             log.error("discord refused hook=%s status=%s notifications=%d", hook, result.status_code, len(batch))

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import requests
 
-from trading.execution.traderspost import fingerprint, redact_http_client_logs
-
-redact_http_client_logs()
+from trading.delivery.outcomes import Outcome
+from trading.delivery.retry import retry_after as header_seconds
+from trading.delivery.retry import seconds
+from trading.delivery.webhooks import fingerprint
 log = logging.getLogger(__name__)
 
 COLOURS = {"startup": 0x2ECC71, "shutdown": 0x95A5A6, "entry": 0x3498DB, "exit": 0x9B59B6,
@@ -271,7 +271,7 @@ def coalesce(alerts, *, window: str = "", when: datetime | None = None) -> dict:
 # --- delivery ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PostResult:
-    """One POST's outcome: ok | retryable | permanent. Holds the URL's fingerprint (`hook`), never the URL.
+    """One POST's outcome (delivered | retryable | permanent). Holds the URL's fingerprint (`hook`), never the URL.
 
     `retry_after`: seconds before retrying this message (429 or a 5xx with Retry-After).
     `pause_for`: seconds the sender should hold every post to this webhook (a 429, or a bucket
@@ -288,15 +288,11 @@ class PostResult:
 
     @property
     def ok(self) -> bool:
-        return self.outcome == "ok"
+        return self.outcome == Outcome.DELIVERED
 
 
 def _seconds(value) -> float | None:
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, seconds) if math.isfinite(seconds) else None
+    return seconds(value)[0]
 
 
 def post(url: str, message: dict, timeout: float = 10.0, session: requests.Session | None = None) -> PostResult:
@@ -306,10 +302,10 @@ def post(url: str, message: dict, timeout: float = 10.0, session: requests.Sessi
         response = (session or requests).post(url, json=fit(message), timeout=timeout)
     except requests.Timeout:
         log.warning("discord post hook=%s outcome=retryable error=timeout", hook)
-        return PostResult("retryable", error=f"timeout after {timeout:g}s", hook=hook)
+        return PostResult(Outcome.RETRYABLE, error=f"timeout after {timeout:g}s", hook=hook)
     except requests.RequestException as exc:
         log.warning("discord post hook=%s outcome=retryable error=%s", hook, exc.__class__.__name__)
-        return PostResult("retryable", error=f"connection error ({exc.__class__.__name__})", hook=hook)
+        return PostResult(Outcome.RETRYABLE, error=f"connection error ({exc.__class__.__name__})", hook=hook)
 
     status, headers = response.status_code, response.headers
     body = response.text[:BODY_LIMIT]
@@ -325,17 +321,17 @@ def post(url: str, message: dict, timeout: float = 10.0, session: requests.Sessi
         data = data if isinstance(data, dict) else {}
         retry_after = _seconds(data.get("retry_after"))
         if retry_after is None:
-            retry_after = _seconds(headers.get("Retry-After"))
+            retry_after = header_seconds(headers.get("Retry-After"))[0]
         if retry_after is None:
             retry_after = reset_after if reset_after is not None else 1.0
         is_global = is_global or bool(data.get("global"))
-        outcome = "retryable"
+        outcome = Outcome.RETRYABLE
     elif 200 <= status < 300:
-        outcome = "ok"
+        outcome = Outcome.DELIVERED
     elif status >= 500:
-        outcome, retry_after = "retryable", _seconds(headers.get("Retry-After"))
+        outcome, retry_after = Outcome.RETRYABLE, header_seconds(headers.get("Retry-After"))[0]
     else:
-        outcome = "permanent"
+        outcome = Outcome.PERMANENT
     pause = max(pause, retry_after or 0.0) if status == 429 else pause
     log.info("discord post hook=%s status=%d outcome=%s pause=%.3f", hook, status, outcome, pause)
     return PostResult(outcome, status, body, retry_after, pause, is_global, hook=hook)
@@ -343,5 +339,5 @@ def post(url: str, message: dict, timeout: float = 10.0, session: requests.Sessi
 
 def wait_hint(result: PostResult) -> float:
     """Seconds before the next post to the same webhook (0 when none is needed)."""
-    return max(result.pause_for, result.retry_after or 0.0) if result.outcome != "permanent" else 0.0
+    return max(result.pause_for, result.retry_after or 0.0) if result.outcome != Outcome.PERMANENT else 0.0
 

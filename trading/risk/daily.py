@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from strategies.calendar import previous_trade_date, session_close, session_date
 from trading.models import DailyRiskState, Position, RiskControl, Strategy, Trade
-from trading.notify.outbox import enqueue
+from trading.delivery.alerts import enqueue
 from trading.risk.decision import ALLOW, RiskDecision, block_entry
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from trading.models import KillSwitch, KillSwitchEvent, RiskControl
-from trading.notify.outbox import enqueue
+from trading.delivery.alerts import enqueue
 from trading.risk.decision import KillState, order_decision
 
 log = logging.getLogger(__name__)

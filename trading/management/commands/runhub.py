@@ -18,7 +18,7 @@ from trading.marketdata.hub import Hub
 from trading.marketdata.live import restart_point, run_live
 from trading.marketdata.roll import FrontMonth
 from trading.models import ContractRoll, Instrument, StrategyInstrument
-from trading.notify.outbox import enqueue
+from trading.delivery.alerts import enqueue
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""Queue a notification for Discord delivery: a database row, never a network call here.
+"""Queue an alert (a row of the notification outbox, delivered to Discord by trading.notify.delivery): a
+database row, never a network call here.
 
 Trading code calls `enqueue` and moves on, so a slow or failing Discord can never slow trading.
 A `dedupe_key` makes an alert idempotent (e.g. one daily-stop alert per strategy and day).
