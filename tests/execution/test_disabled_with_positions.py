@@ -53,7 +53,7 @@ def test_a_leg_disabled_mid_position_survives_restarts_and_a_redis_restart_and_e
         with pytest.raises(Exception):
             w.poll()
         redis_server.start()
-        w.buffer.clear()
+        w.hours.buffer.clear()
         w.setup()
         publish_hours([MID], start=T0 + 2 * H, root="CL")
         publish_hours([GC_SIGNAL, MID], start=T0 + 2 * H, root="GC")  # a GC entry: max_positions 1 is taken by CL

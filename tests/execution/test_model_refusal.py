@@ -7,6 +7,7 @@ from django.core.management import call_command
 
 from strategies.bars import Bar
 from strategies.features import OWN
+from trading.execution.scoring import ModelRegistry
 from trading.execution.worker import Worker
 from trading.marketdata import streams
 from trading.models import Notification, Signal, Strategy, StrategyInstrument
@@ -48,8 +49,8 @@ def test_a_hostile_model_is_refused_the_policy_applies_and_one_alert_names_it(se
     model_file = hostile.write_model(tmp_path / "models", "CL", getattr(hostile, payload)(marker, len(OWN)), list(OWN))
     w = Worker("ibs_a", block_ms=10)
     w.setup()
-    assert "CL" not in w.models and str(model_file) in w.model_errors["CL"]
-    w.load_models()  # loaded again (as after a config change): still one alert
+    assert "CL" not in w.scoring.models and str(model_file) in w.model_errors["CL"]
+    w.scoring = ModelRegistry(w.config.strategy, w.config.legs)  # loaded again (as after a config change): one alert
     publish([SIGNAL, MID])
     w.poll()
     assert not marker.exists()  # nothing of the file ran, at load or at the entry candidate
@@ -70,5 +71,5 @@ def test_a_sound_model_is_used(setup, broker, tmp_path):
     hostile.write_model(tmp_path / "models", "CL", sio.dumps(hostile.forest(len(OWN))), list(OWN))
     w = Worker("ibs_a", block_ms=10)
     w.setup()
-    assert "CL" in w.models and not w.model_errors
+    assert "CL" in w.scoring.models and not w.model_errors
     assert not Notification.objects.filter(title__contains="ML model").exists()

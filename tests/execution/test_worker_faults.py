@@ -45,7 +45,7 @@ def desk(settings, monkeypatch, broker, tmp_path, redis_prefix, webhook_env, cl_
 def break_cl_model(worker):
     """What the adversarial round found: a forest fitted on 5 columns behind metadata naming the right 13."""
     wrong = RandomForestClassifier(n_estimators=3, random_state=0).fit(np.random.rand(40, 5), np.arange(40) % 2)
-    worker.models["CL"].model = wrong
+    worker.scoring.models["CL"].model = wrong
 
 
 def sent(broker):
@@ -95,7 +95,7 @@ def test_an_hour_that_cannot_be_processed_is_passed_by_after_its_attempts_and_al
             break
         except ValueError:
             failures += 1
-            w.buffer.clear()
+            w.hours.buffer.clear()
             w.setup()
     assert failures == MAX_HOUR_ATTEMPTS - 1
     alert = Notification.objects.get(kind="emergency", title="ibs_a: hour 2026-11-03 03:00 UTC could not be processed")

@@ -22,7 +22,7 @@ from trading.execution import traderspost
 from trading.execution.ledger import Ledger, price
 from trading.execution.outbox import MAX_ATTEMPTS, alert_stuck_pending, send_pending_orders
 from trading.execution.ratelimit import MemoryRateLimiter
-from trading.execution.worker import load_config
+from trading.execution.configuration import load_config
 from trading.models import Notification, Position, Signal
 from trading.risk import killswitch
 from trading.sim.traderspost import TradersPostStandIn

@@ -1,0 +1,114 @@
+"""Hour assembly: the hourly bars of a worker's instruments from the streams, one hour at a time.
+
+An hour is ready once the hub's watermark has passed it: every instrument's bar for it is then in the
+streams. The watermark is read before the bars (read after, a bar written between the two would be
+missed). Hours removed from a stream under the reader (trimmed, flushed) come from the bar store
+(execution.gaps), never a silent skip. Bar times are int64 milliseconds here, as the stream ids are.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+
+import pandas as pd
+import redis
+
+from strategies.bars import Bar, frame_from_bars
+from strategies.features import LOOKBACK
+from trading.delivery.alerts import enqueue
+from trading.execution import gaps
+from trading.marketdata import streams
+from trading.marketdata.barstore import load_frame
+
+log = logging.getLogger(__name__)
+UTC = timezone.utc
+HOUR_MS = 3_600_000
+
+
+def bar_ms(bar: Bar) -> int:
+    return int(bar.ts.timestamp() * 1000)
+
+
+class HourFeed:
+    def __init__(self, client: redis.Redis, strategy):
+        self.client, self.strategy = client, strategy
+        self.buffer: dict[int, dict[str, Bar]] = {}  # bar start (ms) → root → bar
+        self.last_ids: dict[str, str] = {}  # stream → the last entry read
+        self.roots: dict[str, str] = {}  # stream → root
+
+    def follow(self, root: str, after_ms: int) -> None:
+        """Read `root`'s hourly stream from after the bar that started at `after_ms` (0: from its start)."""
+        stream = streams.stream_key(root, "1h")
+        self.last_ids[stream] = f"{after_ms}-0" if after_ms else "0-0"
+        self.roots[stream] = root
+
+    def watermark(self) -> int:
+        return streams.watermark_ms(self.client)
+
+    def read(self, cursor_ms: int, block_ms: int | None) -> None:
+        """Everything new in the followed streams into the buffer (hours after `cursor_ms` only)."""
+        while True:
+            got = streams.read_bars(self.last_ids, count=1000, client=self.client, block_ms=block_ms)
+            block_ms = None
+            if not got:
+                return
+            for stream in {stream for stream, *_ in got}:
+                self.fill_skipped(stream, cursor_ms)
+            for stream, entry, bar, error in got:
+                self.last_ids[stream] = entry
+                if bar is None:
+                    enqueue("emergency", f"{self.strategy.name}: garbled bar skipped", strategy=self.strategy,
+                            body=f"{stream} {entry}: {error}", dedupe_key=f"garbled:{stream}:{entry}")
+                elif stream in self.roots and bar_ms(bar) > cursor_ms:
+                    self.buffer.setdefault(bar_ms(bar), {})[bar.symbol] = bar
+            if len(got) < 1000:
+                return
+
+    def block_for(self, watermark_ms: int, block_ms: int) -> int | None:
+        """How long the next read may wait: not at all with an hour ready; briefly with bars waiting for the
+        watermark (the hub writes it right after an hour's bars, and that wakes no stream reader)."""
+        if self.ready(watermark_ms):
+            return None
+        return block_ms if not self.buffer else min(block_ms, 100)
+
+    def ready(self, watermark_ms: int) -> list[int]:
+        """Hours (ms) whose bars are all in: the watermark has passed them."""
+        return [ts for ts in sorted(self.buffer) if ts + HOUR_MS <= watermark_ms]
+
+    def fill_skipped(self, stream: str, cursor_ms: int) -> None:
+        """Before reading on in `stream`: the hours removed under this reader come from the bar store;
+        trading hours it lacks too are named in an emergency (see execution.gaps)."""
+        first = gaps.first_entry_past(self.client, stream, self.last_ids[stream])
+        if first is None:
+            return
+        root, since = self.roots[stream], gaps.entry_ms(self.last_ids[stream])
+        bars, missing = gaps.hours_between(root, since, first)
+        for bar in bars:
+            if bar_ms(bar) > cursor_ms:
+                self.buffer.setdefault(bar_ms(bar), {})[root] = bar
+        (log.error if bars or missing else log.debug)(
+            "stream skipped hours strategy=%s root=%s after=%s before=%s from_store=%d missing=%d",
+            self.strategy.name, root, since, first, len(bars), len(missing))
+        if missing:
+            hours = ", ".join(f"{h:%Y-%m-%d %H:%M}" for h in missing[:48]) + (" …" if len(missing) > 48 else "")
+            enqueue("emergency", f"{self.strategy.name}: {root} hours missing from the streams and the bar store",
+                    strategy=self.strategy,
+                    body=(f"{root} hourly bars were removed from Redis before the worker read them, and the bar store "
+                          f"lacks {len(missing)} trading hour(s) too (UTC): {hours}. The worker went on without "
+                          f"them; open positions keep their broker-side stop and target. Run `manage.py warmup` "
+                          f"for these hours and check the hub."),
+                    fields={"root": root, "missing hours": str(len(missing))},
+                    dedupe_key=f"hours-missing:{self.strategy.name}:{root}:{since}:{first}")
+
+
+def feature_history(client: redis.Redis, root: str, cursor_ms: int) -> pd.DataFrame:
+    """Bars up to the cursor — the bar store, then the stream — as ML feature history only: nothing
+    here reaches the portfolio or the ledger, so history can never send an order."""
+    if not cursor_ms:
+        return frame_from_bars([])
+    until = datetime.fromtimestamp(cursor_ms / 1000, UTC)
+    stored = load_frame(root, "1h", until=until, limit=LOOKBACK)
+    entries = client.xrevrange(streams.stream_key(root, "1h"), max=f"{cursor_ms}-0", min="-", count=LOOKBACK)
+    recent = frame_from_bars([Bar.from_message(f["bar"]) for _, f in reversed(entries)])
+    frame = pd.concat([stored, recent], ignore_index=True) if len(stored) else recent
+    return frame.drop_duplicates("ts", keep="last").sort_values("ts").tail(LOOKBACK).reset_index(drop=True)

@@ -1,0 +1,61 @@
+"""The model registry of a worker: each instrument's ML filter, loaded, scored, and what happens when it fails.
+
+A model that fails to load or to score is the same event: the instrument goes on by its ML failure
+policy (skip entries, or trade without the filter), alerted once; nothing else stops.
+"""
+from __future__ import annotations
+
+import logging
+import math
+
+import pandas as pd
+from django.conf import settings
+
+from strategies.features import feature_names, feature_row
+from strategies.ml import ModelError, load
+from trading.delivery.alerts import enqueue
+
+log = logging.getLogger(__name__)
+
+
+class ModelRegistry:
+    def __init__(self, strategy, legs: dict):
+        self.strategy, self.legs = strategy, legs
+        self.models: dict[str, object] = {}
+        self.errors: dict[str, str] = {}
+        roots = list(legs)
+        for root, leg in legs.items():
+            if not leg.row.ml_enabled:
+                continue
+            try:
+                self.models[root] = load(root, settings.MODELS_DIR, feature_names(roots, root))
+            except ModelError as exc:
+                self.failed(root, str(exc))
+
+    def skips_entries(self, root: str) -> bool:
+        """Whether `root`'s filter is unavailable and its policy says: no entries meanwhile."""
+        leg = self.legs[root]
+        return leg.row.ml_enabled and root in self.errors and leg.row.ml_failure_policy == "skip_entries"
+
+    def score(self, root: str, bar, frames: dict[str, pd.DataFrame]) -> float | None:
+        """P(profitable) of an entry at `bar`; None: trade without the filter; NaN: no score."""
+        if not self.legs[root].row.ml_enabled:
+            return None
+        model = self.models.get(root)
+        if model is None:
+            return math.nan if self.skips_entries(root) else None
+        try:
+            row = feature_row(frames, root, int(bar.ts.timestamp()) * 1_000_000_000)
+            return float(model.probability(row.to_frame().T)[0])
+        except Exception as exc:  # noqa: BLE001 — a model that fails to score is a model that failed to load
+            self.failed(root, f"scoring failed at {bar.ts:%Y-%m-%d %H:%M} UTC: {exc.__class__.__name__}: {exc}")
+            return self.score(root, bar, frames)
+
+    def failed(self, root: str, error: str) -> None:
+        self.models.pop(root, None)
+        self.errors[root] = error
+        policy = self.legs[root].row.get_ml_failure_policy_display()
+        name = self.strategy.name
+        log.error("model failed strategy=%s root=%s policy=%s error=%s", name, root, policy, error)
+        enqueue("emergency", f"{name}: ML model for {root} unavailable", strategy=self.strategy,
+                body=f"{error}\nPolicy: {policy}.", dedupe_key=f"model:{name}:{root}:{hash(error[:80])}")
