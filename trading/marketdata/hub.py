@@ -1,6 +1,7 @@
 """The market-data hub: Databento Live trades → front-month 1-minute, hourly and daily bars → Redis.
 
-Spreads and back months never enter a bar; a minute without trades makes no bar (the gap is
+Spreads (by their definition) and back months never enter a bar; a root's first front is chosen
+from the contracts' definitions (trading.marketdata.roll); a minute without trades makes no bar (the gap is
 counted); a bar is published only once time has passed its end (trade or heartbeat time), so
 nothing downstream ever sees a bar twice or a bar still forming. After a dropped connection it
 resubscribes with `start=` at the earliest unfinished minute and skips what it already built.
@@ -23,7 +24,8 @@ import numpy as np
 
 from strategies.bars import Bar, DailyAggregator, HourlyAggregator, MinuteBarBuilder
 from strategies.calendar import session_date, session_date_ns, session_end
-from trading.marketdata.roll import FrontMonth, Roll, parse_contract
+from trading.marketdata.definitions import ContractDef, Directory
+from trading.marketdata.roll import FrontMonth, Roll
 
 log = logging.getLogger(__name__)
 UTC = timezone.utc
@@ -60,14 +62,16 @@ class RootState:
 
 
 class Hub:
-    def __init__(self, fronts: dict[str, FrontMonth], *, publish, on_roll=None, on_watermark=None, flush=None):
+    def __init__(self, fronts: dict[str, FrontMonth], *, publish, on_roll=None, on_watermark=None, flush=None,
+                 on_definition=None):
         self.roots = {root: RootState(root, front, MinuteBarBuilder(root)) for root, front in fronts.items()}
         self.publish = publish  # callable(Bar) -> bool (False: duplicate)
         self.flush = flush or (lambda: None)  # a buffering publisher writes what it holds
         self.on_roll = on_roll or (lambda roll: None)
+        self.on_definition = on_definition or (lambda contract: None)  # an outright of a configured root
         # Called with the hour (ns) before which every hourly bar of every root is published.
         self.on_watermark = on_watermark or (lambda hour_ns: None)
-        self.symbols: dict[int, str] = {}
+        self.instruments = Directory()
         self._routes: dict[int, tuple[str, RootState | None, str]] = {}  # instrument_id → (raw, state, why not)
         self._ids = np.zeros(0, dtype=np.uint32)  # instrument ids seen by the batch path, sorted
         self.counters: Counter = Counter()
@@ -83,14 +87,21 @@ class Hub:
         if isinstance(rec, dbn.TradeMsg):
             self._trade(rec)
         elif isinstance(rec, dbn.SymbolMappingMsg):
-            self.symbols[rec.instrument_id] = rec.stype_out_symbol
+            self.instruments.map(rec)
             self._routes.pop(rec.instrument_id, None)
+        elif isinstance(rec, dbn.InstrumentDefMsg):
+            self._definition(ContractDef.from_record(rec))
         elif isinstance(rec, dbn.SystemMsg):
-            self.counters["system"] += 1
-            self.advance(rec.ts_event)
+            if rec.is_heartbeat():  # only a heartbeat's time is the market's: acknowledgements are not
+                self.counters["system"] += 1
+                self.advance(rec.ts_event)
+            else:
+                code = getattr(rec.code, "name", str(rec.code)).lower()
+                self.counters[f"system_{code}"] += 1
+                log.info("gateway says code=%s msg=%s", code, rec.msg)
         elif isinstance(rec, dbn.ErrorMsg):
             self.counters["gateway_errors"] += 1
-            log.error("gateway error: %s", rec.err)
+            log.error("gateway error code=%s: %s", getattr(rec.code, "name", rec.code), rec.err)
         else:
             self.counters["other_records"] += 1
 
@@ -131,7 +142,7 @@ class Hub:
         routes: list = [None] * len(self._ids)
         for u in seen.tolist():
             i = int(self._ids[u])
-            routes[u] = self._routes.get(i) or self._route(i, int(stamps[int(np.argmax(inverse == u))]))
+            routes[u] = self._routes.get(i) or self._route(i)
         price = fields["price"]
         # Per instrument: 0 unmapped, 1 spread, 2 not a configured root, 3 a root's outright.
         kind = np.array([0 if r is None else 1 if r[2] == "spread" else 2 if r[1] is None else 3 for r in routes])
@@ -256,23 +267,32 @@ class Hub:
             if t > self.clock:
                 self.advance(t)
 
-    def _route(self, instrument_id: int, ts: int) -> tuple[str, RootState | None, str] | None:
-        """Where an instrument's trades go, worked out once per symbol mapping (None: unmapped)."""
-        raw = self.symbols.get(instrument_id)
-        if raw is None:
+    def _route(self, instrument_id: int) -> tuple[str, RootState | None, str] | None:
+        """Where an instrument's trades go, worked out once per mapping or definition (None: unmapped)."""
+        known = self.instruments.describe(instrument_id)
+        if known is None:
             return None
-        if "-" in raw:
+        raw, root, kind = known
+        if kind == "spread":
             route = (raw, None, "spread")
         else:
-            parsed = parse_contract(raw, datetime.fromtimestamp(ts / NS, UTC).date())
-            state = self.roots.get(parsed[0]) if parsed else None
+            state = self.roots.get(root)
             route = (raw, state, "" if state else "unknown")
         self._routes[instrument_id] = route
         return route
 
+    def _definition(self, contract: ContractDef) -> None:
+        self.counters["definitions"] += 1
+        self.instruments.define(contract)
+        self._routes.pop(contract.instrument_id, None)
+        state = self.roots.get(contract.root)
+        if state is not None and contract.outright:
+            state.front.define(contract)
+            self.on_definition(contract)
+
     def _trade(self, rec) -> None:
         ts = rec.ts_event
-        route = self._routes.get(rec.instrument_id) or self._route(rec.instrument_id, ts)
+        route = self._routes.get(rec.instrument_id) or self._route(rec.instrument_id)
         if route is None:
             self._bad("unmapped", f"instrument_id={rec.instrument_id} has no symbol mapping")
             return
@@ -308,7 +328,11 @@ class Hub:
         state.minute_volume[raw] += size
         front = state.front
         if not front.active:
-            front.observe(raw, 0, session_date_ns(ts))
+            roll = front.choose(session_date_ns(ts))
+            if roll is None:  # no definition and no data yet: the session's busiest outright, at its close
+                self._bad("no_front", f"root={state.root} symbol={raw}: no contract known to choose a front from")
+                return
+            self._rolled(roll)
         if raw != front.active:
             self.counters["back_month_dropped"] += 1
             return
