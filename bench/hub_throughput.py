@@ -45,7 +45,7 @@ from databento import DBNRecord as Record  # noqa: E402
 
 from trading.marketdata.live import RecordFeed  # noqa: E402
 from trading.marketdata.roll import FrontMonth  # noqa: E402
-from trading.sim.market import first_listed_month, generate, listings  # noqa: E402
+from trading.sim.market import front_month, generate  # noqa: E402
 
 KEY = "db-" + "benchHubThroughputKey00000001"
 DATASET = "GLBX.MDP3"
@@ -92,8 +92,8 @@ def setup_django() -> None:
 
 
 def front_contract(root: str, start: date) -> str:
-    """The front month the generator lists for a span starting at `start`."""
-    return next(x.raw_symbol for x in listings(root, first_listed_month(start)) if x.kind == "front")
+    """The front month the generator trades most at the start of a span."""
+    return front_month(root, start)
 
 
 def make_hub(roots: list[str], start: date, *, redis: bool = True) -> tuple:

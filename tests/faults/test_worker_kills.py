@@ -11,7 +11,7 @@ import pytest
 from tests.e2e.appliance import wait_until
 from tests.e2e.reference import expected_bars
 from tests.e2e.trading_setup import Expected, TradingRun, received
-from trading.sim.market import generate, listings
+from trading.sim.market import front_month, generate
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 KEY = "db-" + "faultsWorkerKillKey00000000003"
@@ -23,7 +23,7 @@ KILLS = int(os.environ.get("PINEOPS_KILLS", "20"))
 def test_killed_at_random_moments(tmp_path, fault_report, victim):
     paths = generate(tmp_path / "market", roots=ROOTS, start=date(2026, 11, 2), days=5, seed=9, roll_day=30,
                      trades_per_minute=3.0)
-    fronts = {r: listings(r, date(2026, 11, 5))[0].raw_symbol for r in ROOTS}
+    fronts = {r: front_month(r, date(2026, 11, 5)) for r in ROOTS}
     days = {r: len(expected_bars(paths[r], fronts[r])["1d"]) for r in ROOTS}
     rng = random.Random(int(os.environ.get("PINEOPS_KILL_SEED", "1")))
     kills = 0
@@ -71,7 +71,7 @@ def test_worker_killed_while_its_order_is_in_flight_sends_it_once(tmp_path, faul
     sent, and the next worker neither resends it nor declares it ambiguous."""
     paths = generate(tmp_path / "market", roots=["CL"], start=date(2026, 11, 2), days=3, seed=9, roll_day=30,
                      trades_per_minute=3.0)
-    fronts = {"CL": listings("CL", date(2026, 11, 3))[0].raw_symbol}
+    fronts = {"CL": front_month("CL", date(2026, 11, 3))}
     days = {"CL": len(expected_bars(paths["CL"], fronts["CL"])["1d"])}
     with TradingRun(tmp_path, paths, fronts, days, key=KEY, speed=11_000, block_ms=100) as run:
         run.broker.script({"status": 200, "delay": 3.0})
