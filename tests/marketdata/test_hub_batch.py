@@ -15,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trading.marketdata.hub import ONE_BY_ONE, Hub
+from trading.marketdata.hub import Hub
+from trading.marketdata.hubbatch import ONE_BY_ONE
 from trading.marketdata.roll import FrontMonth
 
 NS = 10**9
