@@ -12,6 +12,7 @@ from strategies.contracts import expiration
 from tests.conftest import glbx_samples
 from trading.sim.gateway import LiveGateway
 from trading.sim.market import generate
+from trading.sim.replay import ReplaySource
 
 KEY = "db-" + "gatewayProtocolTestKey0000005"
 
@@ -129,3 +130,14 @@ def test_an_unknown_symbol_gets_an_error_record_and_the_others_still_flow(files)
     assert [(e.code, e.err) for e in errors] == [(dbn.ErrorCode.SYMBOL_RESOLUTION_FAILED,
                                                   "Failed to resolve symbol: ZZ.FUT")]
     assert len(of(got, dbn.TradeMsg)) > 1000
+
+
+def test_a_paced_market_starts_with_its_first_trade_for_the_first_client_and_at_its_present_after(files):
+    """Without start=, the first client of a paced gateway gets the market from its very first trade (the
+    market starts with it); a later one gets it from the market's present, as Databento's Live does."""
+    first = min(r.ts for r in ReplaySource(list(files.values())).records if r.schema == "trades")
+    with LiveGateway(list(files.values()), key=KEY, heartbeat_interval=0.2, speed=20_000) as gateway:
+        one = session(gateway, [{"schema": "trades", "symbols": ["CL.FUT", "6A.FUT"]}], lambda got: len(got) > 50)
+        two = session(gateway, [{"schema": "trades", "symbols": ["CL.FUT", "6A.FUT"]}], lambda got: len(got) > 50)
+    assert of(one, dbn.TradeMsg)[0].ts_event == first
+    assert of(two, dbn.TradeMsg)[0].ts_event > of(one, dbn.TradeMsg)[-1].ts_event - 10**9

@@ -172,9 +172,10 @@ class LiveGateway:
         """The replayed market's present (ns) when pacing: it starts with the first session and runs
         `speed` times faster than the wall clock, whoever is connected."""
         with self._lock:
-            if self._epoch is None:
+            if self._epoch is None:  # the first client: the market starts now, with its first trade
                 first = next((r.ts for r in self._records if r.schema != "definition"), None)
                 self._epoch = (time.monotonic(), first if first is not None else time.time_ns())
+                return self._epoch[1]
             wall0, data0 = self._epoch
         return data0 + int((time.monotonic() - wall0) * self.speed * 1e9)
 
