@@ -132,6 +132,8 @@ class Session:
         if self.done.is_set():
             return
         try:
+            if isinstance(rec, dbn.SystemMsg) and not rec.is_heartbeat():  # the subscription's acknowledgement
+                return
             if isinstance(rec, dbn.SystemMsg):  # the gateway's first heartbeat: the data has ended
                 if self.sink:
                     self.sink(rec)
@@ -199,9 +201,9 @@ def hub_live(port: int, roots: list[str], start: date, timeout: float) -> Result
             if hub.counters["system"] > heartbeats:  # the end-of-data heartbeat was in this batch
                 written()
                 last = time.perf_counter()
-                records += next(i for i, rec in enumerate(batch) if isinstance(rec, dbn.SystemMsg))
+                records += next(i for i, rec in enumerate(batch) if isinstance(rec, dbn.SystemMsg) and rec.is_heartbeat())
                 break
-            records += len(batch)
+            records += sum(1 for rec in batch if not isinstance(rec, dbn.SystemMsg))  # not the acknowledgement
             if feed.empty():
                 hub.flush()
             if time.monotonic() > deadline:
