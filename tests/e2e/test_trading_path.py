@@ -20,7 +20,7 @@ START = date(2026, 11, 2)
 def market(tmp_path_factory):
     out = tmp_path_factory.mktemp("market")
     paths = generate(out, roots=ROOTS, start=START, days=9, seed=5, roll_day=20, trades_per_minute=3.0)
-    fronts = {root: front_month(root, date(2026, 11, 5)) for root in ROOTS}
+    fronts = {root: front_month(root, START) for root in ROOTS}
     days = {root: len(expected_bars(paths[root], fronts[root])["1d"]) for root in ROOTS}
     return paths, fronts, days
 

@@ -27,7 +27,7 @@ KILLS = int(os.environ.get("PINEOPS_KILLS", "20"))
 def test_celery_worker_killed_at_random_moments(tmp_path, fault_report):
     paths = generate(tmp_path / "market", roots=ROOTS, start=date(2026, 11, 2), days=5, seed=6, roll_day=30,
                      trades_per_minute=3.0)
-    fronts = {r: front_month(r, date(2026, 11, 5)) for r in ROOTS}
+    fronts = {r: front_month(r, date(2026, 11, 2)) for r in ROOTS}
     days = {r: len(expected_bars(paths[r], fronts[r])["1d"]) for r in ROOTS}
     rng = random.Random(int(os.environ.get("PINEOPS_KILL_SEED", "2")))
     discord = DiscordStandIn().start()

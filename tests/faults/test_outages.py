@@ -48,7 +48,7 @@ class RedisServer:
 def market(tmp_path):
     paths = generate(tmp_path / "market", roots=ROOTS, start=date(2026, 11, 2), days=5, seed=4, roll_day=30,
                      trades_per_minute=3.0)
-    fronts = {r: front_month(r, date(2026, 11, 5)) for r in ROOTS}
+    fronts = {r: front_month(r, date(2026, 11, 2)) for r in ROOTS}
     days = {r: len(expected_bars(paths[r], fronts[r])["1d"]) for r in ROOTS}
     return paths, fronts, days
 
