@@ -147,3 +147,15 @@ def test_a_hub_restarted_inside_a_holiday_session_resumes_where_that_session_ope
     assert start("2026-11-27T10:00") == datetime(2026, 11, 25, 17, 0, tzinfo=CT)  # the day's whole trading
     assert start("2026-11-24T10:00") == datetime(2026, 11, 23, 17, 0, tzinfo=CT)
     assert restart_point({"CL": None}) is None
+
+
+def test_a_front_that_expired_while_the_hub_was_away_is_replaced_at_its_first_trade():
+    """Restarted after CLZ6's last trade with CLZ6 still the active contract: CLF7 is the front from the
+    first trade on, not a session later (a whole session's trades would be dropped as a back month)."""
+    hub, bars, rolls, _ = new_hub(CL=FrontMonth("CL", active="CLZ6", contracts=CL))
+    t0 = t("2026-11-24T15:00")
+    hub.process(mapping(CL[1], t0))
+    hub.process(trade(CL[1].instrument_id, t0))
+    assert [(r.from_contract, r.to_contract, r.session_date) for r in rolls] == [("CLZ6", "CLF7", date(2026, 11, 24))]
+    assert "CLZ6 expired 2026-11-20" in rolls[0].reason
+    assert hub.counters["trades"] == 1 and hub.counters["back_month_dropped"] == 0

@@ -192,6 +192,10 @@ class Hub(BatchPath):
             roll = state.front.session_closed(new_session)
             if roll:
                 self._rolled(roll)
+        else:  # this run's first session of the root
+            roll = state.front.session_opened(new_session)
+            if roll:
+                self._rolled(roll)
         state.session_end_ns = int(session_end(new_session).timestamp()) * NS
 
     def _rolled(self, roll: Roll) -> None:

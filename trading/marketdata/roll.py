@@ -87,6 +87,21 @@ class FrontMonth:
         self.active = target
         return Roll(self.root, "", target, session, reason)
 
+    def session_opened(self, session: date) -> Roll | None:
+        """A run's first session: a front that expired while the hub was away is replaced at once (not
+        a session later), as a first front would be chosen."""
+        front = self.contracts.get(self.active)
+        if front is None or not front.expiration_ns or \
+                front.expiration_ns > int(session_open(session).timestamp()) * NS:
+            return None
+        old, self.active = self.active, ""
+        first = self.choose(session)
+        if first is None:
+            self.active = old
+            return None
+        return Roll(self.root, old, first.to_contract, session,
+                    f"{old} expired {front.expiration:%Y-%m-%d %H:%M} UTC; {first.reason.removeprefix('first front: ')}")
+
     def session_closed(self, next_session: date) -> Roll | None:
         """Decide at the boundary into `next_session`; returns the roll if the front changes."""
         volume, self.volume = self.volume, Counter()
