@@ -45,7 +45,7 @@ from databento import DBNRecord as Record  # noqa: E402
 
 from trading.marketdata.live import RecordFeed  # noqa: E402
 from trading.marketdata.roll import FrontMonth  # noqa: E402
-from trading.sim.market import first_listed_month, generate, listings  # noqa: E402
+from trading.sim.market import front_month, generate  # noqa: E402
 
 KEY = "db-" + "benchHubThroughputKey00000001"
 DATASET = "GLBX.MDP3"
@@ -92,8 +92,8 @@ def setup_django() -> None:
 
 
 def front_contract(root: str, start: date) -> str:
-    """The front month the generator lists for a span starting at `start`."""
-    return next(x.raw_symbol for x in listings(root, first_listed_month(start)) if x.kind == "front")
+    """The front month the generator trades most at the start of a span."""
+    return front_month(root, start)
 
 
 def make_hub(roots: list[str], start: date, *, redis: bool = True) -> tuple:
@@ -132,6 +132,8 @@ class Session:
         if self.done.is_set():
             return
         try:
+            if isinstance(rec, dbn.SystemMsg) and not rec.is_heartbeat():  # the subscription's acknowledgement
+                return
             if isinstance(rec, dbn.SystemMsg):  # the gateway's first heartbeat: the data has ended
                 if self.sink:
                     self.sink(rec)
@@ -199,9 +201,9 @@ def hub_live(port: int, roots: list[str], start: date, timeout: float) -> Result
             if hub.counters["system"] > heartbeats:  # the end-of-data heartbeat was in this batch
                 written()
                 last = time.perf_counter()
-                records += next(i for i, rec in enumerate(batch) if isinstance(rec, dbn.SystemMsg))
+                records += next(i for i, rec in enumerate(batch) if isinstance(rec, dbn.SystemMsg) and rec.is_heartbeat())
                 break
-            records += len(batch)
+            records += sum(1 for rec in batch if not isinstance(rec, dbn.SystemMsg))  # not the acknowledgement
             if feed.empty():
                 hub.flush()
             if time.monotonic() > deadline:

@@ -201,6 +201,12 @@ POLICY_KILLSWITCH = env.str("POLICY_KILLSWITCH", default="")
 # strategies' own discord_webhook field; the URL itself stays in the environment.
 DISCORD_SYSTEM_WEBHOOK = os.environ.get("DISCORD_SYSTEM_WEBHOOK", "${DISCORD_WEBHOOK_URL}")  # not env.str: it expands $
 
+# --- Market data -----------------------------------------------------------------------------
+# Databento's historical API for warmup: empty for Databento's own; https://host:port for a local
+# stand-in (trading.sim.historical). A warmup download costing more than this (US$) needs --yes.
+DATABENTO_HISTORICAL_GATEWAY = env.str("DATABENTO_HISTORICAL_GATEWAY", default="")
+WARMUP_MAX_COST = env.float("PINEOPS_WARMUP_MAX_COST", default=5.0)
+
 # --- Logging: one line per event; secrets are redacted by a filter on every handler ------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 PROGRAM_NAME = re.sub(r"[^A-Za-z0-9_.-]", "", os.environ.get("SUPERVISOR_PROCESS_NAME", ""))

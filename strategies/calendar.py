@@ -53,6 +53,30 @@ def previous_trade_date(d: date) -> date:
     return days[i].astype(date)
 
 
+def trade_date_offset(d: date, n: int) -> date:
+    """The trade date `n` CME business days after (n > 0) or before (n < 0) `d`; `d` itself when
+    n == 0 and it is a trade date (else the next one). E.g. 3 business days before the 25th: (25th, -3)."""
+    days = _trade_dates()
+    target = np.datetime64(d, "D")
+    if n < 0:
+        i = int(np.searchsorted(days, target, side="left")) + n
+    elif n > 0:
+        i = int(np.searchsorted(days, target, side="right")) - 1 + n
+    else:
+        i = int(np.searchsorted(days, target, side="left"))
+    if not 0 <= i < len(days):
+        raise ValueError(f"{n} trade dates from {d} is outside the trading calendar {_SPAN}")
+    return days[i].astype(date)
+
+
+def trade_dates_of_month(year: int, month: int) -> list[date]:
+    """The CME trade dates (business days) of a calendar month, in order."""
+    days = _trade_dates()
+    first = np.datetime64(f"{year:04d}-{month:02d}", "M").astype("datetime64[D]")
+    last = (np.datetime64(f"{year:04d}-{month:02d}", "M") + 1).astype("datetime64[D]")
+    return [d.astype(date) for d in days[np.searchsorted(days, first):np.searchsorted(days, last)]]
+
+
 def _require_aware(ts: datetime) -> None:
     if ts.tzinfo is None:
         raise ValueError(f"naive datetime {ts!r}: PineOps times are timezone-aware (UTC)")
@@ -105,12 +129,15 @@ def session_end(d: date) -> datetime:
 
 
 def session_open(d: date) -> datetime:
-    """17:00 Chicago on the calendar day before trade date `d` (Sunday for Monday), in UTC.
-
-    After a holiday without a trade date the session of `d` also holds the trading since the
-    previous trade date's end; `session_date` is the authority on membership.
+    """When trading for trade date `d` begins, in UTC: 17:00 Chicago on the first evening after the
+    previous trade date that is not a Friday or Saturday. Sunday for Monday; for a trade date a
+    holiday folds into, the evening before the holiday (Wednesday for the Friday after Thanksgiving,
+    Sunday for the Tuesday after Martin Luther King day), never the evening before `d` itself.
     """
-    return _local(d - timedelta(days=1), SESSION_START)
+    day = previous_trade_date(d)
+    while day.weekday() in (4, 5):  # Friday and Saturday evenings open nothing: Sunday's does
+        day += timedelta(days=1)
+    return _local(day, SESSION_START)
 
 
 # --- trading windows per product (Globex hours, early closes included) ---------------------------

@@ -12,7 +12,7 @@ from strategies.bars import Bar
 from tests.e2e.appliance import ProcessEnv, wait_until
 from tests.e2e.reference import expected_bars, expected_rolls
 from trading.sim.gateway import Faults, LiveGateway
-from trading.sim.market import generate, listings
+from trading.sim.market import front_month, generate
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 KEY = "db-" + "e2eHubTestKey0000000000000001"
@@ -25,7 +25,7 @@ DAYS = 30
 def market(tmp_path_factory):
     out = tmp_path_factory.mktemp("market")
     paths = generate(out, roots=ROOTS, start=START, days=DAYS, seed=11, roll_day=12, trades_per_minute=2.0)
-    first = {root: listings(root, date(2026, 11, 1))[0].raw_symbol for root in ROOTS}
+    first = {root: front_month(root, date(2026, 11, 1)) for root in ROOTS}
     return paths, first, {root: expected_bars(paths[root], first[root]) for root in ROOTS}
 
 

@@ -8,7 +8,7 @@ import pytest
 from tests.e2e.reference import expected_bars
 from tests.e2e.trading_setup import Expected, TradingRun, received
 from strategies.instruments import CONTRACT_SPECS
-from trading.sim.market import generate, listings
+from trading.sim.market import front_month, generate
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 KEY = "db-" + "e2eWorkerTestKey00000000000002"
@@ -20,7 +20,7 @@ START = date(2026, 11, 2)
 def market(tmp_path_factory):
     out = tmp_path_factory.mktemp("market")
     paths = generate(out, roots=ROOTS, start=START, days=9, seed=5, roll_day=20, trades_per_minute=3.0)
-    fronts = {root: listings(root, date(2026, 11, 5))[0].raw_symbol for root in ROOTS}
+    fronts = {root: front_month(root, START) for root in ROOTS}
     days = {root: len(expected_bars(paths[root], fronts[root])["1d"]) for root in ROOTS}
     return paths, fronts, days
 

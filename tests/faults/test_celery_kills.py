@@ -16,7 +16,7 @@ from tests.e2e.reference import expected_bars
 from tests.e2e.test_celery import WORKER, Celery
 from tests.e2e.trading_setup import Expected, TradingRun, received
 from trading.sim.discord import DiscordStandIn
-from trading.sim.market import generate, listings
+from trading.sim.market import front_month, generate
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 KEY = "db-" + "faultsCeleryKillKey0000000005"
@@ -27,7 +27,7 @@ KILLS = int(os.environ.get("PINEOPS_KILLS", "20"))
 def test_celery_worker_killed_at_random_moments(tmp_path, fault_report):
     paths = generate(tmp_path / "market", roots=ROOTS, start=date(2026, 11, 2), days=5, seed=6, roll_day=30,
                      trades_per_minute=3.0)
-    fronts = {r: listings(r, date(2026, 11, 5))[0].raw_symbol for r in ROOTS}
+    fronts = {r: front_month(r, date(2026, 11, 2)) for r in ROOTS}
     days = {r: len(expected_bars(paths[r], fronts[r])["1d"]) for r in ROOTS}
     rng = random.Random(int(os.environ.get("PINEOPS_KILL_SEED", "2")))
     discord = DiscordStandIn().start()

@@ -38,7 +38,7 @@ from trading.execution.ledger import Ledger
 from trading.execution.worker import Worker
 from trading.marketdata import streams
 from trading.models import Signal, Strategy, StrategyInstrument, WorkerCursor
-from trading.sim.market import generate, listings
+from trading.sim.market import front_month, generate
 from trading.sim.traderspost import TradersPostStandIn
 
 KEY = "db-" + "faultsDbOutageKey000000000005"
@@ -168,7 +168,7 @@ def test_database_away_30s_mid_session(tmp_path, fault_report):
     # while the database is away.
     paths = generate(tmp_path / "market", roots=ROOTS, start=date(2026, 11, 2), days=5, seed=4, roll_day=1,
                      trades_per_minute=3.0)
-    fronts = {r: listings(r, date(2026, 12, 1))[0].raw_symbol for r in ROOTS}
+    fronts = {r: front_month(r, date(2026, 11, 2)) for r in ROOTS}
     days = {r: len(expected_bars(paths[r], fronts[r])["1d"]) for r in ROOTS}
 
     database = f"pineops_dbout_{uuid.uuid4().hex[:10]}"

@@ -8,7 +8,7 @@ import pytest
 from tests.e2e.appliance import RedisServer
 from tests.e2e.reference import expected_bars
 from tests.e2e.trading_setup import Expected, TradingRun, received
-from trading.sim.market import generate, listings
+from trading.sim.market import front_month, generate
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 KEY = "db-" + "faultsOutageTestKey0000000004"
@@ -19,7 +19,7 @@ ROOTS = ["6A", "CL"]
 def market(tmp_path):
     paths = generate(tmp_path / "market", roots=ROOTS, start=date(2026, 11, 2), days=5, seed=4, roll_day=30,
                      trades_per_minute=3.0)
-    fronts = {r: listings(r, date(2026, 11, 5))[0].raw_symbol for r in ROOTS}
+    fronts = {r: front_month(r, date(2026, 11, 2)) for r in ROOTS}
     days = {r: len(expected_bars(paths[r], fronts[r])["1d"]) for r in ROOTS}
     return paths, fronts, days
 

@@ -127,21 +127,21 @@ def test_warmup_names_each_bad_file_and_loads_every_good_one(corpus, capsys):
             assert f"skipped {name}: {kind}: " in out.err, name
     assert f"{sum(k not in RECORD_KINDS for k in expected.values())} bad file(s) skipped" in out.err
     assert "ohlcv_bad_values.ohlcv-1h.dbn: left out or flagged records: bad_bar 2" in out.err
-    from trading.marketdata.barstore import bars_from_file, load_frame
+    from trading.marketdata.barstore import bars_from_reading, load_frame
 
-    want = bars_from_file(directory / "zz_good_trades.dbn", {"CL"})["CL"]["1h"]
+    want = bars_from_reading(read_records(directory / "zz_good_trades.dbn"), {"CL"}, {})["CL"]["1h"]
     assert len(load_frame("CL", "1h")) == len(want) > 10
     assert len(load_frame("ES", "1h")) == 4  # the real sample, after every bad file
 
 
 def test_the_gateway_skips_each_bad_file_with_a_logged_reason(corpus, caplog):
-    from trading.sim.gateway import LiveGateway
+    from trading.sim.replay import ReplaySource
 
     directory, expected = corpus
     files = sorted(directory.iterdir())
-    with caplog.at_level(logging.ERROR, logger="trading.sim.gateway"):
-        records = LiveGateway._load(files)
-    skipped = {r.getMessage() for r in caplog.records if r.name == "trading.sim.gateway"}
+    with caplog.at_level(logging.ERROR, logger="trading.sim.replay"):
+        records = ReplaySource(files).records
+    skipped = {r.getMessage() for r in caplog.records if r.name == "trading.sim.replay"}
     for name, kind in expected.items():
         hit = [m for m in skipped if f"/{name} " in m]
         assert bool(hit) == (kind not in RECORD_KINDS), (name, hit)
@@ -194,7 +194,7 @@ from pathlib import Path
 import django
 django.setup()
 from django.core.management import call_command
-from trading.sim.gateway import LiveGateway
+from trading.sim.replay import ReplaySource
 corpus, scratch = Path(sys.argv[1]), Path(sys.argv[2])
 scratch.mkdir()
 results = {}
@@ -207,7 +207,7 @@ for path in sorted(corpus.iterdir()):
     call_command("warmup", from_dir=one, roots="CL,ES", stdout=io.StringIO(), stderr=err)
     warm = time.perf_counter() - t
     t = time.perf_counter()
-    served = len(LiveGateway._load([path]))
+    served = len(ReplaySource([path]).records)
     results[path.name] = {"warmup_s": warm, "gateway_s": time.perf_counter() - t, "stderr": err.getvalue(),
                           "served": served}
 print(json.dumps({"files": results, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

@@ -14,7 +14,8 @@ def hub():
     published = []
     h = Hub({"CL": FrontMonth("CL", active="CLZ6")}, publish=lambda bar: published.append(bar) or True)
     for iid, sym in ((1, "CLZ6"), (2, "CLF7"), (3, "CLZ6-CLF7"), (4, "ZZZ9")):
-        h.process(dbn.SymbolMappingMsg(1, iid, T0, dbn.SType.PARENT, "CL.FUT", dbn.SType.RAW_SYMBOL, sym, T0, T0))
+        parent = "ZZZ.FUT" if sym == "ZZZ9" else "CL.FUT"
+        h.process(dbn.SymbolMappingMsg(1, iid, T0, dbn.SType.PARENT, parent, dbn.SType.RAW_SYMBOL, sym, T0, T0))
     return h, published
 
 

@@ -83,6 +83,7 @@ def test_generator_is_deterministic_and_realistic(files, tmp_path):
                      trades_per_minute=2.0)
     digest = lambda p: hashlib.sha256(Path(p).read_bytes()).hexdigest()  # noqa: E731
     assert digest(files["CL"]) == digest(again["CL"])
+    assert digest(files["CL"].with_name("CL.definition.dbn")) == digest(again["CL"].with_name("CL.definition.dbn"))
     reading = read_records(files["CL"])
     frame = pd.DataFrame({"ts": [r.ts_event for r in reading.records],
                           "symbol": [reading.symbols[r.instrument_id] for r in reading.records],
@@ -90,12 +91,14 @@ def test_generator_is_deterministic_and_realistic(files, tmp_path):
     local = pd.DatetimeIndex(frame["ts"].to_numpy().view("datetime64[ns]"), tz="UTC").tz_convert("America/Chicago")
     assert not (local.hour == 16).any()  # the daily halt
     assert not ((local.day_of_week == 5) | ((local.day_of_week == 6) & (local.hour < 17))).any()  # weekend
-    outrights = frame[~frame["symbol"].str.contains("-")]
+    spread = frame["symbol"].str.contains("-")
+    outrights = frame[~spread]
     day = (local + pd.Timedelta(hours=7)).date
-    busiest = outrights.groupby(pd.Series(day[~frame["symbol"].str.contains("-")], index=outrights.index))
+    busiest = outrights.groupby(pd.Series(day[~spread], index=outrights.index))
     leaders = busiest.apply(lambda g: g.groupby("symbol")["size"].sum().idxmax())
-    assert leaders.nunique() == 2  # the front month changes inside the span: a roll
-    assert frame["symbol"].nunique() == 4  # three months and a spread
+    assert list(leaders.unique()) == ["CLZ6", "CLF7"]  # roll_day=3: the volume moves inside the span
+    assert set(outrights["symbol"]) == {"CLZ6", "CLF7", "CLG7"}  # three listed months, CL's monthly cycle
+    assert set(frame.loc[spread, "symbol"]) == {"CLZ6-CLF7", "CLF7-CLG7"}  # the lead and the next
     first = datetime.fromtimestamp(frame["ts"].iloc[0] / 1e9, timezone.utc)
     assert first.astimezone(local.tz).hour == 17  # opens at 17:00 Chicago
 

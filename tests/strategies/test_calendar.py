@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from strategies.calendar import session_close, session_date, session_dates, session_end, session_open
+from strategies.calendar import (session_close, session_date, session_dates, session_end, session_open,
+                                 trade_date_offset, trade_dates_of_month)
 
 U = timezone.utc
 
@@ -55,3 +56,23 @@ def test_session_boundaries_follow_dst():
 def test_naive_time_is_refused():
     with pytest.raises(ValueError, match="naive datetime"):
         session_date(datetime(2026, 11, 2, 12))
+
+
+@pytest.mark.parametrize("day, opens", [
+    (date(2026, 11, 3), "2026-11-02T23:00"),  # Tuesday: Monday 17:00 CST
+    (date(2026, 11, 2), "2026-11-01T23:00"),  # Monday: Sunday
+    # The Friday after Thanksgiving: trading opened on Wednesday evening (the holiday folds into Friday)
+    (date(2026, 11, 27), "2026-11-25T23:00"),
+    # The Tuesday after Martin Luther King day: Sunday evening, not Monday's
+    (date(2027, 1, 19), "2027-01-17T23:00"),
+])
+def test_session_open_is_where_the_trade_dates_trading_began(day, opens):
+    assert session_open(day) == at(opens)
+
+
+def test_business_day_offsets_skip_weekends_and_holidays():
+    assert trade_date_offset(date(2026, 11, 25), -3) == date(2026, 11, 20)
+    assert trade_date_offset(date(2027, 1, 20), -5) == date(2027, 1, 12)  # over MLK day
+    assert trade_date_offset(date(2026, 11, 25), 1) == date(2026, 11, 27)  # over Thanksgiving
+    assert trade_date_offset(date(2026, 11, 26), 0) == date(2026, 11, 27)
+    assert trade_dates_of_month(2026, 12)[-3:] == [date(2026, 12, 29), date(2026, 12, 30), date(2026, 12, 31)]

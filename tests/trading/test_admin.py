@@ -106,3 +106,22 @@ def test_trades_are_read_only_and_export_as_csv(staff, demo):
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert rows[0]["symbol"] == "CL" and rows[0]["pnl"] == "697.50" and rows[0]["exit_reason"] == "take_profit"
     assert rows[0]["entry_signal"] == "ibs_a:CL:x:buy"
+
+
+def test_instrument_page_lists_the_contracts_with_expiration_front_and_next_roll(staff, demo):
+    from datetime import datetime, timezone
+
+    from trading.models import Contract, Instrument
+
+    cl = Instrument.objects.get(root="CL")
+    cl.active_contract, cl.roll_rule = "CLZ6", "calendar"
+    cl.save()
+    for raw, iid, expires in (("CLZ6", 1, datetime(2026, 11, 20, 19, 30, tzinfo=timezone.utc)),
+                              ("CLF7", 2, datetime(2026, 12, 21, 19, 30, tzinfo=timezone.utc))):
+        Contract.objects.create(instrument=cl, raw_symbol=raw, databento_id=iid, expiration=expires)
+    page = staff.get(reverse("admin:trading_instrument_change", args=[cl.pk])).content.decode()
+    assert "Listed contracts" in page and "CLZ6" in page and "CLF7" in page
+    assert "Nov. 20, 2026" in page and "2026-11-13" in page  # its expiration; 5 business days before
+    listing = staff.get(reverse("admin:trading_instrument_changelist")).content.decode()
+    assert "2026-11-13" in listing  # the next roll, in the list too
+    assert staff.get(reverse("admin:trading_contract_changelist")).status_code == 200

@@ -1,5 +1,9 @@
 """The hub's live connection: the official Databento client feeding `Hub.process_many` through a
-RecordFeed, reconnects with backfill, and where a restarted hub subscribes from."""
+RecordFeed, reconnects with backfill, and where a restarted hub subscribes from.
+
+Each session subscribes to trades and, for the same parent symbols, to instrument definitions with
+`start=0`: GLBX.MDP3 replays the whole week's definitions, so every listed contract is known before
+(or with) its first trade, on a first start as after a restart."""
 from __future__ import annotations
 
 import logging
@@ -16,10 +20,12 @@ UTC = timezone.utc
 
 
 def restart_point(last_minute_ms: dict[str, int | None]) -> int | None:
-    """Where a hub starting afresh subscribes (ns): the open of the CME session of the root furthest
-    behind, so that session's hourly and daily bars are rebuilt whole from its trades (bars already
-    published are refused by their streams as duplicates). None when nothing was published yet.
-    Databento Live replays up to 24 h, one session; a longer outage is the bar store's warmup's job."""
+    """Where a hub starting afresh subscribes (ns): where trading for the trade date of the root
+    furthest behind began, so that day's hourly and daily bars are rebuilt whole from its trades (bars
+    already published are refused by their streams as duplicates). A holiday's trading opens on the
+    evening before the holiday, not before the day it folds into (session_open). None when nothing
+    was published yet. Databento Live replays up to 24 h; a longer outage is the bar store's
+    warmup's job."""
     known = [ms for ms in last_minute_ms.values() if ms is not None]
     if not known:
         return None
@@ -85,8 +91,9 @@ def run_live(hub: Hub, *, key: str, dataset: str, roots: list[str], gateway: str
         try:
             client = db.Live(**kwargs)
             client.add_callback(feed.put)
-            client.subscribe(dataset=dataset, schema=schema, stype_in="parent", symbols=[f"{r}.FUT" for r in roots],
-                             start=start)
+            parents = [f"{r}.FUT" for r in roots]
+            client.subscribe(dataset=dataset, schema=schema, stype_in="parent", symbols=parents, start=start)
+            client.subscribe(dataset=dataset, schema="definition", stype_in="parent", symbols=parents, start=0)
             client.start()
         except Exception as exc:  # noqa: BLE001 — auth refused, gateway down: log, back off, retry
             hub.counters["connect_failures"] += 1

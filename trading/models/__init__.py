@@ -1,6 +1,6 @@
 """Trading models, one module per concept."""
 from .bars import StoredBar
-from .instruments import ContractRoll, Instrument
+from .instruments import Contract, ContractRoll, Instrument
 from .ops import ConfigRevision, Heartbeat, Notification, WorkerCursor
 from .signals import DeliveryAttempt, Signal, signal_key
 from .risk import DailyRiskState, KillSwitch, KillSwitchEvent, RiskControl
@@ -8,7 +8,7 @@ from .strategies import Strategy, StrategyInstrument
 from .trades import Position, Trade, pnl_percent, trade_pnl
 
 __all__ = [
-    "ConfigRevision", "ContractRoll", "DailyRiskState", "DeliveryAttempt", "Heartbeat", "Instrument", "KillSwitch",
+    "ConfigRevision", "Contract", "ContractRoll", "DailyRiskState", "DeliveryAttempt", "Heartbeat", "Instrument", "KillSwitch",
     "KillSwitchEvent", "Notification", "Position", "RiskControl", "Signal", "Strategy", "StrategyInstrument", "StoredBar", "Trade", "WorkerCursor",
     "pnl_percent", "signal_key", "trade_pnl",
 ]

@@ -1,4 +1,5 @@
-"""Instruments: CME futures roots with their contract specifications and roll rule.
+"""Instruments: CME futures roots with their contract specifications and roll rule, their listed
+contracts (from Databento's instrument definitions) and the rolls between them.
 
 The point value here prices every trade; it must match strategies/instruments.py for the
 known roots (validation refuses a tick value that disagrees with tick size × point value).
@@ -34,7 +35,7 @@ class Instrument(models.Model):
                                        help_text="Front contract traded now, e.g. CLZ6; set by the hub on roll")
     roll_rule = models.CharField(max_length=16, choices=RollRule.choices, default=RollRule.VOLUME)
     roll_days_before_expiry = models.PositiveSmallIntegerField(
-        default=5, help_text="Calendar rule: roll this many days before the front month expires")
+        default=5, help_text="Calendar rule: roll this many CME business days before the front month expires")
     version = models.PositiveIntegerField(default=1, editable=False,
                                           help_text="Raised by every admin save: a save over a newer one is refused")
     updated_at = models.DateTimeField(auto_now=True)
@@ -74,3 +75,35 @@ class ContractRoll(models.Model):
 
     def __str__(self):
         return f"{self.instrument.root}: {self.from_contract or '—'} → {self.to_contract}"
+
+
+class Contract(models.Model):
+    """A listed outright of a root, as its Databento instrument definition describes it (spreads are
+    never stored: they never trade here). Written by the hub and by warmup; read at the hub's start."""
+
+    instrument = models.ForeignKey(Instrument, on_delete=models.CASCADE, related_name="contracts")
+    raw_symbol = models.CharField(max_length=32)
+    databento_id = models.PositiveBigIntegerField("instrument id", help_text="Databento instrument_id")
+    instrument_class = models.CharField(max_length=1, default="F", help_text="F: future (outright)")
+    expiration = models.DateTimeField(null=True, blank=True, help_text="When trading terminates (UTC)")
+    activation = models.DateTimeField(null=True, blank=True)
+    last_session = models.DateField(null=True, blank=True, help_text="Session of last_session_volume")
+    last_session_volume = models.BigIntegerField(
+        default=0, help_text="Contracts traded in the last session of data (warmup); picks a first front")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["instrument", "expiration", "raw_symbol"]
+        constraints = [models.UniqueConstraint(fields=["instrument", "raw_symbol"], name="one_contract_per_symbol")]
+        indexes = [models.Index(fields=["instrument", "expiration"])]
+
+    def __str__(self):
+        return self.raw_symbol
+
+    def roll_date(self):
+        """The calendar rule's first session of the next contract (the instrument's N business days)."""
+        if self.expiration is None:
+            return None
+        from trading.marketdata.roll import roll_session
+
+        return roll_session(self.expiration, self.instrument.roll_days_before_expiry)

@@ -1,8 +1,11 @@
 """A local Databento Live gateway: speaks the Live protocol to the official client over loopback.
 
-Greeting, CRAM authentication, subscriptions (raw, parent `CL.FUT`; `start=` replays from a
-time), `start_session`, then DBN: metadata, symbol mappings, records replayed from DBN files at
-a chosen speed, and heartbeats whose time follows the replay clock. Fault switches: reject the
+Greeting, CRAM authentication (with the client's heartbeat_interval_s), subscriptions (raw,
+parent `CL.FUT`; `start=` replays from a time; trades, ohlcv, definition, …), `start_session`,
+then DBN: metadata, a subscription acknowledgement per subscription, symbol mappings, records
+replayed from DBN files (and their companion definitions, trading.sim.replay) at a chosen speed,
+end-of-replay messages, and heartbeats whose time follows the replay clock. An unsupported schema
+ends the session with an error record, an unknown symbol gets one. Fault switches: reject the
 key, drop the connection after N records, stall, send a garbled record. Binds 127.0.0.1 only.
 CLI: `python -m trading.sim.gateway --help`.
 """
@@ -11,7 +14,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import secrets
 import socket
 import threading
@@ -23,11 +25,11 @@ import databento_dbn as dbn
 from databento.common.cram import get_challenge_response
 
 from pineops.env import load_env
-from trading.marketdata.dbnfile import read_records
 from trading.sim.httpstandin import wait_for_signal
+from trading.sim.replay import SUPPORTED_SCHEMAS, Record, ReplaySource
 
 log = logging.getLogger(__name__)
-MONTHS = "FGHJKMNQUVXZ"
+DEFAULT_HEARTBEAT = 30.0  # s: Databento's interval when the client asks for none
 SEND_BUFFER = 64 * 1024  # bytes per socket write while replaying
 
 
@@ -48,32 +50,21 @@ class Counters:
     heartbeats_sent: int = 0
     drops: int = 0
     subscriptions: list = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class _Record:
-    ts: int
-    instrument_id: int
-    raw_symbol: str
-    schema: str
-    data: bytes
-
-
-def parent_pattern(symbol: str) -> re.Pattern:
-    root = re.escape(symbol.split(".")[0])
-    month = rf"{root}[{MONTHS}]\d{{1,2}}"
-    return re.compile(rf"^{month}(-{month})?$")
+    auth_requests: list = field(default_factory=list)  # the clients' authentication fields, without the key's answer
 
 
 class LiveGateway:
     def __init__(self, files: list[Path], *, key: str, port: int = 0, speed: float | None = None,
-                 heartbeat_interval: float = 1.0, faults: Faults | None = None):
+                 heartbeat_interval: float | None = None, faults: Faults | None = None):
         self.key = key
         self.speed = speed  # None: as fast as possible; 1.0 real time; N: N× real time
+        # Seconds between heartbeats on an idle session: None honours the client's heartbeat_interval_s
+        # (Databento's default, 30 s, when it asks for none); a number overrides it (fast tests).
         self.heartbeat_interval = heartbeat_interval
         self.faults = faults or Faults()
         self.counters = Counters()
-        self._records = self._load(files)
+        self.source = ReplaySource(files)
+        self._records = self.source.records
         self._sock = socket.create_server(("127.0.0.1", port))
         self.port = self._sock.getsockname()[1]
         self._stop = threading.Event()
@@ -81,38 +72,6 @@ class LiveGateway:
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
         self._epoch: tuple[float, int] | None = None  # (monotonic, data ns) when the paced market started
-
-    # --- data -------------------------------------------------------------------------------
-    @staticmethod
-    def _load(files) -> list[_Record]:
-        out = []
-        for path in files:
-            reading = read_records(Path(path))
-            if reading.bad:  # replayed whole or not at all; read_records logged where and why
-                log.error("gateway skips file path=%s reason=%s", path, reading.error)
-                continue
-            for rec in reading.records:
-                symbol = reading.symbols.get(rec.instrument_id, "")
-                out.append(_Record(rec.ts_event, rec.instrument_id, symbol, reading.schema, bytes(rec)))
-        out.sort(key=lambda r: r.ts)
-        return out
-
-    def _select(self, subs: list[dict]) -> tuple[list[_Record], dict[int, str]]:
-        chosen, parents = [], {}
-        for sub in subs:
-            schema, stype, start = sub.get("schema"), sub.get("stype_in"), int(sub.get("start") or 0)
-            symbols = [s for s in sub.get("symbols", "").split(",") if s]
-            for rec in self._records:
-                if rec.schema != schema or rec.ts < start:
-                    continue
-                for sym in symbols:
-                    if (stype == "parent" and parent_pattern(sym).match(rec.raw_symbol)) or \
-                            (stype == "raw_symbol" and rec.raw_symbol == sym) or sym == "ALL_SYMBOLS":
-                        chosen.append(rec)
-                        parents.setdefault(rec.instrument_id, sym)
-                        break
-        chosen.sort(key=lambda r: r.ts)
-        return chosen, parents
 
     # --- server -----------------------------------------------------------------------------
     def start(self) -> "LiveGateway":
@@ -179,6 +138,7 @@ class LiveGateway:
         challenge = secrets.token_hex(16)
         conn.sendall(b"lsg_version=0.7.2\n" + f"cram={challenge}\n".encode())
         auth = _fields(reader.readline())
+        self.counters.auth_requests.append({k: v for k, v in auth.items() if k != "auth"})
         expected = get_challenge_response(challenge, self.key)
         if self.faults.reject_auth or auth.get("auth") != expected:
             self.counters.auth_rejected += 1
@@ -186,6 +146,8 @@ class LiveGateway:
             return
         conn.sendall(f"success=1|session_id={secrets.randbelow(10**9)}\n".encode())
         dataset = auth.get("dataset", "GLBX.MDP3")
+        asked = auth.get("heartbeat_interval_s")
+        interval = self.heartbeat_interval or (float(asked) if asked else DEFAULT_HEARTBEAT)
         subs = []
         while True:
             line = reader.readline()
@@ -196,73 +158,77 @@ class LiveGateway:
                 break
             subs.append(message)
             self.counters.subscriptions.append(message)
-        schemas = {s.get("schema") for s in subs}
-        if not schemas <= {"trades", "ohlcv-1m"}:
-            err = dbn.ErrorMsg(time.time_ns(), f"unsupported schema {sorted(schemas - {'trades', 'ohlcv-1m'})}")
+        unsupported = sorted({s.get("schema", "") for s in subs} - SUPPORTED_SCHEMAS)
+        if unsupported:
+            err = dbn.ErrorMsg(time.time_ns(), f"Unsupported schema {', '.join(unsupported)}",
+                               code=dbn.ErrorCode.INVALID_SUBSCRIPTION)
             conn.sendall(_metadata(dataset, subs) + bytes(err))
             return
-        records, parents = self._select(subs)
-        if self.speed and not any(int(sub.get("start") or 0) for sub in subs):
-            # Live semantics: without start= a session begins at the market's present, as Databento's
-            # does; what happened before is only there for a client that asks with start=.
-            now = self.market_now()
-            records = [r for r in records if r.ts >= now]
-        conn.sendall(_metadata(dataset, subs))
-        self._replay(conn, records, parents)
+        plan = self.source.plan(subs, self.market_now() if self.speed else None)
+        conn.sendall(_metadata(dataset, subs) + b"".join(plan.heads))
+        self._replay(conn, plan.items, plan.parents, interval)
 
     def market_now(self) -> int:
         """The replayed market's present (ns) when pacing: it starts with the first session and runs
         `speed` times faster than the wall clock, whoever is connected."""
         with self._lock:
-            if self._epoch is None:
-                self._epoch = (time.monotonic(), self._records[0].ts if self._records else time.time_ns())
+            if self._epoch is None:  # the first client: the market starts now, with its first trade
+                first = next((r.ts for r in self._records if r.schema != "definition"), None)
+                self._epoch = (time.monotonic(), first if first is not None else time.time_ns())
+                return self._epoch[1]
             wall0, data0 = self._epoch
         return data0 + int((time.monotonic() - wall0) * self.speed * 1e9)
 
-    def _replay(self, conn, records: list[_Record], parents: dict[int, str]) -> None:
+    def _replay(self, conn, items: list, parents: dict[int, str], interval: float) -> None:
         """Records go out in writes of up to SEND_BUFFER bytes, as a server writes its socket: all
         that is due leaves before the replay waits (paced), stalls or drops the connection."""
         faults = self.faults
         if not self.speed and faults.drop_after is None and faults.stall_after is None and faults.garble_at is None:
-            clock = self._blast(conn, records, parents)  # as fast as possible, nothing to inject
+            clock = self._blast(conn, items, parents)  # as fast as possible, nothing to inject
         else:
-            clock = self._paced(conn, records, parents)
+            clock = self._paced(conn, items, parents, interval)
         if clock is None:  # stopped, or the connection dropped on purpose
             return
         # Data ended: the replay clock goes on (an hour per heartbeat when replaying fast) so a
         # client sees the last minutes and hours close, as it would on a live feed.
-        step = int((self.heartbeat_interval * self.speed if self.speed else 3600) * 1e9)
-        while not self._stop.wait(self.heartbeat_interval):
+        step = int((interval * self.speed if self.speed else 3600) * 1e9)
+        while not self._stop.wait(interval):
             clock += step
             self._heartbeat(conn, clock)
 
-    def _blast(self, conn, records: list[_Record], parents: dict[int, str]) -> int | None:
+    def _blast(self, conn, items: list, parents: dict[int, str]) -> int | None:
         """The whole replay joined once and written in SEND_BUFFER blocks: the gateway's own work per
         record stays small, so a benchmark measures the client, not this stand-in."""
         mapped: set[int] = set()
         parts = []
-        for rec in records:
+        last, sent = None, 0
+        for rec in items:
+            if type(rec) is bytes:
+                parts.append(rec)
+                continue
             if rec.instrument_id not in mapped:
                 mapped.add(rec.instrument_id)
                 parts.append(self._mapping(rec, parents))
             parts.append(rec.data)
+            last, sent = rec, sent + 1
         data = memoryview(b"".join(parts))
         for start in range(0, len(data), SEND_BUFFER):
             if self._stop.is_set():
                 return None
             conn.sendall(data[start:start + SEND_BUFFER])
-        self.counters.records_sent += len(records)
-        return records[-1].ts if records else time.time_ns()
+        self.counters.records_sent += sent
+        return last.ts if last else time.time_ns()
 
     @staticmethod
-    def _mapping(rec: _Record, parents: dict[int, str]) -> bytes:
+    def _mapping(rec: Record, parents: dict[int, str]) -> bytes:
         return bytes(dbn.SymbolMappingMsg(1, rec.instrument_id, rec.ts, dbn.SType.PARENT,
                                           parents.get(rec.instrument_id, rec.raw_symbol), dbn.SType.RAW_SYMBOL,
                                           rec.raw_symbol, rec.ts, 2**63 - 1))
 
-    def _paced(self, conn, records: list[_Record], parents: dict[int, str]) -> int | None:
+    def _paced(self, conn, items: list, parents: dict[int, str], interval: float) -> int | None:
         """Record by record: paced on the market's clock, or with a fault to inject at a record."""
         faults, mapped, out = self.faults, set(), bytearray()
+        records = [r for r in items if type(r) is not bytes]
 
         def send() -> None:
             if out:
@@ -276,15 +242,20 @@ class LiveGateway:
             wall0, data0 = time.monotonic(), records[0].ts if records else time.time_ns()
         clock = records[0].ts if records else (self.market_now() if self.speed else data0)
         last_send = time.monotonic()
-        for i, rec in enumerate(records):
+        i = -1
+        for rec in items:
             if self._stop.is_set():
                 return None
+            if type(rec) is bytes:
+                out += rec
+                continue
+            i += 1
             if self.speed:
                 due = wall0 + (rec.ts - data0) / 1e9 / self.speed
                 if time.monotonic() < due:
                     send()
                 while time.monotonic() < due:
-                    if time.monotonic() - last_send >= self.heartbeat_interval:
+                    if time.monotonic() - last_send >= interval:
                         clock = data0 + int((time.monotonic() - wall0) * self.speed * 1e9)
                         self._heartbeat(conn, clock)
                         last_send = time.monotonic()
@@ -292,7 +263,7 @@ class LiveGateway:
             if faults.stall_after is not None and i == faults.stall_after and faults.stall_seconds:
                 faults.stall_after = None
                 send()
-                time.sleep(faults.stall_seconds)
+                self._stop.wait(faults.stall_seconds)
             if faults.drop_after is not None and i == faults.drop_after:
                 faults.drop_after = None
                 self.counters.drops += 1
@@ -351,7 +322,8 @@ def main(argv=None) -> int:
     parser.add_argument("--key", help="API key clients must present (32 chars, like db-…); "
                                       "default: DATABENTO_API_KEY from the environment or .env")
     parser.add_argument("--speed", type=float, default=0.0, help="0: as fast as possible; 1: real time; N: N×")
-    parser.add_argument("--heartbeat", type=float, default=1.0, help="seconds between heartbeats when idle")
+    parser.add_argument("--heartbeat", type=float, default=None,
+                        help="seconds between heartbeats when idle (default: what the client asks for)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s gateway %(message)s")
     load_env()

@@ -16,7 +16,7 @@ from django.db.models import Max
 
 from trading.marketdata.barstore import warm_from_files
 from trading.models import Instrument, StoredBar, Strategy, WorkerCursor
-from trading.sim.market import first_listed_month, generate, listings
+from trading.sim.market import front_month, generate
 
 HISTORY_START = date(2026, 9, 28)
 HISTORY_DAYS = 24
@@ -38,7 +38,7 @@ class Command(BaseCommand):
         if not (live / "done").exists():
             generate(history, roots=roots, start=HISTORY_START, days=HISTORY_DAYS, seed=seed)
             generate(live, roots=roots, start=live_start, days=LIVE_DAYS, seed=seed + 1)
-            fronts = {root: listings(root, first_listed_month(live_start))[0].raw_symbol for root in roots}
+            fronts = {root: front_month(root, live_start) for root in roots}
             for instrument in Instrument.objects.all():
                 instrument.active_contract = fronts[instrument.root]
                 instrument.save(update_fields=["active_contract", "updated_at"])

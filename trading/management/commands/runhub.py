@@ -13,10 +13,10 @@ from trading.config import ConfigError, resolve
 from trading.health.heartbeat import beat
 from trading.marketdata import streams
 from trading.marketdata.barstore import store_bar
+from trading.marketdata.contractstore import front_state, save_contracts
 from trading.marketdata.feed import FeedHealth
 from trading.marketdata.hub import Hub
 from trading.marketdata.live import restart_point, run_live
-from trading.marketdata.roll import FrontMonth
 from trading.models import ContractRoll, Instrument, StrategyInstrument
 from trading.delivery.alerts import enqueue
 
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 def subscribed_instruments() -> list[Instrument]:
     """Roots traded by an enabled instrument of an enabled strategy."""
     ids = StrategyInstrument.objects.filter(enabled=True, strategy__enabled=True).values_list("instrument", flat=True)
-    return list(Instrument.objects.filter(pk__in=ids).order_by("root"))
+    return list(Instrument.objects.filter(pk__in=ids).order_by("root").prefetch_related("contracts"))
 
 
 def record_roll(roll) -> None:
@@ -39,8 +39,10 @@ def record_roll(roll) -> None:
                                            to_contract=roll.to_contract,
                                            defaults=dict(from_contract=roll.from_contract, rolled_at=dj_timezone.now(),
                                                          reason=roll.reason[:200]))
-        enqueue("info", f"Roll {roll.root}: {roll.from_contract} → {roll.to_contract}",
-                body=f"From session {roll.session_date}: {roll.reason}", dedupe_key=f"roll:{roll.root}:{roll.session_date}")
+        title = f"Roll {roll.root}: {roll.from_contract} → {roll.to_contract}" if roll.from_contract else \
+            f"Front {roll.root}: {roll.to_contract}"
+        enqueue("info", title, body=f"From session {roll.session_date}: {roll.reason}",
+                dedupe_key=f"roll:{roll.root}:{roll.session_date}:{roll.to_contract}")
 
 
 class RollRecorder:
@@ -62,6 +64,29 @@ class RollRecorder:
             self.unrecorded.pop(0)
 
 
+class ContractRecorder:
+    """`on_definition` of the hub: definitions of the roots' outrights, kept as Contract rows. They
+    arrive in bursts (a session's replay of the week's definitions), so they are written together by
+    `flush()`, which every heartbeat calls; what cannot be written yet waits for the next one."""
+
+    def __init__(self):
+        self.pending: dict = {}
+
+    def __call__(self, contract) -> None:
+        self.pending[(contract.root, contract.raw_symbol)] = contract
+
+    def flush(self) -> None:
+        if self.pending:
+            batch, self.pending = self.pending, {}
+            try:
+                changed = save_contracts(batch.values())
+            except Exception:
+                self.pending = {**batch, **self.pending}
+                raise
+            if changed:
+                log.info("contracts stored from definitions: %d changed of %d", changed, len(batch))
+
+
 class Command(BaseCommand):
     help = "Run the market-data hub: Databento Live trades → 1m/1h/1d bars in Redis Streams."
 
@@ -78,8 +103,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         gateway = os.environ.get("DATABENTO_GATEWAY", "")  # host:port of a local gateway; empty: Databento
         host, _, port = gateway.partition(":")
-        fronts = {i.root: FrontMonth(i.root, i.roll_rule, i.roll_days_before_expiry, i.active_contract)
-                  for i in instruments}
+        fronts = {i.root: front_state(i) for i in instruments}
         def store_hourly(bar):
             if bar.timeframe in ("1h", "1d"):
                 try:
@@ -88,9 +112,9 @@ class Command(BaseCommand):
                     log.error("bar not stored root=%s ts=%s: %s", bar.symbol, bar.ts, exc.__class__.__name__)
 
         publisher = streams.BarPublisher(on_fresh=store_hourly)
-        rolls = RollRecorder()
+        rolls, contracts = RollRecorder(), ContractRecorder()
         hub = Hub(fronts, publish=publisher.add, flush=publisher.send, on_roll=rolls,
-                  on_watermark=publisher.watermark)
+                  on_watermark=publisher.watermark, on_definition=contracts)
         publisher.counters = hub.counters
         stopping = []
         signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
@@ -106,6 +130,11 @@ class Command(BaseCommand):
                     rolls.retry()
                 except Exception as exc:  # noqa: BLE001 — still away: kept for the next heartbeat
                     log.error("%d roll(s) not recorded yet: %s", len(rolls.unrecorded), exc.__class__.__name__)
+            try:
+                contracts.flush()
+            except Exception as exc:  # noqa: BLE001 — the database is away: kept for the next heartbeat
+                log.error("%d contract definition(s) not stored yet: %s", len(contracts.pending),
+                          exc.__class__.__name__)
             try:
                 problems = {} if stopping else feed.check(hub.clock, hub.last_trades())
                 beat("hub", state="stopped" if stopping else state, interval=int(max(1, heartbeat)),
