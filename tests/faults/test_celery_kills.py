@@ -11,9 +11,8 @@ from datetime import date
 import pytest
 
 from tests.conftest import remember_secret
-from tests.e2e.appliance import wait_until
+from tests.e2e.appliance import WORKER, Celery, wait_until
 from tests.e2e.reference import expected_bars
-from tests.e2e.test_celery import WORKER, Celery
 from tests.e2e.trading_setup import Expected, TradingRun, received
 from trading.sim.discord import DiscordStandIn
 from trading.sim.market import front_month, generate
