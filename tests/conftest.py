@@ -60,14 +60,12 @@ def broker():
 
 
 def glbx_samples() -> Path:
-    """The real GLBX sample files (../shared/data/databento beside the checkout, or PINEOPS_GLBX_SAMPLES)."""
-    if os.environ.get("PINEOPS_GLBX_SAMPLES"):
-        return Path(os.environ["PINEOPS_GLBX_SAMPLES"])
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent / "shared" / "data" / "databento"
-        if candidate.is_dir():
-            return candidate
-    pytest.fail("real GLBX samples not found: put shared/ beside the checkout or set PINEOPS_GLBX_SAMPLES")
+    """The real GLBX sample files: tests/data/glbx (Databento's own test data, see its README), or
+    PINEOPS_GLBX_SAMPLES to run the same tests over another set."""
+    path = Path(os.environ.get("PINEOPS_GLBX_SAMPLES") or Path(__file__).parent / "data" / "glbx")
+    if not (path / "test_data.trades.dbn.zst").is_file():
+        pytest.fail(f"real GLBX samples not found in {path}")
+    return path
 
 
 # --- the fault suite's summary table ------------------------------------------------------------
