@@ -116,13 +116,13 @@ class LegInfo:
     instrument: object
     size: int
     commission: Decimal
-    ticker: str
+    row: object  # the StrategyInstrument: each order's ticker from its template
 
 
 def demo_legs() -> list[LegInfo]:
     from trading.models import StrategyInstrument
 
-    return [LegInfo(leg.strategy, leg.instrument, leg.size, leg.commission_per_side, leg.ticker or leg.instrument.root)
+    return [LegInfo(leg.strategy, leg.instrument, leg.size, leg.commission_per_side, leg)
             for leg in StrategyInstrument.objects.select_related("strategy", "instrument").order_by("id")]
 
 
@@ -232,7 +232,8 @@ def insert_trades(trades: list[dict], batch: int) -> None:
         ml = t["ml_score"] if action == "buy" else None
         extras = {"strategy": leg.strategy.name, "signal_id": key, "bar_time": bar_time.isoformat(), "ibs": ibs,
                   "ml_score": ml, "reason": reason}
-        payload = order_payload(ticker=leg.ticker, action=action, quantity=leg.size, signal_price=float(price),
+        payload = order_payload(ticker=leg.row.broker_ticker(t["contract"], bar_time), action=action, quantity=leg.size,
+                                signal_price=float(price),
                                 extras=extras, stop_loss_percent=params.stop_loss_pct if action == "buy" else None,
                                 take_profit_percent=params.take_profit_pct if action == "buy" else None)
         decided = bar_time + hour

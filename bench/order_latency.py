@@ -328,7 +328,8 @@ class OutboxRun:
         sig = Signal.objects.create(
             key=key, strategy=self.strategy, instrument=leg.instrument, bar_time=bar_time, action=action, quantity=1,
             signal_price=str(bar[3]), reason="entry" if action == "buy" else "ibs_exit",
-            payload=payload_like_the_worker("ibs_b", leg.broker_ticker, key, bar_time, action, bar),
+            payload=payload_like_the_worker("ibs_b", leg.broker_ticker(f"{leg.instrument.root}Z6", bar_time), key,
+                                            bar_time, action, bar),
             expires_at=dj_tz.now() + timedelta(days=1))
         self.ids.append(key)
         started = time.time()

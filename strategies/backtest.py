@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from strategies import rolls
 from strategies.calendar import PRODUCT_HOURS, session_dates
 from strategies.ibs import ClosedTrade
 from strategies.instruments import CONTRACT_SPECS, DEFAULT_COMMISSION
@@ -47,6 +48,9 @@ class Leg:
     commission: float = float(DEFAULT_COMMISSION)
     size: int = 1
     ml_scores: np.ndarray | None = None  # probability per bar (NaN: no score), aligned with bars
+    contracts: tuple | None = None  # the contract of each bar (the front's), aligned with bars; None: one contract
+    held: dict | None = None  # contract → the bars of that contract after its roll (strategies.rolls)
+    roll_policy: str = rolls.EXIT
 
 
 @dataclass
@@ -59,16 +63,20 @@ class BacktestResult:
 
 
 class _Row:
-    __slots__ = ("i", "ts", "open", "high", "low", "close")
+    __slots__ = ("i", "ts", "open", "high", "low", "close", "contract")
 
-    def __init__(self, i, ts, o, h, l, c):
+    def __init__(self, i, ts, o, h, l, c, contract=""):
         self.i, self.ts, self.open, self.high, self.low, self.close = i, ts, o, h, l, c
+        self.contract = contract
 
 
-def _rows(frame: pd.DataFrame) -> list[_Row]:
+def _rows(frame: pd.DataFrame, contracts=None) -> list[_Row]:
     ts = pd.DatetimeIndex(frame["ts"].to_numpy(dtype=np.int64).view("datetime64[ns]"), tz="UTC").to_pydatetime()
     o, h, l, c = (frame[k].to_numpy(dtype=float).tolist() for k in ("open", "high", "low", "close"))
-    return [_Row(i, *values) for i, values in enumerate(zip(ts, o, h, l, c))]
+    if contracts is not None and len(contracts) != len(frame):
+        raise BacktestInputError(f"{len(contracts)} contracts for {len(frame)} bars")
+    names = contracts if contracts is not None else [""] * len(frame)
+    return [_Row(i, *values) for i, values in enumerate(zip(ts, o, h, l, c, names))]
 
 
 def _trade_row(leg: Leg, t: ClosedTrade) -> dict:
@@ -91,13 +99,22 @@ def run(legs: list[Leg], *, timeframe: str = "1h", max_positions: int | None = N
     a reference that knows no calendar."""
     portfolio = Portfolio({leg.root: leg.params for leg in legs}, timeframe=timeframe, max_positions=max_positions,
                           hours=PRODUCT_HOURS if product_hours else None)
-    rows = {leg.root: _rows(leg.bars) for leg in legs}
+    rows = {leg.root: _rows(leg.bars, leg.contracts) for leg in legs}
     by_root = {leg.root: leg for leg in legs}
     # Walk the union of bar times; at each time every instrument with a bar is stepped together.
     events: dict[int, dict[str, int]] = {}
     for leg in legs:
         for i, ts in enumerate(leg.bars["ts"].to_numpy(dtype=np.int64)):
             events.setdefault(int(ts), {})[leg.root] = i
+    held_rows: dict[str, dict[int, _Row]] = {}  # contract → bar start (ns) → its bar after its roll
+    for leg in legs:
+        for contract, frame in (leg.held or {}).items():
+            stamps = frame["ts"].to_numpy(dtype=np.int64)
+            held_rows[contract] = dict(zip(map(int, stamps), _rows(frame, [contract] * len(frame))))
+            for ts in stamps:
+                events.setdefault(int(ts), {})
+    policies = {leg.root: leg.roll_policy for leg in legs}
+    in_contract: dict[str, str] = {}  # root → the contract its position (or pending entry) is in
     def score(root, bar):
         leg = by_root[root]
         if not use_ml or leg.ml_scores is None:
@@ -108,8 +125,17 @@ def run(legs: list[Leg], *, timeframe: str = "1h", max_positions: int | None = N
     in_position = 0
     for ts in sorted(events):
         bars = {root: rows[root][i] for root, i in events[ts].items()}
-        when = next(iter(bars.values())).ts
-        outcome = portfolio.step(when, bars, score=score)
+        held = {c: held_rows[c][ts] for c in in_contract.values() if ts in held_rows.get(c, {})}
+        if not bars and not held:
+            continue
+        when = next(iter((bars or held).values())).ts
+        roll = rolls.plan(bars, held, in_contract, policies)
+        outcome = portfolio.step(when, bars, score=score, manage=roll.manage, force=roll.force)
+        for entry in outcome.entries:
+            in_contract[entry.root] = bars[entry.root].contract
+        for root in list(in_contract):
+            if portfolio.books[root].flat:
+                del in_contract[root]
         result.trades.extend(_trade_row(by_root[root], t) for root, t in outcome.closed)
         in_position += sum(1 for root in bars if portfolio.books[root].position is not None
                            or outcome.results[root].closed)
@@ -119,8 +145,10 @@ def run(legs: list[Leg], *, timeframe: str = "1h", max_positions: int | None = N
         pending = portfolio.books[leg.root].pending_entry
         if pending is not None:
             result.pending_entries.append({"symbol": leg.root, "signal_time": _iso(pending.bar_ts)})
-        if rows[leg.root]:
-            closed = portfolio.books[leg.root].finish(rows[leg.root][-1])
+        own = held_rows.get(in_contract.get(leg.root, ""))
+        last = max(own.values(), key=lambda r: r.ts) if own else (rows[leg.root] or [None])[-1]
+        if last is not None:
+            closed = portfolio.books[leg.root].finish(last)
             if closed:
                 result.trades.append(_trade_row(leg, closed))
     result.trades.sort(key=lambda t: (t["exit_time"], t["symbol"], t["entry_time"]))

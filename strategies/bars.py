@@ -47,6 +47,11 @@ class Bar:
     trades: int
 
     @property
+    def stream(self) -> str:
+        """The name of the stream the bar goes to: its root's (HeldBar: its contract's)."""
+        return self.symbol
+
+    @property
     def end(self) -> datetime:
         if self.timeframe == "1d":
             return session_close(self.ts.date())
@@ -114,6 +119,20 @@ class Bar:
             raise BarError(f"bad value: {exc}") from None
         validate(bar)
         return bar
+
+
+class HeldBar(Bar):
+    """A bar of a contract that is no longer the front but still held (a position opened before its roll):
+    published under its contract's own stream, so the position is managed on its own prices."""
+
+    @property
+    def stream(self) -> str:
+        return self.contract
+
+    @classmethod
+    def of(cls, bar: Bar) -> "HeldBar":
+        return cls.make(bar.symbol, bar.contract, bar.timeframe, bar.ts, bar.open, bar.high, bar.low, bar.close,
+                        bar.volume, bar.trades)
 
 
 def validate(bar: Bar) -> None:

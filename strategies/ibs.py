@@ -52,7 +52,7 @@ class EntrySignal:
 class ExitSignal:
     bar_ts: datetime
     price: float
-    reason: str  # ibs_exit | max_bars | flat_time | early_close
+    reason: str  # ibs_exit | max_bars | flat_time | early_close | roll
     ibs: float
 
 
@@ -132,10 +132,11 @@ class InstrumentBook:
         return ClosedTrade(p.entry_ts, p.entry_price, bar_ts, price, reason, p.ibs_entry, ibs_exit, p.ml_score,
                            p.bars_held, p.signal_ts, exit_signal_ts)
 
-    def on_bar(self, bar, closes_early: bool = False) -> BarResult:
+    def on_bar(self, bar, force: str | None = None) -> BarResult:
         """Apply one completed bar: pending fills at its open, stop/target inside it, exits at its close.
-        `closes_early`: the session closes early before the next bar could complete — a position still open
-        is exited at this close (filled at the next open, before the close), reason 'early_close'."""
+        `force`: the reason a position still open after the strategy's own exits must be exited at this close
+        anyway (filled at the next open): 'early_close' (the session closes before the next bar could
+        complete), 'roll' (its contract is no longer the front and the instrument exits at the roll)."""
         params, result = self.params, BarResult()
         result.ibs = ibs(bar.high, bar.low, bar.close)
         if self.pending_exit is not None and self.position is not None:
@@ -164,8 +165,8 @@ class InstrumentBook:
                 reason = "max_bars"
             elif self.seconds is not None and is_flat_bar(bar.ts, self.seconds, params):
                 reason = "flat_time"
-            elif closes_early:
-                reason = "early_close"
+            elif force:
+                reason = force
             else:
                 reason = None
             if reason:

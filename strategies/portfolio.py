@@ -89,15 +89,26 @@ class Portfolio:
         return sum(1 for b in self.books.values() if not b.flat)
 
     def step(self, ts: datetime, bars: dict[str, object], *, score: Scorer | None = None,
-             entry_block: Veto | None = None) -> StepOutcome:
-        """Apply the bars (root → bar) that completed at `ts`; `entry_block(root)` may veto entries."""
+             entry_block: Veto | None = None, manage: dict | None = None, force: dict | None = None) -> StepOutcome:
+        """Apply the bars (root → bar) that completed at `ts`; `entry_block(root)` may veto entries.
+
+        `manage` (root → bar, or None): the bar an instrument's open position is managed on instead of its
+        root's bar — the bar of the position's own contract after a roll (None: no bar of it this time, the
+        book waits). Entries are always decided on `bars`. `force` (root → reason): exit what is still open
+        at this close (see InstrumentBook.on_bar); an early close of the session forces 'early_close'."""
         out = StepOutcome()
-        roots = sorted(bars)
-        closing = {root: self._closes_early(root, bars[root]) for root in roots} if self.hours else {}
-        for root in roots:
-            res = self.books[root].on_bar(bars[root], closes_early=closing.get(root) is not None)
+        manage, force = manage or {}, force or {}
+        closing = {}
+        for root in sorted(set(bars) | set(manage)) if manage else sorted(bars):
+            bar = manage[root] if root in manage else bars[root]
+            if bar is None:
+                continue
+            closing[root] = self._closes_early(root, bar) if self.hours else None
+            reason = force.get(root) or ("early_close" if closing[root] is not None else None)
+            res = self.books[root].on_bar(bar, force=reason)
             out.results[root] = res
             out.closed.extend((root, t) for t in res.closed)
+        roots = sorted(bars)
         candidates = []
         for root in roots:
             book, bar, params = self.books[root], bars[root], self.params[root]

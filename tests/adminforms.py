@@ -20,7 +20,8 @@ def strategy_form_data(strategy: Strategy, **changes) -> dict:
                      f"legs-{i}-commission_per_side": leg.commission_per_side, f"legs-{i}-ticker": leg.ticker,
                      f"legs-{i}-ml_enabled": "on" if leg.ml_enabled else "",
                      f"legs-{i}-ml_threshold": "" if leg.ml_threshold is None else leg.ml_threshold,
-                     f"legs-{i}-ml_failure_policy": leg.ml_failure_policy, f"legs-{i}-overrides": "{}",
+                     f"legs-{i}-ml_failure_policy": leg.ml_failure_policy,
+                     f"legs-{i}-roll_policy": leg.roll_policy, f"legs-{i}-overrides": "{}",
                      f"legs-{i}-seen_version": leg.version})
     data.update(changes)
     return data

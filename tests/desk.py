@@ -22,6 +22,11 @@ MID = (100.0, 100.4, 99.6, 100.0)  # IBS 0.5: neither
 CONTRACTS = {"CL": "CLZ6", "GC": "GCZ6", "SI": "SIZ6", "6A": "6AZ6"}
 
 
+def order_root(order: dict) -> str:
+    """The root an order was decided for (its ticker names the contract): from its signal id."""
+    return order["extras"]["signal_id"].split(":")[1]
+
+
 def demo_desk(settings, monkeypatch, broker, tmp_path, redis_prefix, *, roots=("CL",), ml=False) -> Strategy:
     """load_demo with both strategies' broker webhooks at the stand-in; ibs_a trades only `roots`."""
     settings.REDIS_PREFIX = redis_prefix
@@ -64,7 +69,8 @@ def held_position(strategy: Strategy, root: str, *, entry: float, size: int = 1,
     then holds it too), stop and target 1 % away."""
     leg = strategy.legs.select_related("instrument").get(instrument__root=root)
     key = signal_key(strategy.name, root, at, "buy")
-    payload = order_payload(ticker=leg.broker_ticker, action="buy", quantity=size, signal_price=entry,
+    payload = order_payload(ticker=leg.broker_ticker(CONTRACTS.get(root, ""), at), action="buy", quantity=size,
+                            signal_price=entry,
                             extras={"strategy": strategy.name, "signal_id": key, "reason": "entry"})
     assert deliver(resolve(strategy.broker_webhook, "broker_webhook"), payload).delivered
     sig = Signal.objects.create(key=key, strategy=strategy, instrument=leg.instrument,

@@ -62,6 +62,6 @@ def test_flatten_from_the_dashboard_delivers_every_exit_once_and_shows_it(page, 
 
     exits = [o for o in broker.orders() if o["action"] == "exit"]
     assert sorted((o["extras"]["strategy"], o["ticker"]) for o in exits) == [
-        ("ibs_a", "CL"), ("ibs_a", "GC"), ("ibs_b", "SI")]
+        ("ibs_a", "CLZ6"), ("ibs_a", "GCZ6"), ("ibs_b", "SIZ6")]  # each position's own contract
     assert len({o["extras"]["signal_id"] for o in exits}) == 3
     assert Trade.objects.filter(exit_reason="flatten").count() == 3 and not Position.objects.open().exists()

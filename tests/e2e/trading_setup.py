@@ -8,6 +8,7 @@ from strategies.backtest import Leg, run
 from strategies.bars import Bar, frame_from_bars
 from strategies.instruments import CONTRACT_SPECS, DEMO_COMMISSION
 from strategies.params import IBSParams
+from tests.desk import order_root
 from tests.e2e.appliance import ProcessEnv, wait_until
 from trading.sim.gateway import LiveGateway
 from trading.sim.traderspost import TradersPostStandIn
@@ -26,8 +27,18 @@ def configure_ibs_a(env, fronts: dict[str, str]) -> None:
 
 
 def hourly_frames(client, prefix: str, roots) -> dict[str, pd.DataFrame]:
-    return {root: frame_from_bars([Bar.from_message(f["bar"]) for _, f in client.xrange(f"{prefix}:bars:{root}:1h")])
-            for root in roots}
+    """Each root's hourly bars as published; `attrs` keeps what the backtest needs for rolls: the contract
+    of each bar and the bars each contract rolled from got on its own stream (strategies.rolls)."""
+    out = {}
+    for root in roots:
+        bars = [Bar.from_message(f["bar"]) for _, f in client.xrange(f"{prefix}:bars:{root}:1h")]
+        frame = out[root] = frame_from_bars(bars)
+        frame.attrs["contracts"] = tuple(b.contract for b in bars)
+        frame.attrs["held"] = {c: frame_from_bars([Bar.from_message(f["bar"]) for _, f in
+                                                   client.xrange(f"{prefix}:bars:{c}:1h")])
+                               for c in dict.fromkeys(b.contract for b in bars)
+                               if client.exists(f"{prefix}:bars:{c}:1h")}
+    return out
 
 
 class TradingRun:
@@ -126,11 +137,13 @@ class TradingRun:
 
 
 class Expected:
-    """The backtest of the same bars, as orders and trades (ibs_a's demo terms, max 2 positions)."""
+    """The backtest of the same bars, as orders and trades (ibs_a's demo terms, max 2 positions; rolls with
+    a position open as the demo's roll policy decides: exit on the old contract's first bar after it)."""
 
     def __init__(self, frames: dict[str, pd.DataFrame]):
         legs = [Leg(r, f, IBSParams(), float(CONTRACT_SPECS[r].point_value),
-                    float(DEMO_COMMISSION.get(r, Decimal("1.25")))) for r, f in frames.items()]
+                    float(DEMO_COMMISSION.get(r, Decimal("1.25"))), contracts=f.attrs.get("contracts"),
+                    held=f.attrs.get("held")) for r, f in frames.items()]
         self.result = run(legs, max_positions=2, use_ml=False)
         self.trades = self.result.trades
         self.closed = [t for t in self.trades if t["exit_reason"] != "end_of_data"]
@@ -143,9 +156,9 @@ class Expected:
 
 
 def received(orders: list[dict]) -> tuple[list, list, int]:
-    """(buys, exits, duplicate posts) of what the TradersPost stand-in got."""
+    """(buys, exits, duplicate posts) of what the TradersPost stand-in got, by root (tickers name contracts)."""
     keys = [o["extras"]["signal_id"] for o in orders]
-    buys = sorted((o["ticker"], o["extras"]["bar_time"][:19]) for o in orders if o["action"] == "buy")
-    exits = sorted((o["ticker"], o["extras"]["bar_time"][:19], o["extras"]["reason"]) for o in orders
+    buys = sorted((order_root(o), o["extras"]["bar_time"][:19]) for o in orders if o["action"] == "buy")
+    exits = sorted((order_root(o), o["extras"]["bar_time"][:19], o["extras"]["reason"]) for o in orders
                    if o["action"] == "exit")
     return buys, exits, len(keys) - len(set(keys))

@@ -80,5 +80,6 @@ def test_no_order_after_a_products_early_close_and_the_forced_flat_comes_before_
     want = sorted([(t["symbol"], "buy", t["signal_time"][:19]) for t in expected.trades] +
                   [(t["symbol"], "exit", t["exit_signal_time"][:19]) for t in expected.trades
                    if t["exit_reason"] != "end_of_data"])
-    got = sorted((o["ticker"], o["action"], o["extras"]["bar_time"][:19]) for o in broker.orders())
+    root_of = {bar.contract: root for root in ROOTS for bar in bars[root]}  # orders name contracts, never roots
+    got = sorted((root_of[o["ticker"]], o["action"], o["extras"]["bar_time"][:19]) for o in broker.orders())
     assert got == want  # the worker decides as the backtest does, early closes included

@@ -1,4 +1,5 @@
 """The order outbox against the database: once delivered never again, failures kept and alerted."""
+import os
 import socket
 import subprocess
 from dataclasses import dataclass
@@ -6,11 +7,15 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+import redis
 from django.core.management import call_command
 from django.utils import timezone
 
+from tests.e2e.appliance import free_port
 from trading.execution.outbox import MAX_ATTEMPTS, backoff_seconds, recover_interrupted, send_pending_orders
-from trading.health.process import process_token
+from trading.execution.ratelimit import RedisRateLimiter
+from trading.execution.sender import settle_own_claims
+from trading.health.process import _stat, process_token
 from trading.models import DeliveryAttempt, Notification, Signal, Strategy, signal_key
 from trading.risk.killswitch import set_mode
 
@@ -280,3 +285,41 @@ def test_an_exit_that_never_reaches_the_broker_raises_a_named_emergency(signal):
     alert = Notification.objects.get(dedupe_key=f"exit-undelivered:{exit_.key}")
     assert alert.kind == "emergency" and "the position stays open" in alert.title
     assert "may still hold" in alert.body and "flatten" in alert.body
+
+
+def test_redis_away_between_the_claim_and_the_post_leaves_the_order_pending_then_sends_it_once(signal, redis_prefix):
+    """The rate limiter (Redis) fails after the claim: nothing was posted, so the order is pending again
+    rather than claimed by a live sender, which would hold back every later order of its instrument."""
+    away = redis.Redis(port=free_port(), socket_connect_timeout=1)
+    broker = ScriptedBroker()
+    with pytest.raises(redis.ConnectionError):
+        send_pending_orders(deliver=broker, limiter=RedisRateLimiter(away, prefix=redis_prefix))
+    signal.refresh_from_db()
+    assert (signal.state, signal.attempts, broker.calls) == ("pending", 0, [])
+    assert not DeliveryAttempt.objects.exists()
+    back = RedisRateLimiter(redis.Redis(), prefix=redis_prefix)
+    assert send_pending_orders(deliver=broker, limiter=back).sent == [signal.key]
+    assert len(broker.calls) == 1
+
+
+def test_a_sender_settles_its_own_claims_after_a_failed_pass_and_only_its_own(signal):
+    """When even the release failed (the database away too), the sender's next failed-pass handler settles
+    what it still holds: never posted → pending; posted → failed as ambiguous. Another live sender's
+    claim is left alone."""
+    strategy, cl = signal.strategy, signal.instrument
+    parent_token = f"{socket.gethostname()}:{os.getppid()}:{_stat(os.getppid())[19]}"
+    posted = Signal.objects.create(
+        key=signal_key("ibs_a", "GC", signal.bar_time, "buy"), strategy=strategy,
+        instrument=strategy.legs.get(instrument__root="GC").instrument, bar_time=signal.bar_time, action="buy",
+        quantity=1, signal_price=Decimal("2000"), reason="entry", payload=signal.payload, state="sending",
+        claimed_at=timezone.now(), claimed_by=process_token(), attempts=1)
+    DeliveryAttempt.objects.create(signal=posted, number=1, attempted_at=timezone.now(), outcome="started")
+    other = Signal.objects.create(
+        key=signal_key("ibs_a", "CL", signal.bar_time + timedelta(hours=1), "exit"), strategy=strategy,
+        instrument=cl, bar_time=signal.bar_time + timedelta(hours=1), action="exit", quantity=1,
+        signal_price=Decimal("71.5"), reason="ibs_exit", payload=signal.payload, state="sending",
+        claimed_at=timezone.now(), claimed_by=parent_token)  # a live sender, not this process
+    Signal.objects.filter(pk=signal.pk).update(state="sending", claimed_at=timezone.now(), claimed_by=process_token())
+    settle_own_claims(strategy)
+    states = dict(Signal.objects.values_list("key", "state"))
+    assert (states[signal.key], states[posted.key], states[other.key]) == ("pending", "failed", "sending")

@@ -65,7 +65,7 @@ def test_entry_then_exit_one_order_each_with_the_design_payload(setup, broker):
     publish([MID], start=T0 + timedelta(hours=2))
     w.poll()
     buy, exit_ = broker.orders()
-    assert (buy["ticker"], buy["action"], buy["quantity"], buy["orderType"], buy["timeInForce"]) == ("CL", "buy", 1,
+    assert (buy["ticker"], buy["action"], buy["quantity"], buy["orderType"], buy["timeInForce"]) == ("CLZ6", "buy", 1,
                                                                                                      "market", "day")
     assert buy["signalPrice"] == 99.2 and "price" not in buy and buy["stopLoss"] == {"type": "stop", "percent": 1.0}
     assert buy["extras"]["signal_id"] == "ibs_a:CL:2026-11-03T01:00:00Z:buy"

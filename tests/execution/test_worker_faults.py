@@ -10,7 +10,7 @@ from sklearn.ensemble import RandomForestClassifier
 from strategies.ml import save, train_instrument
 from strategies.params import IBSParams
 from strategies.synthetic import hourly_bars, strategy_bars
-from tests.desk import EXIT, MID, SIGNAL, T0, demo_desk, publish_hours, running_worker
+from tests.desk import EXIT, MID, SIGNAL, T0, demo_desk, order_root, publish_hours, running_worker
 from trading.execution.ledger import Ledger
 from trading.execution.worker import MAX_HOUR_ATTEMPTS
 from trading.marketdata import streams
@@ -49,7 +49,7 @@ def break_cl_model(worker):
 
 
 def sent(broker):
-    return sorted((o["ticker"], o["action"], o["extras"]["bar_time"][:13]) for o in broker.orders())
+    return sorted((order_root(o), o["action"], o["extras"]["bar_time"][:13]) for o in broker.orders())
 
 
 @pytest.mark.parametrize("policy", ["skip_entries", "trade_unfiltered"])

@@ -14,6 +14,7 @@ from django.core.management import call_command
 from django.db import transaction
 from django.utils import timezone as django_timezone
 
+from strategies.bars import Bar
 from strategies.ibs import EntrySignal, ExitSignal
 from strategies.portfolio import Entry, StepOutcome
 from tests.conftest import remember_secret
@@ -105,8 +106,10 @@ class Desk:
     def entry(self, root: str) -> Signal:
         """The worker decides an entry now, on the hour that just closed (the order's bar starts 1 h ago)."""
         bar = self.clock.now() - timedelta(hours=1)
-        outcome = StepOutcome(entries=[Entry(root, EntrySignal(bar, PRICES[root], 0.1), None)])
-        (sig,) = self.ledger.apply(bar, {}, outcome, self.config.params, {})
+        p = PRICES[root]
+        outcome = StepOutcome(entries=[Entry(root, EntrySignal(bar, p, 0.1), None)])
+        (sig,) = self.ledger.apply(bar, {root: Bar(root, f"{root}Z6", "1h", bar, p, p, p, p, 1, 1)}, outcome,
+                                   self.config.params, {})
         return sig
 
     def fill(self, root: str) -> Position:

@@ -7,6 +7,7 @@ changed (or its partner, e.g. ibs_entry_high for ibs_entry_low) and nothing in t
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from collections import Counter
 from decimal import Decimal
 
@@ -148,7 +149,10 @@ LEG_FIELDS = {
     "ml_threshold": fuzz(st.one_of(st.just(""), st.floats(0, 1).map(fmt)), unit_numbers),
     "overrides": fuzz(st.sampled_from(["{}", '{"stop_loss_pct": 1.5}', '{"max_bars_held": 4, "flat_time": "none"}']),
                       overrides),
-    "ticker": st.one_of(st.text(max_size=30), st.sampled_from(["", "CL1!", "x" * 25])),
+    "ticker": st.one_of(st.text(max_size=40), st.sampled_from(
+        ["", "CL", "CL1!", "x" * 25, "{contract}", "{root}{month}{y}", "MCL{month}{year}", "{year:999}", "{contract!r}",
+         "{0}", "{contract", "{expiry}", "{root}"])),
+    "roll_policy": st.sampled_from(["exit", "hold", "bogus", ""]),
     "ml_failure_policy": st.sampled_from(["skip_entries", "trade_unfiltered", "bogus", ""]),
     "instrument": st.sampled_from(["root:ES", "root:GC", "root:CL", "root:6A", "999999", "abc", ""]),
 }
@@ -247,6 +251,8 @@ def test_strategy_instrument_form_fuzz(staff):
         saved = StrategyInstrument.objects.get(pk=leg.pk)
         saved.full_clean()
         saved.params()
+        ticker = saved.broker_ticker("CLF7", datetime(2026, 12, 1, tzinfo=timezone.utc))  # a saved template renders
+        assert ticker and ticker != "CL", ticker
 
     @FUZZ
     @given(changes=changes_of(LEG_FIELDS, max_size=3))

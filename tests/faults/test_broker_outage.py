@@ -158,12 +158,12 @@ def test_c_read_timeout_is_ambiguous_and_is_not_resent(desk, fault_report):
     attempts = list(DeliveryAttempt.objects.filter(signal=cl).order_by("number").values_list("outcome", "status_code"))
     print(f"\n(c) read timeout: outbox saw {[(p.outcome, p.status, p.error) for p in posts]}; the stand-in received "
           f"{[(e['status'], e['order']['action']) for e in received]} (position there: "
-          f"{desk.broker.standin.positions.get((path, 'CL'))} CL); signal {cl.state}/{cl.attempts} attempts; "
+          f"{desk.broker.standin.positions.get((path, 'CLZ6'))} CLZ6); signal {cl.state}/{cl.attempts} attempts; "
           f"attempt rows {attempts}")
     fault_report("broker read timeout (slow answer)", runs=1, expected=1, received=len(received),
                  duplicates=duplicates, lost=1 - len(received), errors=int(cl.state == "failed"))
     assert [p.outcome for p in posts] == ["ambiguous"] and "after the request left" in posts[0].error
-    assert duplicates == 0 and len(received) == 1 and desk.broker.standin.positions.get((path, "CL")) == 1
+    assert duplicates == 0 and len(received) == 1 and desk.broker.standin.positions.get((path, "CLZ6")) == 1
     assert cl.state == "failed" and "not resent" in cl.state_reason
     assert emergency(cl.key) == [f"Order state unknown: {cl.key}"]
 

@@ -27,7 +27,9 @@ def queue_orders(desk, n: int) -> list[Signal]:
     for i in range(n):
         leg = legs[i % len(legs)]
         bar = now - timedelta(hours=1, minutes=i)
-        out.append(write_signal(desk.config.strategy, leg.row.instrument, ticker=leg.ticker, contract="",
+        contract = f"{leg.root}Z6"
+        out.append(write_signal(desk.config.strategy, leg.row.instrument, ticker=leg.row.broker_ticker(contract, bar),
+                                contract=contract,
                                 bar_time=bar, action="buy", quantity=1, signal_price=100.0, reason="entry",
                                 decided=bar + timedelta(hours=1), now=now))
     return out

@@ -19,7 +19,7 @@ FAR = 2**62  # ns: a heartbeat after everything, so every bar closes
 @dataclass
 class HubRun:
     hub: Hub
-    bars: dict = field(default_factory=lambda: defaultdict(lambda: defaultdict(list)))  # root → tf → [Bar]
+    bars: dict = field(default_factory=lambda: defaultdict(lambda: defaultdict(list)))  # stream → tf → [Bar]
     rolls: list = field(default_factory=list)
 
 
@@ -37,7 +37,7 @@ def feed(paths, fronts: dict[str, FrontMonth], batch: int = 8192) -> HubRun:
             records += [(r.ts_event, 0 if isinstance(r, dbn.InstrumentDefMsg) else 1, r) for r in reading.records]
     records.sort(key=lambda x: (x[0], x[1]))
     run = HubRun(None)
-    run.hub = Hub(fronts, publish=lambda bar: run.bars[bar.symbol][bar.timeframe].append(bar) or True,
+    run.hub = Hub(fronts, publish=lambda bar: run.bars[bar.stream][bar.timeframe].append(bar) or True,
                   on_roll=run.rolls.append)
     mapped, stream = set(), []
     for ts, _, rec in records:

@@ -44,7 +44,7 @@ def test_flatten_emits_one_exit_per_open_position_across_strategies_each_deliver
     assert not Trade.objects.exists()  # a position becomes a trade only once its exit is delivered
     for _ in range(3):  # the sender runs again and again: nothing goes twice
         send_pending_orders()
-    assert exits_received(broker) == [("ibs_a", "CL", 1), ("ibs_a", "GC", 2), ("ibs_b", "SI", 1)]
+    assert exits_received(broker) == [("ibs_a", "CLZ6", 1), ("ibs_a", "GCZ6", 2), ("ibs_b", "SIZ6", 1)]
     assert all(o["orderType"] == "market" and "stopLoss" not in o for o in broker.orders() if o["action"] == "exit")
     trades = {t.symbol: t for t in Trade.objects.all()}
     assert {r: (t.exit_price, t.exit_reason, t.exit_via) for r, t in trades.items()} == {
@@ -135,7 +135,8 @@ def test_a_flatten_exit_the_broker_refuses_keeps_the_position_open_and_alerts_it
 
 
 def test_flatten_uses_each_legs_broker_ticker(desk, broker):
-    StrategyInstrument.objects.filter(strategy__name="ibs_a", instrument__root="CL").update(ticker="CLZ2026")
+    StrategyInstrument.objects.filter(strategy__name="ibs_a", instrument__root="CL").update(
+        ticker="{root}{month}{year}")
     held_position(desk, "CL", entry=70.0)
     set_mode("flatten", "out", actor="ops")
     send_pending_orders()

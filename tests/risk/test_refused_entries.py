@@ -125,4 +125,4 @@ def test_max_positions_refusing_an_entry_is_a_row(settings, monkeypatch, broker,
     assert Signal.objects.get(instrument__root="CL").state == "sent"
     row = Signal.objects.get(instrument__root="GC")
     assert (row.state, row.risk_control) == ("blocked", "max_positions") and row.ibs == pytest.approx(0.15)
-    assert [o["ticker"] for o in broker.orders()] == ["CL"]
+    assert [o["ticker"] for o in broker.orders()] == ["CLZ6"]  # the front contract, never the root

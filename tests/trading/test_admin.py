@@ -58,6 +58,14 @@ def strategy_form(strategy, **changes):
     ({"broker_webhook": "${PINEOPS_UNSET_VAR}"}, "PINEOPS_UNSET_VAR is not set"),
     ({"legs-0-size": "0"}, "at least 1 contract"),
     ({"legs-0-overrides": '{"bogus": 1}'}, "unknown parameter"),
+    ({"legs-0-ticker": "6A"}, "does not name the contract"),  # a bare root: the broker would pick the contract
+    ({"legs-0-ticker": "6A1!"}, "does not name the contract"),  # a continuous symbol
+    ({"legs-0-ticker": "6AZ6"}, "a fixed contract goes stale at the roll"),
+    ({"legs-0-ticker": "{year:999}"}, "takes no format"),
+    ({"legs-0-ticker": "{contract!r}"}, "takes no format"),
+    ({"legs-0-ticker": "{expiry}"}, "unknown field {expiry}"),
+    ({"legs-0-ticker": "{contract"}, "is not a ticker template"),
+    ({"legs-0-roll_policy": "sometimes"}, "Select a valid choice"),
 ])
 def test_strategy_form_refuses_bad_values_with_clear_messages(staff, demo, change, message):
     strategy = Strategy.objects.get(name="ibs_a")
@@ -73,6 +81,19 @@ def test_strategy_form_saves_good_values(staff, demo):
                           strategy_form(strategy, max_bars_held="6"))
     assert response.status_code == 302
     assert Strategy.objects.get(pk=strategy.pk).max_bars_held == 6
+
+
+def test_a_ticker_template_is_saved_and_names_each_orders_contract(staff, demo):
+    strategy = Strategy.objects.get(name="ibs_a")
+    leg = strategy.legs.order_by("pk").first()
+    response = staff.post(reverse("admin:trading_strategy_change", args=[strategy.pk]),
+                          strategy_form(strategy, **{"legs-0-ticker": "M{root}{month}{y}",
+                                                     "legs-0-roll_policy": "hold"}))
+    assert response.status_code == 302
+    leg.refresh_from_db()
+    root = leg.instrument.root
+    assert (leg.ticker, leg.roll_policy) == ("M{root}{month}{y}", "hold")
+    assert leg.broker_ticker(f"{root}H7", timezone.now()) == f"M{root}H7"
 
 
 def test_killswitch_change_needs_a_reason_and_records_the_user(staff, demo):

@@ -149,3 +149,44 @@ def test_signal_key_is_unique_per_bar_and_action(webhook_env, cl):
     with pytest.raises(IntegrityError), transaction.atomic():
         Signal.objects.create(key=key + "x", strategy=strategy, instrument=cl, bar_time=bar, action="buy",
                               quantity=1, signal_price=Decimal("70"), reason="entry")
+
+
+@pytest.mark.parametrize("template, contract, when, expires, ticker", [
+    ("", "CLZ6", (2026, 11, 3), None, "CLZ6"),  # blank: the contract itself
+    ("{contract}", "CLF7", (2026, 12, 9), None, "CLF7"),
+    ("M{root}{month}{y}", "CLF7", (2026, 12, 9), None, "MCLF7"),
+    ("{root}{month}{year}", "CLF7", (2026, 12, 9), None, "CLF2027"),  # the year after `when` ending in 7
+    ("{root}{month}{year}", "CLH0", (2029, 12, 9), None, "CLH2030"),  # across a decade
+    ("{root}{month}{year}", "CLZ6", (2016, 1, 4), (2026, 11, 20), "CLZ2026"),  # its expiration decides
+])
+def test_a_ticker_template_names_the_orders_contract(webhook_env, cl, template, contract, when, expires, ticker):
+    from datetime import datetime, timezone
+
+    if expires:
+        cl.contracts.create(raw_symbol=contract, databento_id=1, expiration=datetime(*expires, tzinfo=timezone.utc))
+    strategy = make_strategy()
+    strategy.save()
+    leg = StrategyInstrument.objects.create(strategy=strategy, instrument=cl, ticker=template)
+    assert leg.broker_ticker(contract, datetime(*when, tzinfo=timezone.utc)) == ticker
+
+
+@pytest.mark.parametrize("template, words", [
+    ("CL", "does not name the contract"), ("CL1!", "does not name the contract"),
+    ("CLZ6", "goes stale at the roll"), ("{root}", "does not name the contract"),
+    ("{root}{month}", "does not name the contract"), ("{year:04}", "takes no format"),
+    ("{root}{}", "unknown field"), ("{root", "is not a ticker template"),
+])
+def test_a_ticker_that_does_not_name_the_contract_is_refused(webhook_env, cl, template, words):
+    strategy = make_strategy()
+    strategy.save()
+    errors = errors_of(StrategyInstrument(strategy=strategy, instrument=cl, ticker=template))
+    assert any(words in message for message in errors["ticker"]), errors
+
+
+def test_a_template_stored_past_the_form_still_sends_the_contract(webhook_env, cl):
+    strategy = make_strategy()
+    strategy.save()
+    leg = StrategyInstrument.objects.create(strategy=strategy, instrument=cl)
+    StrategyInstrument.objects.filter(pk=leg.pk).update(ticker="CL1!")  # past validation (a raw UPDATE)
+    leg.refresh_from_db()
+    assert leg.broker_ticker("CLZ6") == "CLZ6"  # never the continuous symbol

@@ -47,7 +47,7 @@ class StrategyInstrumentInline(admin.TabularInline):
     model = StrategyInstrument
     extra = 0
     fields = ("instrument", "enabled", "size", "commission_per_side", "ticker", "ml_enabled", "ml_threshold",
-              "ml_failure_policy", "overrides", SEEN)
+              "ml_failure_policy", "roll_policy", "overrides", SEEN)
     autocomplete_fields = ("instrument",)
 
 

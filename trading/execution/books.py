@@ -33,8 +33,9 @@ def expected_shape(pos: Position | None) -> tuple[bool, bool, bool, bool]:
     return False, True, True, False  # held through a halt, or sent at the market (flatten, released)
 
 
-def reconcile(portfolio, strategy, params: dict) -> None:
-    """Make every book of `portfolio` hold what `strategy`'s managed position rows say."""
+def reconcile(portfolio, strategy, params: dict) -> dict[str, str]:
+    """Make every book of `portfolio` hold what `strategy`'s managed position rows say; returns the contract
+    of each root's position (root → raw symbol, '' when the row names none)."""
     rows = {p.instrument.root: p for p in Position.objects.managed().filter(strategy=strategy)
             .select_related("instrument", "entry_signal", "exit_signal")}
     for root in rows:
@@ -54,6 +55,7 @@ def reconcile(portfolio, strategy, params: dict) -> None:
         book.position = None
         if pos is not None and want != FLAT:
             _restore(book, pos, want, params[root])
+    return {root: pos.contract for root, pos in rows.items() if root in portfolio.books}
 
 
 def _restore(book, pos: Position, want: tuple, params) -> None:

@@ -32,11 +32,11 @@ def load_config(name: str) -> Config:
             continue
         root = row.instrument.root
         params[root] = row.params()
-        legs[root] = Leg(row=row, root=root, ticker=row.broker_ticker, size=row.size,
+        legs[root] = Leg(row=row, root=root, ticker=row.ticker, size=row.size,
                          commission=Decimal(row.commission_per_side), point_value=Decimal(row.instrument.point_value),
-                         contract=row.instrument.active_contract, exits_only=not active)
+                         roll_policy=row.roll_policy, exits_only=not active)
     # What the worker acts on, compared by value (not by timestamps, which a bulk update skips).
     fingerprint = (strategy.max_positions, strategy.time_in_force, strategy.daily_stop_loss, strategy.broker_webhook,
                    tuple((r, params[r], l.size, l.commission, l.ticker, l.row.ml_enabled, l.row.ml_failure_policy,
-                          l.contract, l.exits_only) for r, l in legs.items()))
+                          l.roll_policy, l.exits_only) for r, l in legs.items()))
     return Config(strategy, legs, params, fingerprint)

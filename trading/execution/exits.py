@@ -63,9 +63,20 @@ def book_exit(pos: Position, exit_signal: Signal | None, *, exit_time: datetime,
     return row
 
 
+def contract_minute(contract: str, root: str):
+    """The newest 1-minute bar of `contract`: its own stream's while it is held after a roll, else the root's
+    while it is the front. None when neither has it (no price of this contract is known)."""
+    for name in (contract, root) if contract else (root,):
+        bar = streams.last_minute(name)
+        if bar is not None and (bar.contract == contract or not contract):
+            return bar
+    return None
+
+
 def market_at_send(sig: Signal) -> tuple[Decimal | None, datetime | None]:
-    """The market when an order leaves: the root's newest 1-minute close and the end of that minute."""
-    bar = streams.last_minute(sig.instrument.root)
+    """The market when an order leaves: its contract's newest 1-minute close and the end of that minute
+    (None: no price of that contract, the signal's own reference is used)."""
+    bar = contract_minute(sig.contract, sig.instrument.root)
     if bar is None:
         return None, None
     return price(bar.close), bar.ts + timedelta(minutes=1)
@@ -191,11 +202,12 @@ def flatten_position(pos: Position, event: KillSwitchEvent, kill: KillState, *, 
     twice gives the same signal."""
     at = event.at.replace(microsecond=0)
     leg = StrategyInstrument.objects.filter(strategy=pos.strategy, instrument=pos.instrument).first()
-    last = streams.last_minute(pos.instrument.root)
+    last = contract_minute(pos.contract, pos.instrument.root)
     reference = last.close if last is not None else float(pos.entry_price)
     decision = order_decision("exit", kill)
     held = decision.kind is Kind.HOLD_EXIT
-    sig = write_signal(pos.strategy, pos.instrument, ticker=leg.broker_ticker if leg else pos.instrument.root,
+    sig = write_signal(pos.strategy, pos.instrument,
+                       ticker=leg.broker_ticker(pos.contract, at) if leg else pos.contract or pos.instrument.root,
                        contract=pos.contract, bar_time=at, action=Signal.Action.EXIT, quantity=pos.size,
                        signal_price=reference, reason="flatten", decided=now, now=now,
                        state=State.HELD if held else State.PENDING, state_reason=decision.reason if held else "",

@@ -33,8 +33,11 @@ class HourFeed:
     def __init__(self, client: redis.Redis, strategy):
         self.client, self.strategy = client, strategy
         self.buffer: dict[int, dict[str, Bar]] = {}  # bar start (ms) → root → bar
+        self.held: dict[int, dict[str, Bar]] = {}  # bar start (ms) → contract → bar of a contract held past its roll
         self.last_ids: dict[str, str] = {}  # stream → the last entry read
         self.roots: dict[str, str] = {}  # stream → root
+        self.contracts: dict[str, str] = {}  # stream → contract (a held contract's own stream)
+        self.unread = False  # a stream followed since the last read: read it before deciding the next hour
 
     def follow(self, root: str, after_ms: int) -> None:
         """Read `root`'s hourly stream from after the bar that started at `after_ms` (0: from its start)."""
@@ -42,25 +45,46 @@ class HourFeed:
         self.last_ids[stream] = f"{after_ms}-0" if after_ms else "0-0"
         self.roots[stream] = root
 
+    def hold(self, contracts, after_ms: int) -> None:
+        """Also read the own streams of `contracts` (those positions are open in): after its roll, the hub
+        publishes a held contract's bars there. Followed from after `after_ms`; one no longer held is dropped."""
+        wanted = {streams.stream_key(c, "1h"): c for c in contracts}
+        for stream in set(self.contracts) - set(wanted):
+            del self.contracts[stream], self.last_ids[stream]
+        for stream, contract in wanted.items():
+            if stream not in self.contracts:
+                self.contracts[stream] = contract
+                self.last_ids[stream] = f"{after_ms}-0" if after_ms else "0-0"
+                self.unread = True
+
+    def take(self, ts_ms: int) -> tuple[dict[str, Bar], dict[str, Bar]]:
+        """Hour `ts_ms`'s bars, root → bar and held contract → bar, out of the buffers."""
+        return self.buffer.pop(ts_ms, {}), self.held.pop(ts_ms, {})
+
     def watermark(self) -> int:
         return streams.watermark_ms(self.client)
 
     def read(self, cursor_ms: int, block_ms: int | None) -> None:
         """Everything new in the followed streams into the buffer (hours after `cursor_ms` only)."""
+        self.unread = False
         while True:
             got = streams.read_bars(self.last_ids, count=1000, client=self.client, block_ms=block_ms)
             block_ms = None
             if not got:
                 return
-            for stream in {stream for stream, *_ in got}:
+            for stream in {stream for stream, *_ in got if stream in self.roots}:
                 self.fill_skipped(stream, cursor_ms)
             for stream, entry, bar, error in got:
                 self.last_ids[stream] = entry
                 if bar is None:
                     enqueue("emergency", f"{self.strategy.name}: garbled bar skipped", strategy=self.strategy,
                             body=f"{stream} {entry}: {error}", dedupe_key=f"garbled:{stream}:{entry}")
-                elif stream in self.roots and bar_ms(bar) > cursor_ms:
+                elif bar_ms(bar) <= cursor_ms:
+                    continue
+                elif stream in self.roots:
                     self.buffer.setdefault(bar_ms(bar), {})[bar.symbol] = bar
+                elif stream in self.contracts and bar.contract == self.contracts[stream]:
+                    self.held.setdefault(bar_ms(bar), {})[bar.contract] = bar
             if len(got) < 1000:
                 return
 
@@ -69,11 +93,11 @@ class HourFeed:
         watermark (the hub writes it right after an hour's bars, and that wakes no stream reader)."""
         if self.ready(watermark_ms):
             return None
-        return block_ms if not self.buffer else min(block_ms, 100)
+        return block_ms if not (self.buffer or self.held) else min(block_ms, 100)
 
     def ready(self, watermark_ms: int) -> list[int]:
         """Hours (ms) whose bars are all in: the watermark has passed them."""
-        return [ts for ts in sorted(self.buffer) if ts + HOUR_MS <= watermark_ms]
+        return [ts for ts in sorted(set(self.buffer) | set(self.held)) if ts + HOUR_MS <= watermark_ms]
 
     def fill_skipped(self, stream: str, cursor_ms: int) -> None:
         """Before reading on in `stream`: the hours removed under this reader come from the bar store;

@@ -35,11 +35,11 @@ class Leg:
     """What the ledger needs of a strategy instrument (read once per config load)."""
     row: StrategyInstrument
     root: str
-    ticker: str
+    ticker: str  # its template (StrategyInstrument.broker_ticker makes each order's from it)
     size: int
     commission: Decimal
     point_value: Decimal
-    contract: str = ""
+    roll_policy: str = StrategyInstrument.RollPolicy.EXIT
     exits_only: bool = False  # disabled (or its strategy is) but a position is still open: managed, no entries
 
 
@@ -50,15 +50,19 @@ class Ledger:
         self.bar = timedelta(seconds=timeframe_seconds)
 
     def _signal(self, leg: Leg, bar_time: datetime, action: str, quantity: int, signal_price: float, reason: str,
-                ibs: float | None, ml: float | None, *, now: datetime, **kwargs) -> Signal:
-        return write_signal(self.strategy, leg.row.instrument, ticker=leg.ticker, contract=leg.contract,
-                            bar_time=bar_time, action=action, quantity=quantity, signal_price=signal_price,
-                            reason=reason, decided=bar_time + self.bar, now=now, ibs=ibs, ml=ml, **kwargs)
+                ibs: float | None, ml: float | None, *, contract: str, now: datetime, **kwargs) -> Signal:
+        """The order for `contract`: the contract of the bar it was decided on (an exit: of its position)."""
+        return write_signal(self.strategy, leg.row.instrument, ticker=leg.row.broker_ticker(contract, bar_time),
+                            contract=contract, bar_time=bar_time, action=action, quantity=quantity,
+                            signal_price=signal_price, reason=reason, decided=bar_time + self.bar, now=now, ibs=ibs,
+                            ml=ml, **kwargs)
 
     # --- one step -----------------------------------------------------------------------------------
     def apply(self, ts: datetime, bars: dict, outcome: StepOutcome, params: dict, books: dict,
-              kill: KillState | None = None, *, now: datetime | None = None) -> list[Signal]:
-        """Write the step at `ts` and advance the cursor, atomically; returns the signals to send now."""
+              kill: KillState | None = None, *, now: datetime | None = None,
+              managed: dict | None = None) -> list[Signal]:
+        """Write the step at `ts` and advance the cursor, atomically; returns the signals to send now.
+        `managed`: root → the bar a position was managed on instead of the front's (execution.rolls)."""
         from trading.risk.killswitch import state
 
         kill = kill or state()
@@ -69,7 +73,8 @@ class Ledger:
                               .filter(strategy=self.strategy).select_related("instrument", "strategy", "exit_signal",
                                                                              "entry_signal")}
             for root in sorted(outcome.results):
-                res, bar, leg = outcome.results[root], bars[root], self.legs[root]
+                res, leg = outcome.results[root], self.legs[root]
+                bar = (managed or {}).get(root) or bars[root]
                 pos = open_positions.get(root)
                 for trade in res.closed:
                     if trade.exit_signal_ts is not None and pos is not None:  # a pending exit filled at this open
@@ -91,18 +96,19 @@ class Ledger:
                         and pos.exit_signal_id is None:
                     created += self._request_exit(pos, res.exit_signal, leg, kill, now)
             for entry in outcome.entries:
-                leg = self.legs[entry.root]
+                leg, contract = self.legs[entry.root], bars[entry.root].contract
                 sig = self._signal(leg, entry.signal.bar_ts, "buy", leg.size, entry.signal.price, "entry",
-                                   entry.signal.ibs, entry.ml_score, now=now, params=params[entry.root])
+                                   entry.signal.ibs, entry.ml_score, contract=contract, now=now,
+                                   params=params[entry.root])
                 created.append(sig)
                 if not Position.objects.filter(entry_signal=sig).exists():
                     Position.objects.create(
-                        strategy=self.strategy, instrument=leg.row.instrument, contract=leg.contract, size=leg.size,
+                        strategy=self.strategy, instrument=leg.row.instrument, contract=contract, size=leg.size,
                         signal_time=entry.signal.bar_ts, entry_time=entry.signal.bar_ts + self.bar,
                         entry_price=price(entry.signal.price), ibs_entry=entry.signal.ibs, ml_score=entry.ml_score,
                         commission_per_side=leg.commission, point_value=leg.point_value, entry_signal=sig)
                     enqueue("entry", f"{self.strategy.name}: buy {leg.size} {leg.root}", strategy=self.strategy,
-                            fields={"symbol": leg.contract or leg.root, "side": "long",
+                            fields={"symbol": contract or leg.root, "side": "long",
                                     "price": str(price(entry.signal.price)), "size": leg.size,
                                     "IBS": round(entry.signal.ibs, 3), "ML": entry.ml_score})
             for skip in outcome.skipped:
@@ -133,8 +139,9 @@ class Ledger:
         it is harmless (TradersPost refuses an exit with nothing open), and under a halt not sent."""
         decision = order_decision("exit", kill)
         quiet = decision.kind is Kind.HOLD_EXIT
-        sig = self._signal(leg, bar.ts, "exit", pos.size, trade.exit_price, trade.reason, None, None, now=now,
-                           fill=Fill.BRACKET, state=State.BLOCKED if quiet else State.PENDING,
+        sig = self._signal(leg, bar.ts, "exit", pos.size, trade.exit_price, trade.reason, None, None,
+                           contract=pos.contract, now=now, fill=Fill.BRACKET,
+                           state=State.BLOCKED if quiet else State.PENDING,
                            state_reason="full halt: the broker's bracket closed the position; no order sent"
                            if quiet else "", risk_control=decision.control if quiet else "")
         previous = pos.exit_signal
@@ -150,7 +157,8 @@ class Ledger:
         decision = order_decision("exit", kill)
         held = decision.kind is Kind.HOLD_EXIT
         sig = self._signal(leg, exit_signal.bar_ts, "exit", pos.size, exit_signal.price, exit_signal.reason,
-                           exit_signal.ibs, None, now=now, state=State.HELD if held else State.PENDING,
+                           exit_signal.ibs, None, contract=pos.contract, now=now,
+                           state=State.HELD if held else State.PENDING,
                            state_reason=decision.reason if held else "", risk_control=decision.control if held else "",
                            fill=Fill.AT_SEND if held else Fill.NEXT_OPEN)
         pos.state, pos.exit_signal = (PState.EXIT_HELD if held else PState.CLOSING), sig
@@ -170,5 +178,5 @@ class Ledger:
         log.info("entry refused strategy=%s root=%s bar=%s control=%s reason=%s", self.strategy.name, skip.root,
                  skip.bar_ts.isoformat(), control, skip.reason)
         return self._signal(leg, skip.bar_ts, "buy", leg.size, signal_price, "entry", skip.ibs, skip.ml_score,
-                            now=now, state=State.BLOCKED, state_reason=skip.reason, risk_control=control,
-                            params=params[skip.root])
+                            contract=bars[skip.root].contract, now=now, state=State.BLOCKED,
+                            state_reason=skip.reason, risk_control=control, params=params[skip.root])

@@ -129,6 +129,30 @@ def send_one(pk: int, *, now: datetime | None = None, deliver=None, limiter=None
     if not Signal.objects.filter(pk=pk, state=State.PENDING).update(state=State.SENDING, claimed_at=claimed_at,
                                                                     claimed_by=token):
         return None
+    try:
+        return _send_claimed(pk, token, claimed_at, clock, deliver, limiter, timeout, report)
+    except Exception:
+        _release_unposted(pk, token, claimed_at)
+        raise
+
+
+def _release_unposted(pk: int, token: str, claimed_at: datetime) -> None:
+    """Something failed between the claim and the POST (Redis or the database away): the order was never
+    posted, so it is pending again rather than left claimed by a live sender, which would hold back every
+    later order of its instrument. The POST's own transaction restamps the claim, so a claim that reached
+    the POST is never matched here. When even this fails, the sender settles its claims later
+    (recover_interrupted(mine=True))."""
+    try:
+        if Signal.objects.filter(pk=pk, state=State.SENDING, claimed_by=token, claimed_at=claimed_at).update(
+                state=State.PENDING):
+            log.warning("order not posted (an error before the POST); pending again signal_pk=%d", pk)
+    except Exception as exc:  # noqa: BLE001 — the caller raises the first error
+        log.error("claim of signal_pk=%d not released (%s); settled by the sender's recovery", pk,
+                  exc.__class__.__name__)
+
+
+def _send_claimed(pk: int, token: str, claimed_at: datetime, clock, deliver, limiter, timeout: float,
+                  report: OutboxReport) -> str | None:
     sig = Signal.objects.select_related("strategy", "instrument").get(pk=pk)
     at = clock()
 
@@ -259,10 +283,12 @@ def send_pending_orders(*, strategy=None, now: datetime | None = None, deliver=N
     return report
 
 
-def recover_interrupted(*, strategy=None, now: datetime | None = None, lease: timedelta | None = None) -> dict:
+def recover_interrupted(*, strategy=None, now: datetime | None = None, lease: timedelta | None = None,
+                        mine: bool = False) -> dict:
     """Settle signals left in 'sending' by a sender that died: at once when its process (on this host) is
     known gone; a claim held on another host once it is older than `lease`. A claim whose holder lives
     on this host — slow or frozen — is never taken: it blocks its own instrument's queue, nothing else.
+    `mine`: only this process's own claims, which it knows are not in flight (a sender between passes).
 
     Never posted (no started attempt) → pending again. Possibly posted → failed and alerted, never resent.
     """
@@ -271,9 +297,11 @@ def recover_interrupted(*, strategy=None, now: datetime | None = None, lease: ti
     stuck = Signal.objects.filter(state=State.SENDING)
     if strategy is not None:
         stuck = stuck.filter(strategy=strategy)
+    if mine:
+        stuck = stuck.filter(claimed_by=holder_token())
     outcome = {"requeued": [], "ambiguous": []}
     for sig in stuck.select_related("strategy", "instrument"):
-        if not claim_is_dead(sig.claimed_by, sig.claimed_at, now, lease, live_holder_keeps=True):
+        if not mine and not claim_is_dead(sig.claimed_by, sig.claimed_at, now, lease, live_holder_keeps=True):
             continue
         in_flight = sig.delivery_attempts.filter(outcome=Outcome.STARTED).exists()
         claim = Signal.objects.filter(pk=sig.pk, state=State.SENDING, claimed_by=sig.claimed_by,

@@ -137,6 +137,15 @@ def send_orphaned_orders() -> dict:
     return out
 
 
+def settle_own_claims(strategy) -> None:
+    """After a failed pass no POST of this sender is in flight: a claim it still holds is settled (never
+    posted: pending again; possibly posted: failed and alerted), or it would hold its instrument's queue."""
+    try:
+        outbox.recover_interrupted(strategy=strategy, mine=True)
+    except Exception as exc:  # noqa: BLE001 — still away: tried again after the next failed pass
+        log.error("own claims not settled strategy=%s (%s)", strategy.name, exc.__class__.__name__)
+
+
 def run_sender(strategy, *, stdin=None, poll: float = POLL_SECONDS) -> int:
     """The `sendorders` loop: send due orders when woken or every `poll` s; return when stdin closes."""
     fd = (stdin or sys.stdin.buffer).fileno()
@@ -173,6 +182,7 @@ def run_sender(strategy, *, stdin=None, poll: float = POLL_SECONDS) -> int:
             log.error("order sending failed strategy=%s (%s); retrying", strategy.name, exc.__class__.__name__)
             time.sleep(1)
             close_old_connections()
+            settle_own_claims(strategy)
         read_wakeups(poll)
     try:
         if redis.get(registry_key(strategy.name)) == token:

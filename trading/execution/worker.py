@@ -25,7 +25,7 @@ from strategies.ibs import InstrumentBook
 from strategies.params import ParameterError
 from strategies.portfolio import Portfolio
 from trading.delivery.alerts import enqueue
-from trading.execution import books
+from trading.execution import books, rolls
 from trading.execution.configuration import Config, load_config
 from trading.execution.hours import HOUR_MS, HourFeed, feature_history
 from trading.execution.ledger import Leg, Ledger
@@ -80,6 +80,7 @@ class Worker:
         self.portfolio = Portfolio(self.config.params, timeframe=s.timeframe, max_positions=s.max_positions,
                                    hours=PRODUCT_HOURS)
         self.ledger = Ledger(s, self.config.legs)
+        self.hours = None
         self.reconcile_books()
         self.scoring = ModelRegistry(s, self.config.legs)
         cursor = WorkerCursor.objects.filter(strategy=s).first()
@@ -92,11 +93,15 @@ class Worker:
         for root in self.config.legs:
             self.frames[root] = feature_history(self.redis, root, self.cursor_ms)
             self.hours.follow(root, self.cursor_ms)
+        self.hours.hold(self.contracts.values(), self.cursor_ms)
         log.info("worker ready strategy=%s roots=%s cursor=%s open=%d", self.name, ",".join(self.config.legs),
                  self.cursor_ms, self.portfolio.busy())
 
     def reconcile_books(self) -> None:
-        books.reconcile(self.portfolio, self.config.strategy, self.config.params)
+        """The books from the position rows; the contracts they are in are read too (execution.rolls)."""
+        self.contracts = books.reconcile(self.portfolio, self.config.strategy, self.config.params)
+        if self.hours is not None:
+            self.hours.hold(self.contracts.values(), self.cursor_ms)
 
     @property
     def model_errors(self) -> dict[str, str]:
@@ -125,7 +130,9 @@ class Worker:
         frame = pd.concat([self.frames[bar.symbol], frame_from_bars([bar])], ignore_index=True)
         self.frames[bar.symbol] = frame.tail(LOOKBACK * 2)
 
-    def process_hour(self, ts_ms: int, bars: dict[str, Bar]) -> None:
+    def process_hour(self, ts_ms: int, bars: dict[str, Bar], held: dict[str, Bar] | None = None) -> None:
+        """Decide hour `ts_ms`: `bars` root → the front's bar, `held` contract → the bar of a contract a
+        position is still open in after its roll (execution.rolls)."""
         ts = datetime.fromtimestamp(ts_ms / 1000, UTC)
         log.info("hour decided strategy=%s hour=%s roots=%s", self.name, ts.strftime("%Y-%m-%dT%H:%MZ"),
                  ",".join(sorted(bars)))
@@ -134,8 +141,11 @@ class Worker:
         kill = killswitch.state()  # once per step: every decision of the hour under one answer
         day = session_date(ts + HOUR)
         self.reconcile_books()  # a flatten, a held or failed exit written by others since the last hour
-        outcome = self.portfolio.step(ts, bars, score=self.score, entry_block=lambda r: self.entry_veto(r, kill, day))
-        pending = self.ledger.apply(ts, bars, outcome, self.config.params, self.portfolio.books, kill)
+        roll = rolls.plan(self.config.strategy, bars, held or {}, self.contracts, self.config.legs)
+        outcome = self.portfolio.step(ts, bars, score=self.score, entry_block=lambda r: self.entry_veto(r, kill, day),
+                                      manage=roll.manage, force=roll.force)
+        pending = self.ledger.apply(ts, bars, outcome, self.config.params, self.portfolio.books, kill,
+                                    managed=roll.manage)
         self.cursor_ms = ts_ms
         self.last_bar_time = ts
         self.sender.send_now(self.config.strategy, [sig.pk for sig in pending])
@@ -151,14 +161,16 @@ class Worker:
         self.hours.read(self.cursor_ms, self.hours.block_for(watermark, self.block_ms))
         done = 0
         for ts_ms in self.hours.ready(watermark):
+            if self.hours.unread:  # a position opened while catching up, in a contract past its roll since
+                self.hours.read(self.cursor_ms, None)
             try:
-                self.process_hour(ts_ms, self.hours.buffer[ts_ms])
+                self.process_hour(ts_ms, self.hours.buffer.get(ts_ms, {}), self.hours.held.get(ts_ms, {}))
             except INFRASTRUCTURE:
                 raise  # the database or Redis: rebuilt and retried for as long as it takes, nothing skipped
             except Exception as exc:  # noqa: BLE001
                 if not self.hour_failed(ts_ms, exc):
                     raise  # rebuilt from the database and tried again
-            del self.hours.buffer[ts_ms]
+            self.hours.take(ts_ms)
             done += 1
         self.sender.pump(self.config.strategy)
         self.reconcile_books()

@@ -1,10 +1,11 @@
 """The market-data hub: Databento Live trades → front-month 1-minute, hourly and daily bars → Redis.
 
 Spreads (by their definition) and back months never enter a bar; a root's first front is chosen
-from the contracts' definitions (trading.marketdata.roll); a minute without trades makes no bar (the gap is
-counted); a bar is published only once time has passed its end (trade or heartbeat time), so
-nothing downstream ever sees a bar twice or a bar still forming. After a dropped connection it
-resubscribes with `start=` at the earliest unfinished minute and skips what it already built.
+from the contracts' definitions (trading.marketdata.roll); a minute without trades makes no bar (the gap
+is counted); a contract a position is still open in after its roll keeps its own bars, published under
+its own streams (`hold`, strategies.bars.HeldBar); a bar is published only once time has passed its
+end (trade or heartbeat time), so nothing downstream ever sees a bar twice or a bar still forming.
+After a dropped connection it resubscribes with `start=` at the earliest unfinished minute and skips what it already built.
 
 Two ways in, one result: `process(rec)` takes one record; `process_many(records)` (the batch path,
 trading.marketdata.hubbatch) takes what the client delivered since the last call and builds the same
@@ -19,7 +20,7 @@ from datetime import date, datetime, timezone
 
 import databento_dbn as dbn
 
-from strategies.bars import Bar, DailyAggregator, HourlyAggregator, MinuteBarBuilder
+from strategies.bars import Bar, BarError, DailyAggregator, HeldBar, HourlyAggregator, MinuteBarBuilder
 from strategies.calendar import session_date, session_date_ns, session_end
 from trading.marketdata.definitions import ContractDef, Directory
 from trading.marketdata.hubbatch import LAST_TIME, BatchPath
@@ -46,6 +47,18 @@ class RootState:
     last_minute: Bar | None = None
     last_minute_ns: int = 0  # start of last_minute
     last_day: date | None = None  # its session date
+    held: dict = field(default_factory=dict)  # contract → HeldContract: no longer the front, a position open in it
+
+
+@dataclass
+class HeldContract:
+    """A contract a position is still open in after its roll: its own 1-minute and hourly bars go on being
+    built and published (as HeldBar, under the contract's own streams), so the position is managed on its
+    own prices until it is closed."""
+    minutes: MinuteBarBuilder
+    hours: HourlyAggregator = field(default_factory=HourlyAggregator)
+    closed_through: int = 0  # ns: every trade before this is in a published minute
+    kept_until: int = 0  # ns: a contract just rolled from is held to the end of the roll's session anyway
 
 
 class Hub(BatchPath):
@@ -159,7 +172,11 @@ class Hub(BatchPath):
                 return
             self._rolled(roll)
         if raw != front.active:
-            self.counters["back_month_dropped"] += 1
+            held = state.held.get(raw)
+            if held is None:
+                self.counters["back_month_dropped"] += 1
+            else:
+                self._held_trade(held, ts, price / 1e9, size, raw)
             return
         open_minute = state.minutes.open_minute
         if open_minute is not None and ts < open_minute:  # late, behind a minute built since
@@ -169,6 +186,45 @@ class Hub(BatchPath):
         bars = state.minutes.push(ts, price / 1e9, size, raw)
         for bar in bars:
             self._minute_done(state, bar)
+
+    def _held_trade(self, held: HeldContract, ts: int, price: float, size: int, raw: str) -> None:
+        if ts < held.closed_through:
+            self.counters["replay_skipped" if ts <= self.replay_until else "out_of_order"] += 1
+            return
+        try:
+            bars = held.minutes.push(ts, price, size, raw)
+        except BarError:  # behind a minute built since
+            self._bad("out_of_order", f"symbol={raw} ts={ts} is before the open minute {held.minutes.open_minute}")
+            return
+        self.counters["held_trades"] += 1
+        for bar in bars:
+            self._held_minute(held, bar)
+
+    def _held_minute(self, held: HeldContract, bar: Bar) -> None:
+        start = int(bar.ts.timestamp()) * NS
+        held.closed_through = max(held.closed_through, start + MINUTE)
+        self._emit(HeldBar.of(bar))
+        for hour in held.hours.push(bar, start):
+            self._emit(HeldBar.of(hour))
+
+    def hold(self, contracts: dict[str, set[str]]) -> None:
+        """The contracts (root → raw symbols) positions are open in: each one that is not its root's front
+        has its bars published; one no longer held stops (its open minute and hour are dropped), but not
+        before the end of the session it was rolled from in."""
+        for root, state in self.roots.items():
+            wanted = set(contracts.get(root, ()))
+            for raw in set(state.held) - wanted:
+                if self.clock < state.held[raw].kept_until:
+                    continue
+                del state.held[raw]
+                log.info("held contract released root=%s contract=%s", root, raw)
+            for raw in wanted - set(state.held):
+                state.held[raw] = HeldContract(MinuteBarBuilder(root))
+                log.info("held contract followed root=%s contract=%s", root, raw)
+
+    @property
+    def holding(self) -> bool:
+        return any(state.held for state in self.roots.values())
 
     def _bad(self, what: str, detail: str) -> None:
         self.counters[what] += 1
@@ -202,6 +258,10 @@ class Hub(BatchPath):
         self.counters["rolls"] += 1
         log.info("contract roll root=%s from=%s to=%s session=%s reason=%s", roll.root, roll.from_contract,
                  roll.to_contract, roll.session_date, roll.reason)
+        if roll.from_contract:  # a position may be open in it that the books do not show yet (a worker
+            # behind the hub, the database away): its bars go on for the roll's whole session
+            held = self.roots[roll.root].held.setdefault(roll.from_contract, HeldContract(MinuteBarBuilder(roll.root)))
+            held.kept_until = int(session_end(roll.session_date).timestamp()) * NS
         try:
             self.on_roll(roll)
         except Exception as exc:  # noqa: BLE001 — recording the roll must not stop the bars
@@ -227,6 +287,11 @@ class Hub(BatchPath):
             if ts >= state.days.due_ns:
                 for bar in state.days.close_through(ts):
                     self._emit(bar)
+            for held in state.held.values():
+                for bar in held.minutes.close_through(ts):
+                    self._held_minute(held, bar)
+                for bar in held.hours.close_through(ts):
+                    self._emit(HeldBar.of(bar))
         hour = ts - ts % (60 * MINUTE)
         if hour != self._watermark:
             self._watermark = hour
@@ -263,7 +328,8 @@ class Hub(BatchPath):
     # --- reconnect and stop -------------------------------------------------------------------
     def resume_point(self) -> int | None:
         """Where a new subscription must start: the earliest unfinished minute (None: from now)."""
-        starts = [s.minutes.open_minute for s in self.roots.values() if s.minutes.open_minute is not None]
+        builders = [b for s in self.roots.values() for b in (s.minutes, *(h.minutes for h in s.held.values()))]
+        starts = [b.open_minute for b in builders if b.open_minute is not None]
         if starts:
             return min(starts)
         ends = [s.closed_through for s in self.roots.values() if s.closed_through]
@@ -273,6 +339,8 @@ class Hub(BatchPath):
         """Drop half-built minutes: the replay after a reconnect rebuilds them whole."""
         for state in self.roots.values():
             state.minutes = MinuteBarBuilder(state.root)
+            for held in state.held.values():
+                held.minutes = MinuteBarBuilder(state.root)
             state.minute_volume = Counter()
             state.minute_of_volume = -1
         self.replay_until = self.clock

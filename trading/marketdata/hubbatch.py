@@ -57,7 +57,8 @@ class BatchPath:
         self.counters["records"] += len(run)
         if data is None:
             data = b"".join(map(bytes, run)) if len(run) >= ONE_BY_ONE else b""
-        if len(data) != TRADE_BYTES * len(run):  # short run (or an unexpected layout): one by one
+        if len(data) != TRADE_BYTES * len(run) or self.holding:  # short run, an unexpected layout, or a
+            # contract held after its roll (its trades are built as well, rare enough for the plain path)
             for rec in run:
                 self._trade(rec)
             return

@@ -1,4 +1,5 @@
-"""Bar streams in Redis: one capped stream per root and timeframe, entry id = bar start in ms.
+"""Bar streams in Redis: one capped stream per root and timeframe, entry id = bar start in ms (and one
+per contract still held after its roll, strategies.bars.HeldBar, named by the contract).
 
 Using the bar time as the entry id makes a duplicate bar impossible (Redis refuses an id not
 above the last one) and lets a worker resume exactly after the last bar it processed.
@@ -29,14 +30,14 @@ def publish(bar: Bar, client: redis.Redis | None = None) -> bool:
     """Append a bar; False (and nothing written) when that bar or a later one is already there."""
     client = client or get_redis()
     try:
-        client.xadd(stream_key(bar.symbol, bar.timeframe), {"bar": bar.to_message()}, id=entry_id(bar),
+        client.xadd(stream_key(bar.stream, bar.timeframe), {"bar": bar.to_message()}, id=entry_id(bar),
                     maxlen=MAXLEN[bar.timeframe], approximate=True)
     except redis.ResponseError as exc:
         if "equal or smaller" in str(exc):
             return False
         raise
     if bar.timeframe == "1m":
-        client.set(key("last", bar.symbol), bar.to_message())
+        client.set(key("last", bar.stream), bar.to_message())
     return True
 
 
@@ -194,12 +195,13 @@ def _bar_call(bars: list[Bar], watermark_ns: int) -> tuple[list[str], list]:
     entries: list = []
     for bar in bars:
         message = bar.to_message()
-        number = streams.get((bar.symbol, bar.timeframe))
+        name = bar.stream  # the root's stream; a held contract's own (strategies.bars.HeldBar)
+        number = streams.get((name, bar.timeframe))
         if number is None:
-            number = streams[(bar.symbol, bar.timeframe)] = len(streams) + 1
+            number = streams[(name, bar.timeframe)] = len(streams) + 1
         entries += (number, entry_id(bar), message)
         if bar.timeframe == "1m":
-            last[bar.symbol] = message
+            last[name] = message
     keys = [stream_key(root, tf) for root, tf in streams] + [key("last", root) for root in last]
     keys.append(key("watermark", "1h"))
     args = [len(streams), len(last), str(watermark_ns // 1_000_000) if watermark_ns else "",
@@ -213,14 +215,14 @@ def last_bar_ms(root: str, timeframe: str = "1m", client: redis.Redis | None = N
     return int(newest[0][0].split("-")[0]) if newest else None
 
 
-def last_minute(root: str, client: redis.Redis | None = None) -> Bar | None:
-    """The newest 1-minute bar of a root (the market's last price and time); None when there is none
-    or Redis cannot be read."""
+def last_minute(name: str, client: redis.Redis | None = None) -> Bar | None:
+    """The newest 1-minute bar of a root's front (or of a held contract, by its name): the market's last
+    price and time; None when there is none or Redis cannot be read."""
     try:
-        message = (client or get_redis()).get(key("last", root))
+        message = (client or get_redis()).get(key("last", name))
         return Bar.from_message(message) if message else None
     except (redis.RedisError, BarError) as exc:
-        log.warning("last bar unreadable root=%s: %s", root, exc.__class__.__name__)
+        log.warning("last bar unreadable name=%s: %s", name, exc.__class__.__name__)
         return None
 
 

@@ -4,6 +4,7 @@ Validation lives here (`clean`) and delegates parameter rules to strategies.para
 admin, load_demo and the worker refuse the same values with the same messages.
 """
 import logging
+import string
 from decimal import Decimal
 from types import SimpleNamespace
 
@@ -12,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
+from strategies import rolls
 from strategies.params import DEFAULTS, PARAM_NAMES, IBSParams, ParameterError, param_errors
 from trading.config import REFERENCE, ConfigError, reference_name, resolve
 from trading.runtime_files import RuntimeFileError, runtime_file
@@ -19,6 +21,43 @@ from trading.runtime_files import RuntimeFileError, runtime_file
 from .instruments import Instrument
 
 log = logging.getLogger(__name__)
+
+
+TICKER_FIELDS = ("contract", "root", "month", "year", "y")
+
+
+def ticker_for(template: str, contract: str, root: str, year: int | None, near_year: int | None = None) -> str:
+    """A broker ticker from its template (checked by ticker_problem): {contract} CLZ6, {root} CL, {month} Z,
+    {year} 2026, {y} 6 (the contract's expiration year; else the first year from `near_year` on that ends in
+    the symbol's digit)."""
+    month = contract[len(root)] if contract.startswith(root) and len(contract) > len(root) else ""
+    digits = contract[len(root) + 1:]
+    if year is None and near_year is not None and digits.isdigit():
+        digit = int(digits) % 10
+        year = near_year + (digit - near_year) % 10
+    return template.format(contract=contract, root=root, month=month, year=year or "",
+                           y=str(year)[-1] if year else digits[-1:])
+
+
+def ticker_problem(template: str, root: str) -> str:
+    """Why `template` cannot name each contract an order is for ('' when it can)."""
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
+                  if name is not None]
+    except ValueError as exc:
+        return f"{template!r} is not a ticker template ({exc}); use {{contract}}, {{root}}, {{month}}, {{year}}, {{y}}"
+    if any(spec or conversion for _, spec, conversion in fields):
+        return "a ticker field takes no format (no ':' or '!' inside the braces)"
+    names = {name for name, _, _ in fields}
+    if unknown := names - set(TICKER_FIELDS):
+        return f"unknown field {{{sorted(unknown)[0]}}}: use {{contract}}, {{root}}, {{month}}, {{year}}, {{y}}"
+    if "contract" not in names and not ("month" in names and names & {"year", "y"}):
+        return (f"{template!r} does not name the contract (a bare root or a continuous symbol lets the broker pick "
+                "it on its own, and a fixed contract goes stale at the roll): use {contract}, or e.g. "
+                "M{root}{month}{y}")
+    return ""
+
+
 UNIT = [MinValueValidator(0.0, "must be between 0 and 1"), MaxValueValidator(1.0, "must be between 0 and 1")]
 
 
@@ -154,6 +193,10 @@ class StrategyInstrument(models.Model):
         SKIP_ENTRIES = "skip_entries", "Skip entries until the model loads"
         TRADE_UNFILTERED = "trade_unfiltered", "Trade without the ML filter"
 
+    class RollPolicy(models.TextChoices):
+        EXIT = rolls.EXIT, "Exit the old contract at the roll"  # decided by strategies.rolls
+        HOLD = rolls.HOLD, "Keep managing the old contract until its exit"
+
     strategy = models.ForeignKey(Strategy, on_delete=models.CASCADE, related_name="legs")
     instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="strategy_legs")
     enabled = models.BooleanField(default=True, help_text="Off with a position open: its exit is still managed, "
@@ -163,13 +206,22 @@ class StrategyInstrument(models.Model):
         max_digits=8, decimal_places=2, default=Decimal("1.25"),
         validators=[MinValueValidator(Decimal("0"), "commission cannot be negative")],
         help_text="$ per contract per side")
-    ticker = models.CharField(max_length=24, blank=True,
-                              help_text="Ticker TradersPost expects; blank = the instrument root")
+    ticker = models.CharField(max_length=32, blank=True,
+                              help_text="Ticker TradersPost expects for the contract an order is for, as a template: "
+                                        "{contract} (CLZ6), {root} (CL), {month} (Z), {year} (2026), {y} (6); "
+                                        "blank: {contract}. It must name the contract: never a bare root or a "
+                                        "continuous symbol, which the broker maps on its own")
     ml_enabled = models.BooleanField(default=True)
     ml_threshold = models.FloatField(null=True, blank=True, validators=UNIT,
                                      help_text="Blank: the strategy's threshold")
     ml_failure_policy = models.CharField(max_length=20, choices=ModelFailurePolicy.choices,
                                          default=ModelFailurePolicy.SKIP_ENTRIES)
+    roll_policy = models.CharField(
+        max_length=8, choices=RollPolicy.choices, default=RollPolicy.EXIT,
+        help_text="A position open when the front rolls to the next contract: exit it (at the close of the old "
+                  "contract's first bar after the roll; the strategy may enter the new front on its own signal), "
+                  "or keep managing it on the old contract's own prices until its exit. Stop, target and P&L only "
+                  "ever use the position's own contract")
     overrides = models.JSONField(default=dict, blank=True,
                                  help_text='Parameter overrides, e.g. {"stop_loss_pct": 1.5}')
     version = models.PositiveIntegerField(default=1, editable=False,
@@ -191,6 +243,8 @@ class StrategyInstrument(models.Model):
 
     def clean(self):
         super().clean()
+        if self.ticker and self.instrument_id and (problem := ticker_problem(self.ticker, self.instrument.root)):
+            raise ValidationError({"ticker": problem})
         if not isinstance(self.overrides, dict):
             raise ValidationError({"overrides": 'must be a JSON object, e.g. {"stop_loss_pct": 1.5}'})
         if self.strategy_id is None or strategy_param_errors(self.strategy):
@@ -207,6 +261,15 @@ class StrategyInstrument(models.Model):
             raise ValidationError({"overrides": f"parameter window_tz: unknown time zone "
                                                 f"{self.overrides.get('window_tz')!r}"}) from None
 
-    @property
-    def broker_ticker(self) -> str:
-        return self.ticker or self.instrument.root
+    def broker_ticker(self, contract: str, when=None) -> str:
+        """The ticker of an order for `contract` (the contract of the bar it was decided on, at `when`)."""
+        root = self.instrument.root
+        if not contract:
+            log.error("order of %s without a contract: the root is sent as its ticker", self)
+            return root
+        expires = self.instrument.contracts.filter(raw_symbol=contract).values_list("expiration", flat=True).first()
+        if problem := ticker_problem(self.ticker, root) if self.ticker else "":  # stored past the form
+            log.error("ticker of %s refused (%s): the contract %s is sent as its ticker", self, problem, contract)
+            return contract
+        return ticker_for(self.ticker or "{contract}", contract, root, expires.year if expires else None,
+                          when.year if when else None)

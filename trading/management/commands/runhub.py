@@ -17,16 +17,28 @@ from trading.marketdata.contractstore import front_state, save_contracts
 from trading.marketdata.feed import FeedHealth
 from trading.marketdata.hub import Hub
 from trading.marketdata.live import restart_point, run_live
-from trading.models import ContractRoll, Instrument, StrategyInstrument
+from trading.models import ContractRoll, Instrument, Position, StrategyInstrument
 from trading.delivery.alerts import enqueue
 
 log = logging.getLogger(__name__)
 
 
 def subscribed_instruments() -> list[Instrument]:
-    """Roots traded by an enabled instrument of an enabled strategy."""
-    ids = StrategyInstrument.objects.filter(enabled=True, strategy__enabled=True).values_list("instrument", flat=True)
+    """Roots traded by an enabled instrument of an enabled strategy, and roots a position is still open in
+    (a leg disabled with its position open is still managed, on these bars)."""
+    ids = set(StrategyInstrument.objects.filter(enabled=True, strategy__enabled=True)
+              .values_list("instrument", flat=True))
+    ids |= set(Position.objects.managed().values_list("instrument", flat=True))
     return list(Instrument.objects.filter(pk__in=ids).order_by("root").prefetch_related("contracts"))
+
+
+def held_contracts() -> dict[str, set[str]]:
+    """The contracts positions are open in, by root: the hub keeps building each one's bars after its roll."""
+    out: dict[str, set[str]] = {}
+    for root, contract in Position.objects.managed().exclude(contract="").values_list("instrument__root",
+                                                                                      "contract"):
+        out.setdefault(root, set()).add(contract)
+    return out
 
 
 def record_roll(roll) -> None:
@@ -105,7 +117,7 @@ class Command(BaseCommand):
         host, _, port = gateway.partition(":")
         fronts = {i.root: front_state(i) for i in instruments}
         def store_hourly(bar):
-            if bar.timeframe in ("1h", "1d"):
+            if bar.timeframe in ("1h", "1d") and bar.stream == bar.symbol:  # a held contract's bars: streams only
                 try:
                     store_bar(bar)  # keeps the bar store current for warmups and backtests
                 except Exception as exc:  # noqa: BLE001 — the streams are what trading needs now
@@ -116,6 +128,7 @@ class Command(BaseCommand):
         hub = Hub(fronts, publish=publisher.add, flush=publisher.send, on_roll=rolls,
                   on_watermark=publisher.watermark, on_definition=contracts)
         publisher.counters = hub.counters
+        hub.hold(held_contracts())
         stopping = []
         signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
         signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
@@ -130,6 +143,10 @@ class Command(BaseCommand):
                     rolls.retry()
                 except Exception as exc:  # noqa: BLE001 — still away: kept for the next heartbeat
                     log.error("%d roll(s) not recorded yet: %s", len(rolls.unrecorded), exc.__class__.__name__)
+            try:
+                hub.hold(held_contracts())
+            except Exception as exc:  # noqa: BLE001 — the database is away: the contracts held so far stay
+                log.error("held contracts not refreshed: %s", exc.__class__.__name__)
             try:
                 contracts.flush()
             except Exception as exc:  # noqa: BLE001 — the database is away: kept for the next heartbeat
