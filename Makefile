@@ -44,7 +44,7 @@ test-sqlite:
 # packages (strategies, sim), bench smoke runs, and the multi-process fault runs whose subject is not the
 # database (hub bars, Redis restarts, Celery and hub kills, the appliance's planned restarts); the trading
 # path, the worker kills, the appliance and the database outage (always on PostgreSQL) run here too.
-PG_SKIP := --deselect "tests/e2e/test_appliance_demo.py::test_two_clean_restarts_inside_two_minutes_raise_no_alert_and_fail_no_order" \
+PG_SKIP := --ignore=tests/faults/test_planned_restarts.py \
 	--ignore=tests/strategies --ignore=tests/sim --ignore=tests/bench --ignore=tests/e2e/test_hub.py \
 	--ignore=tests/faults/test_outages.py --ignore=tests/faults/test_celery_kills.py \
 	--ignore=tests/faults/test_db_outage.py --deselect "tests/faults/test_worker_kills.py::test_killed_at_random_moments[hub]"
