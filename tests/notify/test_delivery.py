@@ -191,3 +191,36 @@ def test_alert_claims_and_attempts_go_through_the_delivery_core(discord):
     assert recover_claims(now + CLAIM_LEASE + timedelta(seconds=1)) == 1  # the live one only after the lease
     run_until_idle()
     assert {t for t in titles(standin)} >= {"claimed by a run that died", "claimed by a live run"}
+
+
+def test_a_run_killed_between_its_attempt_log_and_the_count_is_resent_once_and_numbered_on(discord):
+    """A Celery worker killed after its POST was logged and before the row's count moved: the resend
+    is attempt 2, never a second attempt 1 (that raised, and the run left 75 alerts claimed)."""
+    from trading.models import DeliveryAttempt
+
+    row = enqueue("emergency", "posted, then the worker was killed")
+    later = enqueue("info", "queued behind it")
+    DeliveryAttempt.objects.create(notification=row, number=1, attempted_at=timezone.now(), outcome="delivered",
+                                   status_code=204)
+    report = delivery.deliver_notifications()
+    assert report.failed == [] and sorted(report.sent) == sorted([row.pk, later.pk])
+    assert list(DeliveryAttempt.objects.filter(notification=row).values_list("number", flat=True)) == [1, 2]
+    assert Notification.objects.get(pk=row.pk).attempts == 2
+    assert titles(discord) == ["posted, then the worker was killed", "queued behind it"]
+
+
+def test_a_run_that_fails_midway_puts_its_claimed_alerts_back_at_once(discord, monkeypatch):
+    """Whatever breaks inside a run (here the attempt log), its claims are released, not held for the
+    lease by a Celery child that lives on; the next run delivers them."""
+    row = enqueue("emergency", "claimed by a run that then failed")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the attempt log is away")
+
+    working = delivery._log_attempt
+    monkeypatch.setattr(delivery, "_log_attempt", broken)
+    with pytest.raises(RuntimeError):
+        delivery.deliver_notifications()
+    assert Notification.objects.get(pk=row.pk).state == "pending"
+    monkeypatch.setattr(delivery, "_log_attempt", working)
+    assert delivery.deliver_notifications().sent == [row.pk]

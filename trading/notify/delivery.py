@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from redis.exceptions import LockError
 from django.db import transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from trading.config import ConfigError, resolve
@@ -79,6 +80,16 @@ def recover_claims(now: datetime) -> int:
         state=Notification.State.PENDING)
 
 
+def _release_own_claims() -> None:
+    try:
+        released = Notification.objects.filter(state=Notification.State.SENDING, claimed_by=holder_token()).update(
+            state=Notification.State.PENDING)
+        if released:
+            log.warning("delivery run failed: %d claimed alert(s) pending again", released)
+    except Exception as exc:  # noqa: BLE001 — the database away: the lease takes them back
+        log.error("claimed alerts not released (%s); the lease takes them back", exc.__class__.__name__)
+
+
 def _due(now: datetime) -> dict[str, list[Notification]]:
     """Pending rows by webhook reference, oldest first."""
     groups: dict[str, list[Notification]] = {}
@@ -118,8 +129,13 @@ def _claim(rows: list[Notification], now: datetime) -> bool:
 
 
 def _log_attempt(head: Notification, result: discord.PostResult, at: datetime, started: float, batch: int) -> None:
-    """The attempt log: one row per POST, on the batch's first alert (a summary names how many it held)."""
+    """The attempt log: one row per POST, on the batch's first alert (a summary names how many it held).
+    Numbered after the log's own last attempt, not the row's count: a run killed between its log row and
+    the count's update leaves the count one behind, and the resend must not collide with that row (runs
+    are serialised by the delivery lock). `head.attempts` is brought level for the bookkeeping after."""
     note = f"[summary of {batch} alerts] " if batch > 1 else ""
+    logged = DeliveryAttempt.objects.filter(notification=head).aggregate(n=Max("number"))["n"] or 0
+    head.attempts = max(head.attempts, logged)
     DeliveryAttempt.objects.create(notification=head, number=head.attempts + 1, attempted_at=at,
                                    outcome=result.outcome, status_code=result.status_code,
                                    response=(note + (result.body or result.error))[:2000],
@@ -210,6 +226,9 @@ def deliver_notifications(*, post=discord.post, clock=timezone.now, sleep=time.s
         recover_claims(clock())
         for reference, rows in _due(clock()).items():
             _deliver_group(reference, rows, report, post=post, clock=clock, sleep=sleep, deadline=deadline)
+    except Exception:
+        _release_own_claims()  # an alert resent is better than alerts held for a lease by a live process
+        raise
     finally:
         try:
             lock.release()
