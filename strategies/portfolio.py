@@ -99,7 +99,7 @@ class Portfolio:
         out = StepOutcome()
         manage, force = manage or {}, force or {}
         closing = {}
-        for root in sorted(set(bars) | set(manage)) if manage else sorted(bars):
+        for root in sorted(bars.keys() | manage.keys()):
             bar = manage[root] if root in manage else bars[root]
             if bar is None:
                 continue

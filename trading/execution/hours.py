@@ -29,6 +29,11 @@ def bar_ms(bar: Bar) -> int:
     return int(bar.ts.timestamp() * 1000)
 
 
+def _after(ms: int) -> str:
+    """The stream id to read after: the entry of the bar that started at `ms` (0: from the stream's start)."""
+    return f"{ms}-0" if ms else "0-0"
+
+
 class HourFeed:
     def __init__(self, client: redis.Redis, strategy):
         self.client, self.strategy = client, strategy
@@ -42,7 +47,7 @@ class HourFeed:
     def follow(self, root: str, after_ms: int) -> None:
         """Read `root`'s hourly stream from after the bar that started at `after_ms` (0: from its start)."""
         stream = streams.stream_key(root, "1h")
-        self.last_ids[stream] = f"{after_ms}-0" if after_ms else "0-0"
+        self.last_ids[stream] = _after(after_ms)
         self.roots[stream] = root
 
     def hold(self, contracts, after_ms: int) -> None:
@@ -54,12 +59,13 @@ class HourFeed:
         for stream, contract in wanted.items():
             if stream not in self.contracts:
                 self.contracts[stream] = contract
-                self.last_ids[stream] = f"{after_ms}-0" if after_ms else "0-0"
+                self.last_ids[stream] = _after(after_ms)
                 self.unread = True
 
-    def take(self, ts_ms: int) -> tuple[dict[str, Bar], dict[str, Bar]]:
-        """Hour `ts_ms`'s bars, root → bar and held contract → bar, out of the buffers."""
-        return self.buffer.pop(ts_ms, {}), self.held.pop(ts_ms, {})
+    def drop(self, ts_ms: int) -> None:
+        """Hour `ts_ms` is decided: its bars (the roots' and the held contracts') leave the buffers."""
+        self.buffer.pop(ts_ms, None)
+        self.held.pop(ts_ms, None)
 
     def watermark(self) -> int:
         return streams.watermark_ms(self.client)

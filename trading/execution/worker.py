@@ -170,7 +170,7 @@ class Worker:
             except Exception as exc:  # noqa: BLE001
                 if not self.hour_failed(ts_ms, exc):
                     raise  # rebuilt from the database and tried again
-            self.hours.take(ts_ms)
+            self.hours.drop(ts_ms)
             done += 1
         self.sender.pump(self.config.strategy)
         self.reconcile_books()
