@@ -5,9 +5,11 @@ from decimal import Decimal
 
 import pytest
 
+from strategies.bars import Bar, HeldBar
 from tests.desk import EXIT, MID, SIGNAL, T0, demo_desk, held_position, publish_hours, publish_minute, running_worker
 from trading.execution import traderspost
 from trading.execution.outbox import send_pending_orders
+from trading.marketdata import streams
 from trading.models import Notification, Position, Signal, Strategy, StrategyInstrument, Trade
 from trading.risk.killswitch import set_mode
 
@@ -141,3 +143,16 @@ def test_flatten_uses_each_legs_broker_ticker(desk, broker):
     set_mode("flatten", "out", actor="ops")
     send_pending_orders()
     assert ("ibs_a", "CLZ2026", 1) in exits_received(broker)
+
+
+def test_a_flatten_after_the_roll_is_priced_and_named_on_the_positions_own_contract(desk, broker):
+    """The position is in CLZ6; the front has rolled to CLF7, 3.00 lower. The flatten's exit names CLZ6
+    and the trade is booked at CLZ6's own last price (last:CLZ6, as the hub publishes a held contract)."""
+    held_position(desk, "CL", entry=70.0)  # CLZ6
+    streams.publish(Bar("CL", "CLF7", "1m", T0 + 4 * H, 67.0, 67.0, 67.0, 67.0, 10, 1))  # the root's stream
+    streams.publish(HeldBar("CL", "CLZ6", "1m", T0 + 4 * H, 70.4, 70.4, 70.4, 70.4, 10, 1))  # its own
+    set_mode("flatten", "out", actor="ops")
+    send_pending_orders()
+    assert exits_received(broker) == [("ibs_a", "CLZ6", 1)]
+    trade = Trade.objects.get()
+    assert (trade.contract, trade.exit_price, trade.exit_reason) == ("CLZ6", Decimal("70.4"), "flatten")
