@@ -29,7 +29,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,6 +42,7 @@ import databento as db  # noqa: E402
 import databento_dbn as dbn  # noqa: E402
 from databento import DBNRecord as Record  # noqa: E402
 
+from bench.common import delete_keys, throwaway_prefix  # noqa: E402
 from trading.marketdata.live import RecordFeed  # noqa: E402
 from trading.marketdata.roll import FrontMonth  # noqa: E402
 from trading.sim.market import front_month, generate  # noqa: E402
@@ -105,11 +105,11 @@ def make_hub(roots: list[str], start: date, *, redis: bool = True) -> tuple:
 
     fronts = {root: FrontMonth(root, "volume", 5, front_contract(root, start)) for root in roots}
     if not redis:
-        hub = Hub(fronts, publish=lambda bar: True)
+        hub = Hub(fronts, publish=lambda bar: None)
         return hub, hub.flush
     publisher = streams.BarPublisher()
     hub = Hub(fronts, publish=publisher.add, flush=publisher.send, on_watermark=publisher.watermark)
-    publisher.counters = hub.counters
+    publisher.on_duplicate = hub.duplicate
     return hub, publisher.flush  # publisher.flush waits for Redis's answer to the last call
 
 
@@ -293,16 +293,6 @@ def redis_prefix(prefix: str):
     return override_settings(REDIS_PREFIX=prefix)
 
 
-def delete_keys(base: str) -> int:
-    from trading.redis_client import get_redis
-
-    client = get_redis()
-    keys = list(client.scan_iter(f"{base}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    return len(keys)
-
-
 def best(results: list[Result]) -> Result:
     return max(results, key=lambda r: r.rate)
 
@@ -313,7 +303,7 @@ def run(*, roots: list[str], start: date, days: int, trades_per_minute: float, s
     """Generate the data, run every measurement (best of `repeat`), delete the Redis keys written
     under `prefix` (default: a fresh `pineops-bench-<uuid>`); returns the results."""
     setup_django()
-    base = prefix or f"pineops-bench-{uuid.uuid4().hex[:12]}"
+    base = prefix or throwaway_prefix()
     with tempfile.TemporaryDirectory(prefix="hub-bench-") as tmp:
         started = time.perf_counter()
         paths = generate(Path(tmp), roots=roots, start=start, days=days, seed=seed,

@@ -45,28 +45,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import shutil
 import sys
 import tempfile
-import threading
 import time
-import uuid
 from collections import Counter
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-UTC = timezone.utc
-HOUR = timedelta(hours=1)
-T0 = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)  # a Monday; the 24 h entry window makes every hour eligible
-ENTRY_BAR = (100.0, 101.0, 99.0, 99.2)  # IBS 0.1: entry while flat (and the pending exit fills at 100.0)
-EXIT_BAR = (99.5, 99.9, 99.1, 99.8)  # IBS 0.875: exit; the entry filled at 99.5, stop 98.5, target 100.5
-MID_BAR = (100.0, 100.4, 99.6, 100.0)  # IBS 0.5: no decision (the worker's first hours)
-WAIT_S = 15.0  # longest wait for one POST before it is counted missing
+from bench.common import (configure_environment, create_pg_database, delete_keys, drop_pg_database,  # noqa: E402
+                          load_average, migrate_and_load_demo, throwaway_prefix)
+from bench.latency_runs import OutboxRun, ReferenceRun, WorkerRun, make_standin, signal_id  # noqa: E402
+
 LABELS = {"reference": "requests.post → stand-in (reference)",
           "outbox": "Signal row → outbox.send_one → stand-in",
           "detached": "bar → Worker → sendorders → stand-in",
@@ -74,44 +66,16 @@ LABELS = {"reference": "requests.post → stand-in (reference)",
 
 
 # --- environment (before Django is imported) -------------------------------------------------------
-def throwaway_postgres(url: str) -> tuple[str, str]:
-    """Create an empty database on the server of `url` (through its maintenance database 'postgres',
-    so the database named in `url` need not exist); returns (its URL, its name)."""
-    import psycopg
-
-    name = f"pineops_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(url, dbname="postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, "")), name
-
-
-def drop_postgres(url: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(url, dbname="postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def configure(args, tmp: Path) -> dict:
     """Point this process at its own runtime dir, database and Redis prefix, then set Django up."""
-    ctx = {"prefix": f"pineops-orderlat-{uuid.uuid4().hex[:12]}", "pg": None, "db": "sqlite"}
+    ctx = {"prefix": throwaway_prefix("pineops-orderlat"), "pg": None, "db": "sqlite"}
     db_url = f"sqlite:///{tmp / 'bench.sqlite3'}"
     if args.database_url:
         if not args.database_url.startswith(("postgres://", "postgresql://")):
             raise SystemExit("--database-url takes a PostgreSQL URL (the default is a temp SQLite file)")
-        db_url, name = throwaway_postgres(args.database_url)
+        name, db_url = create_pg_database(args.database_url)
         ctx.update(pg=(args.database_url, name), db=f"postgresql (throw-away database {name})")
-    os.environ.update({
-        "DJANGO_SETTINGS_MODULE": "pineops.settings",
-        "PINEOPS_ENV_FILE": "/dev/null",
-        "PINEOPS_ENV": "development",
-        "RUNTIME_DIR": str(tmp),
-        "DATABASE_URL": db_url,
-        "REDIS_PREFIX": ctx["prefix"],
-        "POLICY_KILLSWITCH": "",
-        "LOG_LEVEL": args.log_level,
-    })
+    configure_environment(tmp, db_url, ctx["prefix"], POLICY_KILLSWITCH="", LOG_LEVEL=args.log_level)
     for name in ("BAR_STORE_DIR", "STATIC_ROOT"):
         os.environ.pop(name, None)
     import django
@@ -133,324 +97,11 @@ def cleanup(ctx: dict) -> None:
 
     connections.close_all()
     try:
-        from trading.redis_client import get_redis
-
-        client = get_redis()
-        for k in list(client.scan_iter(f"{ctx['prefix']}*")):
-            client.delete(k)
+        delete_keys(ctx["prefix"])
     except Exception as exc:  # noqa: BLE001
         print(f"warning: Redis keys under {ctx['prefix']} not deleted: {exc}", file=sys.stderr)
     if ctx.get("pg"):
-        drop_postgres(*ctx["pg"])
-
-
-# --- the stand-in and the worker, instrumented without changing them --------------------------------
-def signal_id(entry: dict) -> str | None:
-    body = entry.get("body")
-    extras = body.get("extras") if isinstance(body, dict) else None
-    return extras.get("signal_id") if isinstance(extras, dict) else None
-
-
-def make_standin():
-    from trading.sim.traderspost import TradersPostStandIn
-
-    class WatchedStandIn(TradersPostStandIn):
-        """The stand-in, plus a condition to wait on until a given signal's POST has arrived."""
-
-        def __init__(self):
-            super().__init__()
-            self.arrived = threading.Condition()
-            self.by_id: dict[str, list[dict]] = {}
-
-        def answered(self, entry: dict, status: int) -> None:
-            super().answered(entry, status)
-            with self.arrived:
-                self.by_id.setdefault(signal_id(entry), []).append(entry)
-                self.arrived.notify_all()
-
-        def wait_for(self, sid: str, timeout: float = WAIT_S) -> dict | None:
-            with self.arrived:
-                self.arrived.wait_for(lambda: sid in self.by_id, timeout)
-                got = self.by_id.get(sid)
-                return got[0] if got else None
-
-    return WatchedStandIn().start()
-
-
-def make_sender(kind: str, name: str, log_path: Path):
-    """The order sender the worker hands its orders to: production's `sendorders` child (as
-    `runworker` wires it), or the in-process one."""
-    from trading.execution.sender import DetachedSender, InlineSender
-
-    if kind == "inline":
-        return InlineSender(name)
-
-    class QuietDetachedSender(DetachedSender):
-        """The production sender child; its stderr (its log) goes to the bench log, not the terminal."""
-
-        def _spawn(self) -> None:
-            saved = os.dup(2)
-            try:
-                with open(log_path, "ab") as log:
-                    os.dup2(log.fileno(), 2)
-                super()._spawn()
-            finally:
-                os.dup2(saved, 2)
-                os.close(saved)
-
-    return QuietDetachedSender(name)
-
-
-def reset_rate_limit(url: str) -> None:
-    """Empty the per-webhook sliding window (60/min, 500/h) this bench's orders filled."""
-    from trading.execution.sender import limiter
-    from trading.redis_client import get_redis
-
-    get_redis().delete(limiter().key(url))
-
-
-def make_worker(name: str, stop: threading.Event, sender):
-    from trading.execution.worker import Worker
-
-    class WatchedWorker(Worker):
-        """The real worker; counts finished poll rounds, says when setup is done, can be parked."""
-
-        def __init__(self, *a, **kw):
-            super().__init__(*a, **kw)
-            self.ready = threading.Event()
-            self.round_done = threading.Condition()
-            self.rounds = 0
-            self.gate, self.parked = threading.Event(), threading.Event()
-            self.gate.set()
-
-        def setup(self) -> None:
-            super().setup()
-            self.ready.set()
-
-        def poll(self) -> int:
-            if not self.gate.is_set():
-                self.parked.set()
-                self.gate.wait()
-                self.parked.clear()
-            try:
-                return super().poll()
-            finally:
-                with self.round_done:
-                    self.rounds += 1
-                    self.round_done.notify_all()
-
-        def park(self) -> None:
-            """Hold the loop before its next poll round (returns once it is held)."""
-            self.gate.clear()
-            if not self.parked.wait(WAIT_S):
-                raise RuntimeError("the worker loop did not reach its next poll round")
-
-        def unpark(self) -> None:
-            self.gate.set()
-
-        def wait_rounds_after(self, seen: int, timeout: float = WAIT_S) -> bool:
-            with self.round_done:
-                return self.round_done.wait_for(lambda: self.rounds > seen, timeout)
-
-    return WatchedWorker(name, block_ms=50, stopping=stop.is_set, sender=sender)
-
-
-# --- payloads and the plan of orders ------------------------------------------------------------------
-def action_of(i: int) -> str:
-    return "buy" if i % 2 == 0 else "exit"
-
-
-def payload_like_the_worker(strategy: str, ticker: str, sid: str, bar_time: datetime, action: str, bar) -> dict:
-    """The body the ledger builds for this decision (same fields, same protective orders on a buy)."""
-    from strategies.ibs import ibs
-    from strategies.params import IBSParams
-    from trading.execution.traderspost import order_payload
-
-    _, h, l, c = bar
-    p = IBSParams()
-    extras = {"strategy": strategy, "signal_id": sid, "bar_time": bar_time.isoformat(), "ibs": round(ibs(h, l, c), 4),
-              "ml_score": None, "reason": "entry" if action == "buy" else "ibs_exit"}
-    buy = action == "buy"
-    return order_payload(ticker=ticker, action=action, quantity=1, signal_price=c, time_in_force="day", extras=extras,
-                         stop_loss_percent=p.stop_loss_pct if buy else None,
-                         take_profit_percent=p.take_profit_pct if buy else None)
-
-
-# --- the runs: one order at a time, `send(i)` returns ms from its start to the stand-in's receipt ----
-def ms_since(started: float, entry: dict | None) -> float:
-    return (entry["received_at"] - started) * 1000 if entry else float("nan")
-
-
-class ReferenceRun:
-    """A bare `requests.post` (a new connection each time, as `deliver` makes) of the worker's payload shape."""
-
-    def __init__(self, standin, args, ctx):
-        import requests
-
-        self.standin, self.post = standin, requests.post
-        self.url = f"{standin.url}/trading/webhook/bench-reference-{secrets.token_hex(8)}"
-        self.ids: list[str] = []
-
-    def send(self, i: int) -> float:
-        action, bar_time = action_of(i), T0 + i * HOUR
-        sid = f"bench_reference:CL:{bar_time:%Y-%m-%dT%H:%M:%SZ}:{action}"
-        payload = payload_like_the_worker("bench_reference", "CL", sid, bar_time, action,
-                                          ENTRY_BAR if action == "buy" else EXIT_BAR)
-        self.ids.append(sid)
-        started = time.time()
-        self.post(self.url, json=payload, timeout=10)
-        return ms_since(started, self.standin.wait_for(sid))
-
-
-class OutboxRun:
-    """`outbox.send_one` of a pending Signal row of ibs_b (created and committed before the clock starts)."""
-
-    def __init__(self, standin, args, ctx):
-        from trading.execution.sender import limiter
-        from trading.models import Strategy
-
-        self.url = f"{standin.url}/trading/webhook/bench-outbox-{secrets.token_hex(8)}"
-        os.environ["TRADERSPOST_IBS_B_WEBHOOK"] = self.url
-        self.standin, self.limiter = standin, limiter()
-        self.strategy = Strategy.objects.get(name="ibs_b")
-        self.leg = self.strategy.legs.select_related("instrument").order_by("instrument__root").first()
-        self.ids: list[str] = []
-
-    def send(self, i: int) -> float:
-        from django.utils import timezone as dj_tz
-
-        from trading.execution import outbox
-        from trading.models import Signal, signal_key
-
-        action, bar_time, leg = action_of(i), T0 + i * HOUR, self.leg
-        bar = ENTRY_BAR if action == "buy" else EXIT_BAR
-        key = signal_key("ibs_b", leg.instrument.root, bar_time, action)
-        sig = Signal.objects.create(
-            key=key, strategy=self.strategy, instrument=leg.instrument, bar_time=bar_time, action=action, quantity=1,
-            signal_price=str(bar[3]), reason="entry" if action == "buy" else "ibs_exit",
-            payload=payload_like_the_worker("ibs_b", leg.broker_ticker(f"{leg.instrument.root}Z6", bar_time), key,
-                                            bar_time, action, bar),
-            expires_at=dj_tz.now() + timedelta(days=1))
-        self.ids.append(key)
-        started = time.time()
-        outbox.send_one(sig.pk, limiter=self.limiter)
-        entry = self.standin.wait_for(key)
-        reset_rate_limit(self.url)
-        return ms_since(started, entry)
-
-
-def prepare_worker_strategy() -> None:
-    from trading.models import Strategy, StrategyInstrument
-
-    Strategy.objects.filter(name="ibs_a").update(entry_windows="00:00-24:00", flat_time="none")
-    legs = StrategyInstrument.objects.filter(strategy__name="ibs_a")
-    legs.exclude(instrument__root="CL").update(enabled=False)
-    legs.update(ml_enabled=False)
-
-
-class WorkerRun:
-    """The bench plays the hub; the real `Worker.run()` loop of ibs_a runs in a thread of this process.
-
-    Between blocks of the other runs the worker is parked at the top of its next poll round, so its
-    loop never competes with them for the CPU or the GIL.
-    """
-
-    def __init__(self, standin, args, ctx):
-        from django.db import connections
-
-        self.url = f"{standin.url}/trading/webhook/bench-worker-{secrets.token_hex(8)}"
-        os.environ["TRADERSPOST_IBS_A_WEBHOOK"] = self.url  # before the sender child inherits the environment
-        prepare_worker_strategy()
-        self.standin, self.ids, self.errors = standin, [], []
-        self.stop = threading.Event()
-        self.worker = make_worker("ibs_a", self.stop, make_sender(args.sender, "ibs_a", ctx["log_path"]))
-        self.busy_rounds = 0
-
-        def loop():
-            try:
-                self.worker.run()
-            except BaseException as exc:  # noqa: BLE001 — reported after the run
-                self.errors.append(exc)
-            finally:
-                connections.close_all()
-
-        self.thread = threading.Thread(target=loop, name="bench-worker", daemon=True)
-        self.thread.start()
-        if not self.worker.ready.wait(60):
-            raise RuntimeError(f"the worker did not start: {self.errors}")
-        if args.sender == "detached":  # the child is up once it has registered (its first loop)
-            from trading.execution.sender import registry_key
-            from trading.redis_client import get_redis
-
-            deadline = time.monotonic() + 60
-            while not get_redis().exists(registry_key("ibs_a")):
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the order sender child did not start (see --keep and bench.log)")
-                time.sleep(0.02)
-        for k in (2, 1):  # two quiet hours first: the worker reaches its steady loop (a watermark exists)
-            self.publish(T0 - k * HOUR, MID_BAR)
-        deadline = time.monotonic() + WAIT_S
-        while self.worker.cursor_ms < int((T0 - HOUR).timestamp() * 1000) and time.monotonic() < deadline:
-            time.sleep(0.005)
-        self.pause()
-
-    @staticmethod
-    def publish(ts: datetime, ohlc) -> None:
-        """What the hub does when an hour completes: the bar into its stream, then the watermark."""
-        from strategies.bars import Bar
-        from trading.marketdata import streams
-
-        streams.publish(Bar("CL", "CLH6", "1h", ts, *ohlc, 100, 10))
-        streams.set_watermark(int((ts + HOUR).timestamp()) * 1_000_000_000)
-
-    def pause(self) -> None:
-        self.worker.park()
-
-    def resume(self) -> None:
-        self.worker.unpark()
-
-    def send(self, i: int) -> float:
-        from trading.models import Signal, signal_key
-
-        action, ts = action_of(i), T0 + i * HOUR
-        key = signal_key("ibs_a", "CL", ts, action)
-        self.ids.append(key)
-        before = self.worker.rounds
-        started = time.time()
-        self.publish(ts, ENTRY_BAR if action == "buy" else EXIT_BAR)
-        entry = self.standin.wait_for(key)
-        # The next hour comes once this one is over: the worker's round ended and the sender has
-        # recorded the answer (in production the next bar is an hour away).
-        seen = self.worker.rounds
-        self.worker.wait_rounds_after(seen)
-        deadline = time.monotonic() + WAIT_S
-        while (Signal.objects.filter(key=key, state__in=["pending", "sending"]).exists()
-               and time.monotonic() < deadline):
-            time.sleep(0.001)
-        reset_rate_limit(self.url)
-        self.busy_rounds += self.worker.rounds - before
-        return ms_since(started, entry)
-
-    def close(self) -> None:
-        """Stop the worker loop (it sends what is still due, then releases its lock)."""
-        self.stop.set()
-        self.resume()
-        self.thread.join(30)
-
-    def finish(self) -> dict:
-        from trading.models import Signal
-
-        self.resume()
-        idle_from, idle_s = self.worker.rounds, 0.5
-        time.sleep(idle_s)  # nothing published: how often the loop goes round with nothing to do
-        idle_rate = (self.worker.rounds - idle_from) / idle_s
-        self.close()
-        rows = Signal.objects.filter(strategy__name="ibs_a")
-        states = Counter(rows.values_list("state", flat=True))
-        attempts = Counter(rows.values_list("attempts", flat=True))
-        return {"db_states": dict(states), "db_attempts": {str(k): v for k, v in attempts.items()},
-                "poll_rounds": self.busy_rounds, "idle_poll_rounds_per_s": idle_rate,
-                "errors": [f"{e.__class__.__name__}: {e}" for e in self.errors], "stopped": not self.thread.is_alive()}
+        drop_pg_database(*ctx["pg"])
 
 
 # --- checks and statistics ----------------------------------------------------------------------------
@@ -501,14 +152,9 @@ def main(argv=None) -> int:
     ctx = configure(args, tmp)
     standin, runs = None, {}
     try:
-        from io import StringIO
-
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0, interactive=False)
-        call_command("load_demo", stdout=StringIO(), stderr=StringIO())
+        migrate_and_load_demo()
         standin = make_standin()
-        load = os.getloadavg()[0]
+        load = load_average()
         for name, cls in (("reference", ReferenceRun), ("outbox", OutboxRun), ("worker", WorkerRun)):
             runs[name] = cls(standin, args, ctx)
         latencies = {name: [] for name in runs}
@@ -527,7 +173,7 @@ def main(argv=None) -> int:
                     run.pause()
                 seconds[name] += time.monotonic() - began
         worker_info = runs["worker"].finish()
-        load = (load, os.getloadavg()[0])
+        load = (load, load_average())
         results = {name: {**check(standin, run.ids), "seconds": round(seconds[name], 2),
                           "latency_ms": stats(latencies[name][args.warmup:])} for name, run in runs.items()}
     finally:

@@ -47,6 +47,24 @@ def _host_port_problem(name: str, text: str, example: str) -> str:
     return ""
 
 
+RATE_LIMITS_EXAMPLE = "60/60,500/3600 (60 orders a minute and 500 an hour, TradersPost's limits)"
+
+
+def rate_limits(text: str) -> tuple[tuple[int, float], ...]:
+    """`count/seconds` pairs, comma-separated: at most `count` orders to one webhook in any `seconds`."""
+    limits = []
+    for part in text.split(","):
+        count, sep, window = part.strip().partition("/")
+        try:
+            pair = (int(count), float(window))
+        except ValueError:
+            pair = (0, math.nan)
+        if not sep or pair[0] < 1 or not (math.isfinite(pair[1]) and pair[1] > 0):
+            raise ValueError(f"{part.strip()[:20]!r} is not count/seconds with a count of at least 1 and seconds > 0")
+        limits.append(pair)
+    return tuple(limits)
+
+
 def environment_problems(environ) -> list[str]:
     """Every wrong value in `environ`, one line each."""
     problems = []
@@ -81,6 +99,11 @@ def environment_problems(environ) -> list[str]:
     if get("POLICY_KILLSWITCH") is not None and get("POLICY_KILLSWITCH").strip().lower() not in KILLSWITCH:
         problems.append(f"POLICY_KILLSWITCH: {get('POLICY_KILLSWITCH')[:20]!r} is not a killswitch mode; use empty or "
                         "false (the admin decides), true/1/yes/entries (block entries), flatten, or halt")
+    if get("PINEOPS_TRADERSPOST_RATE_LIMITS") is not None:
+        try:
+            rate_limits(get("PINEOPS_TRADERSPOST_RATE_LIMITS"))
+        except ValueError as exc:
+            problems.append(f"PINEOPS_TRADERSPOST_RATE_LIMITS: {exc}; use {RATE_LIMITS_EXAMPLE}")
     if get("LOG_LEVEL") is not None and get("LOG_LEVEL").strip().upper() not in LOG_LEVELS:
         problems.append(f"LOG_LEVEL: {get('LOG_LEVEL')[:20]!r} is not one of {', '.join(sorted(LOG_LEVELS))}")
     return [p for p in problems if p]

@@ -12,7 +12,7 @@ from pathlib import Path
 import environ
 
 from pineops.env import BASE_DIR, load_env
-from pineops.envcheck import environment_problems
+from pineops.envcheck import environment_problems, rate_limits
 
 load_env()
 env = environ.Env()
@@ -193,6 +193,9 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # --- Trading ----------------------------------------------------------------------------------
 # How long an order claim held on another host counts as alive (longer than any POST's timeout).
 ORDER_CLAIM_LEASE_SECONDS = env.int("PINEOPS_CLAIM_LEASE_SECONDS", default=120)
+# Orders to one TradersPost webhook: at most count per seconds, for each "count/seconds" pair. The
+# default is TradersPost's documented limit; a sender that would pass it waits (the order stays pending).
+TRADERSPOST_RATE_LIMITS = rate_limits(env.str("PINEOPS_TRADERSPOST_RATE_LIMITS", default="60/60,500/3600"))
 # The hub is degraded (/healthz 503, one alert) when a root's market trades and no trade came for this long.
 FEED_GAP_MINUTES = env.float("PINEOPS_FEED_GAP_MINUTES", default=10.0)
 # Env override of the killswitch: true/1/yes (any case) blocks entries; "halt" blocks everything.

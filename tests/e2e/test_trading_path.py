@@ -6,7 +6,7 @@ from datetime import date
 import pytest
 
 from tests.e2e.reference import expected_bars
-from tests.e2e.trading_setup import Expected, TradingRun, received
+from tests.e2e.trading_setup import Expected, TradingRun, busiest_window, received
 from strategies.instruments import CONTRACT_SPECS
 from trading.sim.market import front_month, generate
 
@@ -37,6 +37,13 @@ def test_orders_received_equal_the_backtest(tmp_path, market):
     orders = broker.orders()
     rejected = [e for e in broker.snapshot() if e["status"] != 200]
     assert rejected == [], f"every POST was accepted: {rejected}"
+    # The rate limit held: the replay decides hours faster than it allows, so the sender waited (orders
+    # pending, none lost), and the broker never got more than the limit in any window.
+    count, seconds = TradingRun.RATE_LIMITS
+    arrivals = [e["received_at"] for e in broker.snapshot()]
+    assert busiest_window(arrivals, seconds - 0.1) <= count < busiest_window(arrivals, 60 * seconds)
+    throttled = sum(p.read_text().count("order held by the rate limit") for p in tmp_path.glob("worker-*.log"))
+    assert throttled > 0, "the replay never reached the rate limit"
     buys, exits, duplicates = received(orders)
     assert duplicates == 0, "no order was posted twice"
     assert buys == expected.buys

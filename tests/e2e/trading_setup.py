@@ -49,16 +49,19 @@ class TradingRun:
     every process and removes the database and Redis keys.
     """
 
-    STATE = ("import json; from trading.models import WorkerCursor, Signal\n"
-             "c = WorkerCursor.objects.get(strategy__name='ibs_a')\n"
-             "print(json.dumps([c.last_bar_ms, Signal.objects.filter(state__in=['pending','sending']).count()]))")
+    STATE = ("SELECT (SELECT c.last_bar_ms FROM trading_workercursor c JOIN trading_strategy s ON s.id = c.strategy_id"
+             " WHERE s.name = 'ibs_a'), (SELECT COUNT(*) FROM trading_signal WHERE state IN ('pending', 'sending'))")
     SUMMARY = ("import json; from trading.models import Trade, Signal, Position\n"
                "print(json.dumps({'trades': [[t.symbol, t.entry_time.isoformat(), float(t.entry_price),"
                " t.exit_time.isoformat(), float(t.exit_price), t.exit_reason]"
                " for t in Trade.objects.order_by('exit_time', 'symbol')],"
                " 'ambiguous': list(Signal.objects.filter(state='failed').values_list('key', 'state_reason')),"
-               " 'open': sorted(Position.objects.filter(state__in=['open','closing'])"
+               " 'open': sorted(Position.objects.managed()"
                ".values_list('instrument__root', flat=True))}))")
+
+    # The rate limit of every run: 30 orders in 2 s throttles a fast replay's bursts as 60 a minute throttles a
+    # live day (tests/execution/test_ratelimit.py holds the default), without a minute's wait per 60 orders.
+    RATE_LIMITS = (30, 2.0)
 
     def __init__(self, tmp_path, paths: dict, fronts: dict, days: dict, *, key: str, speed=None, block_ms=200,
                  redis_url: str = "redis://127.0.0.1:6379/0", extra_env: dict | None = None):
@@ -79,7 +82,7 @@ class TradingRun:
             "DATABENTO_API_KEY": self.key, "DATABENTO_GATEWAY": f"127.0.0.1:{self.gateway.port}",
             "TRADERSPOST_IBS_A_WEBHOOK": f"{self.broker.url}/trading/webhook/e2e-secret-token",
             "DISCORD_WEBHOOK_URL": "http://127.0.0.1:9/api/webhooks/1/unused", "REDIS_URL": self.redis_url,
-            **self.extra_env})
+            "PINEOPS_TRADERSPOST_RATE_LIMITS": "{}/{}".format(*self.RATE_LIMITS), **self.extra_env})
         self.prefix = self.env.redis_prefix
         try:
             self.env.manage("migrate", "--no-input", "-v0")
@@ -114,7 +117,7 @@ class TradingRun:
         wait_until(self.replay_done, 240, "hub replayed the data")
         last = max(int(self.client.xrevrange(f"{self.prefix}:bars:{r}:1h", count=1)[0][0].split("-")[0])
                    for r in self.roots)
-        wait_until(lambda: self.env.shell_json(self.STATE) == [last, 0], 240, "worker caught up, no order outstanding")
+        wait_until(lambda: self.env.query(self.STATE) == [(last, 0)], 240, "worker caught up, no order outstanding")
         assert self.worker.poll() is None and self.hub.poll() is None
 
     def frames(self) -> dict[str, pd.DataFrame]:
@@ -153,6 +156,16 @@ class Expected:
                             if t["exit_reason"] != "end_of_data" or t["exit_decided"] != "end_of_data")
         self.open_at_end = sorted([t["symbol"] for t in self.trades if t["exit_reason"] == "end_of_data"]
                                   + [p["symbol"] for p in self.result.pending_entries])
+
+
+def busiest_window(times: list[float], seconds: float) -> int:
+    """The most of `times` (s) inside any window of `seconds`."""
+    times, most, first = sorted(times), 0, 0
+    for last, t in enumerate(times):
+        while t - times[first] >= seconds:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
 
 
 def received(orders: list[dict]) -> tuple[list, list, int]:

@@ -135,3 +135,12 @@ def test_a_hold_from_the_broker_stops_every_caller_of_that_webhook_until_it_ends
     assert limiter.acquire(url) == pytest.approx(15) and limiter.acquire(other) == 0.0
     t[0] += 15
     assert limiter.acquire(url) == 0.0
+
+
+def test_the_senders_limiter_is_traderspost_s_limit_unless_configured(settings, redis_prefix):
+    from trading.execution.sender import limiter
+
+    settings.REDIS_PREFIX = redis_prefix
+    assert limiter().limits == ((60, 60.0), (500, 3600.0))  # the default of PINEOPS_TRADERSPOST_RATE_LIMITS
+    settings.TRADERSPOST_RATE_LIMITS = ((20, 5.0),)
+    assert limiter().limits == ((20, 5.0),)

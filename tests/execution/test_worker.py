@@ -126,7 +126,7 @@ def test_webhook_400_fails_with_the_body_and_alerts_without_retrying(setup, brok
     sig = Signal.objects.get()
     assert sig.state == "failed" and "Unknown ticker CL" in sig.last_error and len(broker.snapshot()) == 1
     assert Notification.objects.filter(kind="emergency", title__contains=sig.key).exists()
-    assert not Position.objects.filter(state__in=["open", "closing"]).exists()  # the entry never happened
+    assert not Position.objects.open().exists()  # the entry never happened
 
 
 def test_config_change_reaches_the_running_worker_and_bad_config_is_refused(setup, broker):

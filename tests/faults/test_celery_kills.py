@@ -48,10 +48,9 @@ def test_celery_worker_killed_at_random_moments(tmp_path, fault_report):
                 celery._spawn("worker", [*WORKER, "-n", f"{run.env.redis_prefix}-{kills}@%h"])
             run.wait_caught_up()
             frames, summary = run.frames(), run.summary()
-            wait_until(lambda: run.env.shell_json(
-                "import json; from trading.models import Notification\n"
-                "print(json.dumps(Notification.objects.filter(state__in=['pending','sending']).count()))") == 0,
-                120, "every alert delivered")
+            wait_until(lambda: run.env.query("SELECT COUNT(*) FROM trading_notification"
+                                             " WHERE state IN ('pending', 'sending')") == [(0,)],
+                       120, "every alert delivered")
             alerts = run.env.shell_json("import json; from trading.models import Notification\n"
                                         "print(json.dumps(list(Notification.objects.values_list('title', 'state'))))")
         orders = run.broker.orders(status=None)

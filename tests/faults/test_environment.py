@@ -16,7 +16,9 @@ BAD = [
     ("DATABENTO_GATEWAY", "127.0.0.1:0"), ("PINEOPS_WEB_BIND", "8000"), ("PINEOPS_WEB_WORKERS", "two"),
     ("DEBUG", "maybe"), ("PINEOPS_START_REDIS", "yes please"), ("PINEOPS_DEMO", "true"), ("POLICY_KILLSWITCH", "haltt"),
     ("SECURE_HSTS_SECONDS", "-1"), ("PINEOPS_CLAIM_LEASE_SECONDS", "0"), ("PINEOPS_DEMO_SPEED", "NaN"),
-    ("LOG_LEVEL", "LOUD"),
+    ("LOG_LEVEL", "LOUD"), ("PINEOPS_TRADERSPOST_RATE_LIMITS", "60"), ("PINEOPS_TRADERSPOST_RATE_LIMITS", "0/60"),
+    ("PINEOPS_TRADERSPOST_RATE_LIMITS", "60/0"), ("PINEOPS_TRADERSPOST_RATE_LIMITS", "60/60,,500/3600"),
+    ("PINEOPS_TRADERSPOST_RATE_LIMITS", "60/inf"),
 ]
 
 
@@ -46,4 +48,11 @@ def test_good_values_pass():
         "DATABASE_URL": "postgres://pineops:pw@db:5432/pineops", "REDIS_URL": "redis://127.0.0.1:6379/0",
         "DATABENTO_GATEWAY": "127.0.0.1:13000", "PINEOPS_WEB_BIND": "0.0.0.0:8000", "DEBUG": "False",
         "PINEOPS_DEMO": "1", "POLICY_KILLSWITCH": "Halt", "PINEOPS_DEMO_SPEED": "1200", "LOG_LEVEL": "info",
-        "SECURE_HSTS_SECONDS": "3600"}) == []
+        "SECURE_HSTS_SECONDS": "3600", "PINEOPS_TRADERSPOST_RATE_LIMITS": "60/60, 500/3600"}) == []
+
+
+def test_the_rate_limits_setting_reads_count_per_seconds_pairs():
+    from pineops.envcheck import rate_limits
+
+    assert rate_limits("60/60,500/3600") == ((60, 60.0), (500, 3600.0))
+    assert rate_limits(" 20/5 ") == ((20, 5.0),)

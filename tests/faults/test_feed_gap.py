@@ -44,7 +44,7 @@ def test_a_dead_feed_while_the_market_is_open_degrades_health_naming_the_roots(t
         assert flowing["alerts"] == []
         gateway.stop()  # the feed dies; the hub stays up, reconnecting
         degraded = wait_until(lambda: (lambda h: h if not h["feed"]["ok"] else None)(env.shell_json(HEALTH)),
-                              GAP_MINUTES * 60 + 60, "/healthz naming the dead feed")
+                              GAP_MINUTES * 60 + 60, "/healthz naming the dead feed", interval=1.0)
         assert hub.poll() is None and degraded["status"] == 503 and degraded["hub"]["ok"]
         assert all(f"{root}: no {root} trade since" in degraded["feed"]["error"] for root in ROOTS)
         settled = env.shell_json(HEALTH)  # one alert for the incident, however long it lasts

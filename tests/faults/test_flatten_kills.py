@@ -84,8 +84,10 @@ def test_flatten_under_random_kills_sends_each_exit_once(tmp_path, fault_report)
                     continue  # its worker is starting a new one
                 os.kill(rng.choice(senders), signal.SIGKILL)
                 kills.append(("sender", name))
-        state = wait_until(lambda: (lambda s: s if all(st in ("sent", "failed") for _, st in s["exits"]) else None)(
-            env.shell_json(STATE)), 180, "every flatten exit sent or failed")
+        wait_until(lambda: env.query("SELECT COUNT(*) FROM trading_signal WHERE reason = 'flatten'"
+                                     " AND state NOT IN ('sent', 'failed')") == [(0,)], 180,
+                   "every flatten exit sent or failed")
+        state = env.shell_json(STATE)
     finally:
         for proc in workers.values():
             if proc.poll() is None:

@@ -62,8 +62,8 @@ def test_a_frozen_sender_blocks_only_its_instrument_and_nothing_is_sent_twice(tm
             sorted(st for k, st in states.items() if k.startswith("ibs_a:CL:")) == ["pending", "sending"]
         wait_until(lambda: time.monotonic() - frozen_at > 2 * LEASE_SECONDS, 30, "frozen past the lease")
         os.kill(sender, signal.SIGCONT)
-        final = wait_until(lambda: (lambda s: s if set(s.values()) == {"sent"} else None)(env.shell_json(STATES)),
-                           90, "every order sent once the sender thawed")
+        final = wait_until(lambda: (lambda s: s if set(s.values()) == {"sent"} else None)(
+            dict(env.query("SELECT key, state FROM trading_signal"))), 90, "every order sent once the sender thawed")
         assert worker.poll() is None
     finally:
         celery.stop()

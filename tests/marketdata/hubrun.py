@@ -37,7 +37,7 @@ def feed(paths, fronts: dict[str, FrontMonth], batch: int = 8192) -> HubRun:
             records += [(r.ts_event, 0 if isinstance(r, dbn.InstrumentDefMsg) else 1, r) for r in reading.records]
     records.sort(key=lambda x: (x[0], x[1]))
     run = HubRun(None)
-    run.hub = Hub(fronts, publish=lambda bar: run.bars[bar.stream][bar.timeframe].append(bar) or True,
+    run.hub = Hub(fronts, publish=lambda bar: run.bars[bar.stream][bar.timeframe].append(bar),
                   on_roll=run.rolls.append)
     mapped, stream = set(), []
     for ts, _, rec in records:

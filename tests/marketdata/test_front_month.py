@@ -76,7 +76,7 @@ def mapping(c: ContractDef, ts):
 
 def new_hub(**fronts):
     bars, rolls, defined = [], [], []
-    hub = Hub(fronts or {"CL": FrontMonth("CL")}, publish=lambda b: bars.append(b) or True, on_roll=rolls.append,
+    hub = Hub(fronts or {"CL": FrontMonth("CL")}, publish=lambda b: bars.append(b), on_roll=rolls.append,
               on_definition=defined.append)
     return hub, bars, rolls, defined
 

@@ -23,7 +23,7 @@ def hour_end(bar):
 def held_hub(hold: dict):
     published, rolls = [], []
     hub = Hub({"CL": FrontMonth("CL", active="CLZ6"), "ES": FrontMonth("ES", active="ESZ6")},
-              publish=lambda bar: published.append(bar) or True, on_roll=rolls.append)
+              publish=lambda bar: published.append(bar), on_roll=rolls.append)
     hub.hold(hold)
     return hub, published, rolls
 

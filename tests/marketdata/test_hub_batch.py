@@ -92,7 +92,7 @@ def stream(seed: int, hours: float = 30.0, rate: float = 20.0) -> list:
 def new_hub():
     published, rolls, marks = [], [], []
     hub = Hub({"CL": FrontMonth("CL", active="CLZ6"), "ES": FrontMonth("ES", active="ESZ6")},
-              publish=lambda bar: published.append(bar) or True, on_roll=rolls.append, on_watermark=marks.append)
+              publish=lambda bar: published.append(bar), on_roll=rolls.append, on_watermark=marks.append)
     return hub, published, rolls, marks
 
 

@@ -12,7 +12,7 @@ MIN = 60 * 10**9
 
 def hub():
     published = []
-    h = Hub({"CL": FrontMonth("CL", active="CLZ6")}, publish=lambda bar: published.append(bar) or True)
+    h = Hub({"CL": FrontMonth("CL", active="CLZ6")}, publish=lambda bar: published.append(bar))
     for iid, sym in ((1, "CLZ6"), (2, "CLF7"), (3, "CLZ6-CLF7"), (4, "ZZZ9")):
         parent = "ZZZ.FUT" if sym == "ZZZ9" else "CL.FUT"
         h.process(dbn.SymbolMappingMsg(1, iid, T0, dbn.SType.PARENT, parent, dbn.SType.RAW_SYMBOL, sym, T0, T0))

@@ -190,6 +190,7 @@ def _send_claimed(pk: int, token: str, claimed_at: datetime, clock, deliver, lim
         wait = limiter.acquire(url)
         if wait > 0:
             _finish(sig, State.PENDING, "rate limit", next_attempt_at=retry_at(at, wait, None))
+            log.info("order held by the rate limit signal=%s wait_s=%.2f", sig.key, wait)
             report.throttled.append(sig.key)
             return State.PENDING
 

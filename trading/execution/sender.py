@@ -37,8 +37,9 @@ STOP_WAIT = 30.0
 
 
 def limiter() -> RedisRateLimiter:
-    """The per-webhook limiter shared by every sender of this appliance (60/min, 500/h)."""
-    return RedisRateLimiter(get_redis(), prefix=key("ratelimit"))
+    """The per-webhook limiter shared by every sender of this appliance (settings.TRADERSPOST_RATE_LIMITS:
+    60/min and 500/h unless configured otherwise)."""
+    return RedisRateLimiter(get_redis(), prefix=key("ratelimit"), limits=settings.TRADERSPOST_RATE_LIMITS)
 
 
 def registry_key(strategy_name: str) -> str:

@@ -65,7 +65,7 @@ class Hub(BatchPath):
     def __init__(self, fronts: dict[str, FrontMonth], *, publish, on_roll=None, on_watermark=None, flush=None,
                  on_definition=None):
         self.roots = {root: RootState(root, front, MinuteBarBuilder(root)) for root, front in fronts.items()}
-        self.publish = publish  # callable(Bar) -> bool (False: duplicate)
+        self.publish = publish  # callable(Bar): written now or buffered; a duplicate comes back by `duplicate`
         self.flush = flush or (lambda: None)  # a buffering publisher writes what it holds
         self.on_roll = on_roll or (lambda roll: None)
         self.on_definition = on_definition or (lambda contract: None)  # an outright of a configured root
@@ -314,12 +314,16 @@ class Hub(BatchPath):
             self._emit(session)
 
     def _emit(self, bar: Bar) -> None:
-        if self.publish(bar):
-            self.counters[f"bars_{bar.timeframe}"] += 1
-            if bar.timeframe == "1m":
-                self.last_bar_time = bar.ts
-        else:
-            self.counters["duplicate_bars"] += 1
+        self.publish(bar)
+        self.counters[f"bars_{bar.timeframe}"] += 1
+        if bar.timeframe == "1m":
+            self.last_bar_time = bar.ts
+
+    def duplicate(self, bar: Bar) -> None:
+        """The writer found `bar` already in its stream (a replay after a reconnect): counted as a
+        duplicate, not as a bar of this run."""
+        self.counters["duplicate_bars"] += 1
+        self.counters[f"bars_{bar.timeframe}"] -= 1
 
     def last_trades(self) -> dict[str, int]:
         """Each root's newest front-month trade time (ns; 0: none yet), for feed health."""

@@ -59,21 +59,20 @@ class BarPublisher:
 
     CHUNK = 1000  # bars per script call (Redis runs a script atomically: keep each call short)
 
-    def __init__(self, client: redis.Redis | None = None, *, batch: int = 500, on_fresh=None, counters=None):
+    def __init__(self, client: redis.Redis | None = None, *, batch: int = 500, on_fresh=None, on_duplicate=None):
         self.client = client or get_redis()
         self.batch = batch
         self.on_fresh = on_fresh or (lambda bar: None)  # called for each bar written, after the write
-        self.counters = counters
+        self.on_duplicate = on_duplicate or (lambda bar: None)  # each bar its stream already held (Hub.duplicate)
         self.pending: list[Bar] = []
         self.watermark_ns = 0
         self.failures = 0
         self._in_flight: tuple | None = None  # (bars, keys, args, connection) of a call not yet answered
 
-    def add(self, bar: Bar) -> bool:
+    def add(self, bar: Bar) -> None:
         self.pending.append(bar)
         if len(self.pending) >= self.batch and (not self.failures or len(self.pending) % self.batch == 0):
             self.flush(wait=False)
-        return True
 
     def watermark(self, hour_ns: int) -> None:
         self.watermark_ns = max(self.watermark_ns, hour_ns)
@@ -146,9 +145,7 @@ class BarPublisher:
                 written += 1
                 self.on_fresh(bar)
             elif result == 0:
-                if self.counters is not None:
-                    self.counters["duplicate_bars"] += 1
-                    self.counters[f"bars_{bar.timeframe}"] -= 1
+                self.on_duplicate(bar)
             else:
                 errors.append(f"{bar.symbol} {bar.timeframe} {bar.ts:%Y-%m-%d %H:%M}: "
                               f"{result.decode() if isinstance(result, bytes) else result}")
