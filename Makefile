@@ -31,9 +31,9 @@ test: install chromium services
 	@rm -f test-artifacts/secrets.txt test-artifacts/*.log
 	$(MAKE) --no-print-directory test-sqlite test-postgres check-logs
 
-# Two test processes (pytest-xdist, work stealing): the multi-process tests mostly wait on
-# replays, so two at once halve the time. TEST_WORKERS=0 runs in one process.
-TEST_WORKERS ?= 2
+# Three test processes (pytest-xdist, work stealing) on this 2-CPU machine: the multi-process tests
+# mostly wait on replays and process starts, so a third keeps the CPUs busy. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 3
 XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist worksteal)
 
 test-sqlite:

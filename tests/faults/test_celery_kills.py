@@ -33,7 +33,7 @@ def test_celery_worker_killed_at_random_moments(tmp_path, fault_report):
     hook = remember_secret(f"{discord.url}/api/webhooks/9/{os.urandom(8).hex()}")
     kills = 0
     try:
-        with TradingRun(tmp_path, paths, fronts, days, key=KEY, speed=6_000, block_ms=100,
+        with TradingRun(tmp_path, paths, fronts, days, key=KEY, speed=10_000, block_ms=100,
                         extra_env={"DISCORD_WEBHOOK_URL": hook}) as run:
             run.env.shell("from django_celery_beat.models import PeriodicTask, IntervalSchedule\n"
                           "every, _ = IntervalSchedule.objects.get_or_create(every=1, period='seconds')\n"

@@ -29,7 +29,7 @@ def test_redis_restarted_twice_mid_session_loses_and_doubles_nothing(tmp_path, m
     server = RedisServer(tmp_path).start()
     restarts = 0
     try:
-        with TradingRun(tmp_path, paths, fronts, days, key=KEY, speed=8_000, block_ms=100,
+        with TradingRun(tmp_path, paths, fronts, days, key=KEY, speed=11_000, block_ms=100,
                         redis_url=server.url) as run:
             for pause in (6, 9):
                 time.sleep(pause)

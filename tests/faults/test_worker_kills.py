@@ -71,12 +71,13 @@ def test_killed_at_random_moments(tmp_path, fault_report, victim):
 def test_worker_killed_while_its_order_is_in_flight_sends_it_once(tmp_path, fault_report):
     """The broker holds the first POST's answer for 3 s; the worker's process group is killed -9 in
     that time. The POST still completes (the sender is not in the worker's group), is recorded as
-    sent, and the next worker neither resends it nor declares it ambiguous."""
+    sent, and the next worker neither resends it nor declares it ambiguous. The replay goes as fast as
+    the gateway can: what matters is the held answer, not where the market is."""
     paths = generate(tmp_path / "market", roots=["CL"], start=date(2026, 11, 2), days=3, seed=9, roll_day=30,
                      trades_per_minute=3.0)
     fronts = {"CL": front_month("CL", date(2026, 11, 3))}
     days = {"CL": len(expected_bars(paths["CL"], fronts["CL"])["1d"])}
-    with TradingRun(tmp_path, paths, fronts, days, key=KEY, speed=11_000, block_ms=100) as run:
+    with TradingRun(tmp_path, paths, fronts, days, key=KEY, block_ms=100) as run:
         run.broker.script({"status": 200, "delay": 3.0})
         wait_until(lambda: run.broker.snapshot(), 120, "the first order reaching the broker")
         os.killpg(run.worker.pid, signal.SIGKILL)

@@ -10,7 +10,7 @@ from trading.marketdata.service import RollRecorder
 from trading.models import ContractRoll, Instrument
 from trading.models import Notification
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)  # the recorder closes old connections, as the hub does
 MARKET_NOW = datetime(2026, 11, 13, 23, 0, 7, tzinfo=timezone.utc)  # a replay's time, years from the wall clock
 
 

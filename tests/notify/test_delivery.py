@@ -161,6 +161,23 @@ def test_a_run_killed_mid_send_is_redelivered_and_a_concurrent_run_waits(discord
     assert Notification.objects.get(pk=row.pk).state == "sent"
 
 
+def test_the_lock_of_a_run_whose_process_was_killed_is_taken_over_at_once(discord):
+    """A Celery worker killed -9 mid-run leaves the delivery lock in Redis for its time to live (80 s): the
+    next run sees its holder is gone from this host and delivers now, not after the lock expires."""
+    import subprocess
+
+    from trading.delivery.claims import holder_token
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    get_redis().set(key("lock", "notify-delivery"), holder_token().replace(f":{os.getpid()}:", f":{dead.pid}:"),
+                    ex=80)
+    enqueue("emergency", "raised while the last run's process was killed")
+    assert delivery.deliver_notifications().sent
+    assert titles(discord) == ["raised while the last run's process was killed"]
+    assert not get_redis().exists(key("lock", "notify-delivery"))  # released after the run
+
+
 def test_alert_claims_and_attempts_go_through_the_delivery_core(discord):
     """Every POST is in the attempt log with its outcome; a claim whose run died is taken back at once and
     the alert sent again (at least once), one of a live run only after the lease."""

@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from redis.exceptions import LockError
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from trading.config import ConfigError, resolve
 from trading.delivery.claims import claim_is_dead, holder_token
+from trading.delivery.locks import ProcessLock
 from trading.delivery.outcomes import Outcome
 from trading.delivery.retry import backoff_seconds
 from trading.delivery.webhooks import fingerprint
@@ -214,12 +214,14 @@ def deliver_notifications(*, post=discord.post, clock=timezone.now, sleep=time.s
     """One delivery run over every webhook; returns what happened to which rows.
 
     Runs are serialised by a Redis lock: two overlapping runs could otherwise each send a
-    different message of one webhook and swap their order. A run that finds the lock held returns.
+    different message of one webhook and swap their order. A run that finds the lock held returns; one
+    whose holder was killed (the Celery worker, kill -9) is taken over at once, so alerts are not held
+    for the lock's time to live.
     """
     report = DeliveryReport()
-    lock = get_redis().lock(key("lock", "notify-delivery"), timeout=budget + 60, blocking=False)
+    lock = ProcessLock(get_redis(), key("lock", "notify-delivery"), ttl=int(budget) + 60)
     if not lock.acquire():
-        log.debug("notification delivery already running")
+        log.debug("notification delivery already running (%s)", lock.holder)
         return report
     try:
         deadline = time.monotonic() + budget
@@ -230,8 +232,6 @@ def deliver_notifications(*, post=discord.post, clock=timezone.now, sleep=time.s
         _release_own_claims()  # an alert resent is better than alerts held for a lease by a live process
         raise
     finally:
-        try:
-            lock.release()
-        except LockError:  # expired while we ran (a run longer than its budget); nothing to free
+        if not lock.release():  # expired while we ran (a run longer than its budget), or Redis is away
             log.warning("notification delivery lock expired before release")
     return report
