@@ -27,7 +27,7 @@ from strategies.instruments import CONTRACT_SPECS, DEFAULT_COMMISSION
 from strategies.ml import ModelError
 from strategies.params import IBSParams, ParameterError, parse_value
 from strategies.portfolio import Portfolio
-from strategies.pnl import pnl_percent, trade_pnl
+from strategies.pnl import pnl_percent, trade_money
 
 UTC = timezone.utc
 TRADE_COLUMNS = ["symbol", "side", "entry_time", "entry_price", "exit_time", "exit_price", "size", "pnl",
@@ -79,11 +79,12 @@ def _rows(frame: pd.DataFrame, contracts=None) -> list[_Row]:
     return [_Row(i, *values) for i, values in enumerate(zip(ts, o, h, l, c, names))]
 
 
-def _trade_row(leg: Leg, t: ClosedTrade) -> dict:
+def trade_row(leg: Leg, t: ClosedTrade) -> dict:
+    """A closed trade as the backtest reports it; its P&L by the books' money rule (strategies.pnl)."""
     return {"symbol": leg.root, "side": "long", "entry_time": t.entry_ts.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "entry_price": t.entry_price, "exit_time": t.exit_ts.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "exit_price": t.exit_price, "size": leg.size,
-            "pnl": round(trade_pnl(t.entry_price, t.exit_price, leg.point_value, leg.size, leg.commission), 2),
+            "pnl": float(trade_money(t.entry_price, t.exit_price, leg.point_value, leg.size, leg.commission)),
             "pnl_percent": pnl_percent(t.entry_price, t.exit_price), "exit_reason": t.reason,
             "ibs_entry": t.ibs_entry, "ibs_exit": t.ibs_exit, "ml_score": t.ml_score, "bars_held": t.bars_held,
             # when the orders were decided (live: sent at that bar's close)
@@ -136,7 +137,7 @@ def run(legs: list[Leg], *, timeframe: str = "1h", max_positions: int | None = N
         for root in list(in_contract):
             if portfolio.books[root].flat:
                 del in_contract[root]
-        result.trades.extend(_trade_row(by_root[root], t) for root, t in outcome.closed)
+        result.trades.extend(trade_row(by_root[root], t) for root, t in outcome.closed)
         in_position += sum(1 for root in bars if portfolio.books[root].position is not None
                            or outcome.results[root].closed)
         result.skipped.extend({"symbol": s.root, "bar_time": _iso(s.bar_ts), "reason": s.reason}
@@ -150,7 +151,7 @@ def run(legs: list[Leg], *, timeframe: str = "1h", max_positions: int | None = N
         if last is not None:
             closed = portfolio.books[leg.root].finish(last)
             if closed:
-                result.trades.append(_trade_row(leg, closed))
+                result.trades.append(trade_row(leg, closed))
     result.trades.sort(key=lambda t: (t["exit_time"], t["symbol"], t["entry_time"]))
     result.bars = sum(len(r) for r in rows.values())
     result.bars_in_position = in_position

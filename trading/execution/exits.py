@@ -21,7 +21,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from strategies.calendar import session_date
-from trading.execution.signals import price, write_signal
+from strategies.pnl import price
+from trading.execution.signals import write_signal
 from trading.marketdata import streams
 from trading.models import KillSwitch, KillSwitchEvent, Position, RiskControl, Signal, StrategyInstrument, Trade, trade_pnl
 from trading.delivery.alerts import enqueue

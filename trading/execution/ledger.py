@@ -17,9 +17,10 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
+from strategies.pnl import price
 from strategies.portfolio import StepOutcome
 from trading.execution.exits import book_exit
-from trading.execution.signals import price, write_signal
+from trading.execution.signals import write_signal
 from trading.models import Position, RiskControl, Signal, Strategy, StrategyInstrument, Trade, WorkerCursor
 from trading.delivery.alerts import enqueue
 from trading.risk.decision import Kind, KillState, order_decision

@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from decimal import Decimal
 
 from strategies.calendar import next_trade_date, next_window, session_close, session_date
+from strategies.pnl import price
 from trading.execution.traderspost import order_payload
 from trading.models import Instrument, Signal, Strategy, signal_key
 
 
-def price(value: float) -> Decimal:
-    """A price as the database stores it (9 decimals)."""
-    return Decimal(repr(round(float(value), 9)))
 
 
 def day_order_expiry(decided: datetime, now: datetime, root: str | None = None) -> datetime:

@@ -21,9 +21,8 @@ MONEY = dict(max_digits=14, decimal_places=2)
 
 
 def trade_pnl(entry: Decimal, exit_: Decimal, point_value: Decimal, size: int, commission: Decimal) -> Decimal:
-    """P&L of a long trade in $ (rounded to cents), by the one formula of strategies.pnl."""
-    return strategies_pnl.trade_pnl(Decimal(entry), Decimal(exit_), Decimal(point_value), size,
-                                    Decimal(commission)).quantize(Decimal("0.01"))
+    """P&L of a long trade in $ to the cent, by the one money rule of strategies.pnl (the backtest's)."""
+    return strategies_pnl.trade_money(entry, exit_, point_value, size, commission)
 
 
 def pnl_percent(entry: Decimal, exit_: Decimal) -> float:
