@@ -27,9 +27,13 @@ chromium:
 services:
 	@bash deploy/services.sh
 
+# make's own start: `make test` prints its whole wall time (install included) at the end, pass or fail.
+STARTED := $(shell date +%s)
+
 test: install chromium services
 	@rm -f test-artifacts/secrets.txt test-artifacts/*.log
-	$(MAKE) --no-print-directory test-sqlite test-postgres check-logs
+	@$(MAKE) --no-print-directory test-sqlite test-postgres check-logs; rc=$$?; took=$$(( $$(date +%s) - $(STARTED) )); \
+		echo "make test: $$((took / 60)) min $$((took % 60)) s wall time, install included (exit $$rc)"; exit $$rc
 
 # Three test processes (pytest-xdist, work stealing) on this 2-CPU machine: the multi-process tests
 # mostly wait on replays and process starts, so a third keeps the CPUs busy. TEST_WORKERS=0 runs in one process.
