@@ -2,6 +2,7 @@
 client, real Redis) → runworker → local TradersPost. The orders received equal the trades of
 strategies.backtest on the same hourly bars; every order arrives once."""
 from datetime import date
+from decimal import Decimal
 
 import pytest
 
@@ -54,8 +55,37 @@ def test_orders_received_equal_the_backtest(tmp_path, market):
     # The modelled trades in the database are the backtest's, price for price (within one tick).
     assert summary["ambiguous"] == [] and summary["open"] == expected.open_at_end
     assert len(summary["trades"]) == len(expected.closed)
-    for (sym, entry_t, entry_p, exit_t, exit_p, reason), t in zip(summary["trades"], expected.closed):
+    for (sym, entry_t, entry_p, exit_t, exit_p, reason, pnl), t in zip(summary["trades"], expected.closed):
         tick = float(CONTRACT_SPECS[sym].tick_size)
         assert (sym, reason) == (t["symbol"], t["exit_reason"])
         assert entry_t[:19] == t["entry_time"][:19] and exit_t[:19] == t["exit_time"][:19]
         assert abs(float(entry_p) - t["entry_price"]) < tick and abs(float(exit_p) - t["exit_price"]) < tick
+        assert Decimal(pnl) == Decimal(repr(t["pnl"])), (sym, exit_t, pnl, t["pnl"])  # to the cent: one money rule
+
+
+def test_a_paper_strategy_trades_the_backtest_to_the_cent_and_sends_nothing_to_traderspost(tmp_path, market):
+    """ibs_a in paper mode, its webhook still pointing at the TradersPost stand-in: every order goes to the
+    built-in paper broker (one PaperOrder each, the payload TradersPost would have got), the trades equal
+    the backtest's to the cent, and the stand-in receives nothing at all."""
+    paths, fronts, days = market
+    with TradingRun(tmp_path, paths, fronts, days, key=KEY,
+                    configure="from trading.models import Strategy\n"
+                              "Strategy.objects.filter(name='ibs_a').update(mode='paper')") as run:
+        run.wait_caught_up()
+        frames, summary = run.frames(), run.summary()
+        paper = run.env.shell_json(
+            "import json; from trading.models import PaperOrder, Notification\n"
+            "print(json.dumps({'orders': [[o.payload['action'], o.payload['extras']['signal_id']]"
+            " for o in PaperOrder.objects.all()],"
+            " 'titles': list(Notification.objects.filter(strategy__name='ibs_a').values_list('title', flat=True))}))")
+    assert run.broker.snapshot() == [], "a paper strategy's order reached TradersPost"
+    expected = Expected(frames)
+    assert len(expected.closed) > 20 and summary["ambiguous"] == [] and summary["open"] == expected.open_at_end
+    buys = sorted((key.split(":")[1], key.split(":", 2)[2][:19]) for action, key in paper["orders"] if action == "buy")
+    assert buys == expected.buys and len(paper["orders"]) == len(expected.buys) + len(expected.exits)
+    assert len(summary["trades"]) == len(expected.closed)
+    for (sym, entry_t, _, exit_t, _, reason, pnl), t in zip(summary["trades"], expected.closed):
+        assert (sym, entry_t[:19], exit_t[:19], reason) == (t["symbol"], t["entry_time"][:19], t["exit_time"][:19],
+                                                           t["exit_reason"])
+        assert Decimal(pnl) == Decimal(repr(t["pnl"])), (sym, exit_t, pnl, t["pnl"])
+    assert paper["titles"] and all(title.startswith("[paper] ") for title in paper["titles"])

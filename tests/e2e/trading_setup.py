@@ -53,7 +53,7 @@ class TradingRun:
              " WHERE s.name = 'ibs_a'), (SELECT COUNT(*) FROM trading_signal WHERE state IN ('pending', 'sending'))")
     SUMMARY = ("import json; from trading.models import Trade, Signal, Position\n"
                "print(json.dumps({'trades': [[t.symbol, t.entry_time.isoformat(), float(t.entry_price),"
-               " t.exit_time.isoformat(), float(t.exit_price), t.exit_reason]"
+               " t.exit_time.isoformat(), float(t.exit_price), t.exit_reason, str(t.pnl)]"
                " for t in Trade.objects.order_by('exit_time', 'symbol')],"
                " 'ambiguous': list(Signal.objects.filter(state='failed').values_list('key', 'state_reason')),"
                " 'open': sorted(Position.objects.managed()"
@@ -64,7 +64,7 @@ class TradingRun:
     RATE_LIMITS = (30, 2.0)
 
     def __init__(self, tmp_path, paths: dict, fronts: dict, days: dict, *, key: str, speed=None, block_ms=200,
-                 redis_url: str = "redis://127.0.0.1:6379/0", extra_env: dict | None = None):
+                 redis_url: str = "redis://127.0.0.1:6379/0", extra_env: dict | None = None, configure: str = ""):
         self.tmp, self.key, self.fronts, self.days, self.roots, self.block_ms = (tmp_path, key, fronts, days,
                                                                             sorted(fronts), block_ms)
         self.gateway = LiveGateway(list(paths.values()), key=key, heartbeat_interval=0.2, speed=speed)
@@ -72,6 +72,7 @@ class TradingRun:
         self.workers = 0
         self.redis_url = redis_url
         self.extra_env = extra_env or {}
+        self.configure = configure  # Django shell code run after ibs_a is set up, before its worker starts
         self.client = redis.Redis.from_url(redis_url, decode_responses=True)
 
     def __enter__(self):
@@ -88,6 +89,8 @@ class TradingRun:
             self.env.manage("migrate", "--no-input", "-v0")
             self.env.manage("load_demo")
             configure_ibs_a(self.env, self.fronts)
+            if self.configure:
+                self.env.shell(self.configure)
             self.start_worker()
             wait_until(lambda: (tmp / "ibs_a_worker_heartbeat.json").exists() or self.worker.poll() is not None, 60,
                        "worker up")

@@ -7,6 +7,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.http import StreamingHttpResponse
 
+from trading.models import DeliveryAttempt
+
 
 class FiniteDecimalField(forms.DecimalField):
     """Refuses NaN, sNaN and infinities as it reads them: Django compares the value with the initial one
@@ -52,3 +54,13 @@ def csv_response(filename: str, header: list[str], rows) -> StreamingHttpRespons
     response = StreamingHttpResponse(generate(), content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+class DeliveryAttemptInline(admin.TabularInline):
+    """The delivery log of an order or an alert (set `fk_name`): every POST with its outcome, read-only."""
+    model = DeliveryAttempt
+    extra = 0
+    can_delete = False
+    max_num = 0
+    fields = ("number", "attempted_at", "outcome", "status_code", "duration_ms", "response")
+    readonly_fields = fields

@@ -1,8 +1,8 @@
 from django.contrib import admin
 
-from trading.models import ConfigRevision, DeliveryAttempt, Heartbeat, Notification
+from trading.models import ConfigRevision, Heartbeat, Notification
 
-from .base import ReadOnlyAdmin
+from .base import DeliveryAttemptInline, ReadOnlyAdmin
 
 
 @admin.register(Heartbeat)
@@ -12,14 +12,8 @@ class HeartbeatAdmin(ReadOnlyAdmin):
     list_filter = ("state", "stale_alerted")
 
 
-class AlertAttemptInline(admin.TabularInline):
-    model = DeliveryAttempt
+class AlertAttemptInline(DeliveryAttemptInline):
     fk_name = "notification"
-    extra = 0
-    can_delete = False
-    max_num = 0
-    fields = ("number", "attempted_at", "outcome", "status_code", "duration_ms", "response")
-    readonly_fields = fields
 
 
 @admin.register(Notification)

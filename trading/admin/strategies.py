@@ -54,13 +54,13 @@ class StrategyInstrumentInline(admin.TabularInline):
 @admin.register(Strategy)
 class StrategyAdmin(VersionedAdmin):
     formfield_overrides = FINITE_DECIMALS
-    list_display = ("name", "enabled", "instrument_list", "max_positions", "daily_stop_loss", "time_in_force",
+    list_display = ("name", "mode", "enabled", "instrument_list", "max_positions", "daily_stop_loss", "time_in_force",
                     "broker_status")
-    list_filter = ("enabled",)
+    list_filter = ("enabled", "mode")
     search_fields = ("name", "description")
     readonly_fields = ("broker_status", "discord_status", "updated_at")
     fieldsets = (
-        (None, {"fields": ("name", "enabled", "description")}),
+        (None, {"fields": ("name", "mode", "enabled", "description")}),
         ("Broker and alerts (secrets stay in .env; shown masked)", {"fields": (
             "broker_webhook", "broker_status", "discord_webhook", "discord_status", "time_in_force")}),
         ("Risk", {"fields": ("max_positions", "daily_stop_loss")}),

@@ -17,7 +17,10 @@ log = logging.getLogger(__name__)
 
 def enqueue(kind: str, title: str, *, strategy=None, body: str = "", fields: dict | None = None,
             dedupe_key: str | None = None) -> Notification | None:
-    """Add a pending notification; returns None when `dedupe_key` was queued before."""
+    """Add a pending notification; returns None when `dedupe_key` was queued before. A paper strategy's
+    alerts say so first in their title, in Discord and in the admin alike."""
+    if strategy is not None and getattr(strategy, "paper", False):
+        title = f"[paper] {title}"
     row = Notification(strategy=strategy, kind=kind, title=title[:256], body=body, fields=fields or {},
                        dedupe_key=dedupe_key)
     try:

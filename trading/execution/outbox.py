@@ -29,6 +29,7 @@ from trading.delivery.claims import claim_is_dead, holder_token
 from trading.delivery.outcomes import Outcome
 from trading.delivery.retry import backoff_seconds
 from trading.execution import exits
+from trading.execution import paper as paper_broker
 from trading.models import DeliveryAttempt, Signal
 from trading.risk import killswitch
 from trading.risk.decision import Kind, order_decision
@@ -177,16 +178,21 @@ def _send_claimed(pk: int, token: str, claimed_at: datetime, clock, deliver, lim
         report.blocked.append(sig.key)
         return State.BLOCKED
 
-    try:
-        url = resolve(sig.strategy.broker_webhook, "broker_webhook")
-    except ConfigError as exc:
-        _finish(sig, State.FAILED, str(exc), last_error=str(exc))
-        _alert_failure(sig, f"Order not sent: {sig.key}", str(exc))
-        log.error("order failed signal=%s error=%r", sig.key, str(exc))
-        report.failed.append(sig.key)
-        return State.FAILED
+    is_paper = sig.strategy.paper
+    if is_paper:  # the built-in paper broker: no URL is resolved, no request made, whatever `deliver` is
+        url = ""
+        deliver = lambda _url, _payload, _timeout: paper_broker.deliver(sig, clock())  # noqa: E731
+    else:
+        try:
+            url = resolve(sig.strategy.broker_webhook, "broker_webhook")
+        except ConfigError as exc:
+            _finish(sig, State.FAILED, str(exc), last_error=str(exc))
+            _alert_failure(sig, f"Order not sent: {sig.key}", str(exc))
+            log.error("order failed signal=%s error=%r", sig.key, str(exc))
+            report.failed.append(sig.key)
+            return State.FAILED
 
-    if limiter is not None:
+    if limiter is not None and not is_paper:
         wait = limiter.acquire(url)
         if wait > 0:
             _finish(sig, State.PENDING, "rate limit", next_attempt_at=retry_at(at, wait, None))

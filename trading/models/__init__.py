@@ -2,13 +2,13 @@
 from .bars import StoredBar
 from .instruments import Contract, ContractRoll, Instrument
 from .ops import ConfigRevision, Heartbeat, Notification, WorkerCursor
-from .signals import DeliveryAttempt, Signal, signal_key
+from .signals import DeliveryAttempt, PaperOrder, Signal, signal_key
 from .risk import DailyRiskState, KillSwitch, KillSwitchEvent, RiskControl
 from .strategies import Strategy, StrategyInstrument
 from .trades import Position, Trade, pnl_percent, trade_pnl
 
 __all__ = [
     "ConfigRevision", "Contract", "ContractRoll", "DailyRiskState", "DeliveryAttempt", "Heartbeat", "Instrument", "KillSwitch",
-    "KillSwitchEvent", "Notification", "Position", "RiskControl", "Signal", "Strategy", "StrategyInstrument", "StoredBar", "Trade", "WorkerCursor",
+    "KillSwitchEvent", "Notification", "PaperOrder", "Position", "RiskControl", "Signal", "Strategy", "StrategyInstrument", "StoredBar", "Trade", "WorkerCursor",
     "pnl_percent", "signal_key", "trade_pnl",
 ]

@@ -108,3 +108,18 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self):
         return f"{self.signal.key if self.signal_id else self.notification} #{self.number} {self.outcome}"
+
+
+class PaperOrder(models.Model):
+    """An order of a paper strategy as the built-in paper broker took it (trading.execution.paper): the payload
+    TradersPost would have got, and when. Its fill is the books' modelled fill, the backtest's fill model."""
+
+    signal = models.OneToOneField(Signal, on_delete=models.CASCADE, related_name="paper_order")
+    received_at = models.DateTimeField()
+    payload = models.JSONField()
+
+    class Meta:
+        ordering = ["received_at", "id"]
+
+    def __str__(self):
+        return f"paper {self.signal.key}"

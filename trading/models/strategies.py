@@ -91,6 +91,10 @@ class StrategyQuerySet(models.QuerySet):
 class Strategy(models.Model):
     objects = StrategyQuerySet.as_manager()
 
+    class Mode(models.TextChoices):
+        LIVE = "live", "Live: orders go to the broker (TradersPost)"
+        PAPER = "paper", "Paper: orders go to the built-in paper broker, never to TradersPost"
+
     class TimeInForce(models.TextChoices):
         DAY = "day", "day"
         GTC = "gtc", "gtc"
@@ -104,9 +108,14 @@ class Strategy(models.Model):
     enabled = models.BooleanField(default=False, help_text="Run a worker for this strategy. Off with positions open: "
                                                            "its worker keeps managing their exits, takes no entry")
     description = models.CharField(max_length=200, blank=True)
+    mode = models.CharField(
+        max_length=5, choices=Mode.choices, default=Mode.LIVE,
+        help_text="Paper runs the same worker, signals, risk controls and outbox, and fills each order as the "
+                  "backtest does; no order of it ever reaches TradersPost. Changed only while the strategy is flat")
     broker_webhook = models.CharField(
-        max_length=100, validators=[validate_reference],
-        help_text="TradersPost webhook as a ${VAR} reference; the URL itself lives in .env")
+        max_length=100, blank=True, validators=[validate_reference],
+        help_text="TradersPost webhook as a ${VAR} reference; the URL itself lives in .env (a paper strategy "
+                  "needs none and never uses one)")
     discord_webhook = models.CharField(
         max_length=100, blank=True, validators=[validate_reference],
         help_text="Discord webhook as a ${VAR} reference (blank: no Discord alerts)")
@@ -146,7 +155,11 @@ class Strategy(models.Model):
         verbose_name_plural = "strategies"
 
     def __str__(self):
-        return self.name
+        return f"{self.name} (paper)" if self.paper else self.name  # every list and page names paper as such
+
+    @property
+    def paper(self) -> bool:
+        return self.mode == self.Mode.PAPER
 
     # --- parameters ---------------------------------------------------------------------------
     def params(self) -> IBSParams:
@@ -163,6 +176,12 @@ class Strategy(models.Model):
                 self._heartbeat_target()
             except RuntimeFileError as exc:
                 errors["heartbeat_file"] = str(exc)
+        if self.mode == self.Mode.LIVE and not (self.broker_webhook or "").strip():
+            errors["broker_webhook"] = "a live strategy needs its TradersPost webhook (a ${VAR} reference)"
+        if self.pk and self.mode != type(self).objects.filter(pk=self.pk).values_list("mode", flat=True).first() \
+                and self.positions.managed().exists():
+            errors["mode"] = ("positions are open: flatten them (or let them close) before switching between live "
+                              "and paper, or the broker would hold positions nobody manages")
         for field in ("broker_webhook", "discord_webhook"):
             value = getattr(self, field)
             if value and REFERENCE.match(value.strip()):  # a malformed one is reported by the field validator
