@@ -55,6 +55,7 @@ def test_a_paper_order_goes_to_the_paper_broker_never_to_the_webhook(paper):
     assert (attempt.outcome, attempt.status_code, attempt.response) == ("delivered", 200, "paper broker: order taken")
     sig.refresh_from_db()
     assert sig.state == "sent" and sig.attempts == 1
+    assert taken.fill() is None  # filled by the books at the next bar's open, as the backtest fills it
     for _ in range(2):  # delivered once: never again
         send_pending_orders(deliver=webhook, now=timezone.now() + timedelta(minutes=5))
     assert PaperOrder.objects.count() == 1 and webhook.calls == []
@@ -79,6 +80,8 @@ def test_switching_mode_with_a_position_open_is_refused(paper):
     Position.objects.create(strategy=paper, instrument=sig.instrument, contract="CLZ6", size=1, filled=True,
                             signal_time=now, entry_time=now, entry_price=Decimal("70"), entry_signal=sig,
                             point_value=Decimal("1000"), commission_per_side=Decimal("1.25"))
+    taken = PaperOrder.objects.create(signal=sig, received_at=now, payload=sig.payload)
+    assert taken.fill() == (now, Decimal("70"))  # the paper order's fill is the books' modelled fill
     paper.mode = Strategy.Mode.LIVE
     with pytest.raises(ValidationError) as err:
         paper.full_clean()
@@ -91,3 +94,14 @@ def test_paper_is_named_on_every_screen_and_in_every_alert(paper):
     enqueue("entry", "ibs_b: buy 1 SI", strategy=Strategy.objects.get(name="ibs_b"))
     assert sorted(Notification.objects.values_list("title", flat=True)) == ["[paper] ibs_a: buy 1 CL",
                                                                             "ibs_b: buy 1 SI"]
+
+
+def test_the_admin_lists_paper_orders_with_their_fills_and_marks_the_strategy(paper, admin_client):
+    from django.urls import reverse
+
+    sig = order(paper)
+    send_pending_orders(deliver=NeverCalled())
+    listing = admin_client.get(reverse("admin:trading_paperorder_changelist")).content.decode()
+    assert sig.key in listing and "ibs_a (paper)" in listing and "CLZ6" in listing
+    strategies = admin_client.get(reverse("admin:trading_strategy_changelist") + "?mode__exact=paper").content.decode()
+    assert "ibs_a (paper)" in strategies and "ibs_b" not in strategies
