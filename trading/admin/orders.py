@@ -1,6 +1,11 @@
+import numpy as np
 from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
-from trading.models import PaperOrder, Signal
+from strategies.indicators import ibs
+from trading.models import PaperOrder, Position, Signal, StoredBar, StrategyInstrument, Trade
 
 from .base import DeliveryAttemptInline, ReadOnlyAdmin
 
@@ -19,6 +24,64 @@ class SignalAdmin(ReadOnlyAdmin):
     list_select_related = ("strategy", "instrument")
     inlines = [OrderAttemptInline]
     show_full_result_count = False
+    # A signal's whole story on its page: the bar it was decided on, the filter, the risk decision, the
+    # delivery log (inline) and what it opened or closed in the books.
+    readonly_fields = ("decision_bar", "ml_filter", "risk_decision", "books")
+    fieldsets = (
+        ("Decision", {"fields": ("key", "strategy", "instrument", "contract", "bar_time", "decision_bar", "action",
+                                 "quantity", "signal_price", "reason", "ibs", "ml_filter")}),
+        ("Risk", {"fields": ("risk_decision", "state", "state_reason")}),
+        ("Books", {"fields": ("books", "fill", "market_price", "market_time")}),
+        ("Delivery", {"fields": ("payload", "attempts", "last_status", "last_error", "next_attempt_at", "expires_at",
+                                 "claimed_at", "claimed_by", "created_at", "sent_at")}),
+    )
+
+    @admin.display(description="decided on bar")
+    def decision_bar(self, obj):
+        bar = StoredBar.objects.filter(root=obj.instrument.root, timeframe="1h", ts=obj.bar_time).first()
+        if bar is None:
+            return "not in the bar store (the hour was decided from the streams only)"
+        value = float(ibs(np.array([bar.high]), np.array([bar.low]), np.array([bar.close]))[0])
+        return format_html('<span class="decision-bar" data-open="{}" data-high="{}" data-low="{}" data-close="{}" '
+                           'data-ibs="{}">{} {} UTC · O {} · H {} · L {} · C {} · IBS {}</span>',
+                           bar.open, bar.high, bar.low, bar.close, f"{value:.4f}", bar.contract or bar.root,
+                           f"{bar.ts:%Y-%m-%d %H:%M}", bar.open, bar.high, bar.low, bar.close, f"{value:.4f}")
+
+    @admin.display(description="ML filter")
+    def ml_filter(self, obj):
+        leg = StrategyInstrument.objects.filter(strategy=obj.strategy_id, instrument=obj.instrument_id).first()
+        if obj.ml_score is None:
+            return "no score (ML off for this leg, or an exit)"
+        threshold = leg.params().ml_threshold if leg else None
+        verdict = "" if threshold is None else (" ≥ threshold {:.2f}: passed" if obj.ml_score >= threshold
+                                                else " < threshold {:.2f}: refused").format(threshold)
+        return f"score {obj.ml_score:.4f}{verdict}"
+
+    @admin.display(description="risk decision")
+    def risk_decision(self, obj):
+        if obj.risk_control:
+            return f"{obj.get_risk_control_display()}: {obj.state_reason or obj.get_state_display()}"
+        return "no control refused or held it"
+
+    @admin.display(description="opened / closed")
+    def books(self, obj):
+        rows = []
+        for pos in Position.objects.filter(entry_signal=obj):
+            rows.append(("opened", _link(pos)))
+        for pos in Position.objects.filter(exit_signal=obj):
+            rows.append(("closed", _link(pos)))
+        trades = Trade.objects.filter(entry_signal=obj) if obj.action == Signal.Action.BUY else \
+            Trade.objects.filter(exit_signal=obj)
+        for trade in trades:
+            rows.append(("trade", _link(trade, f"trade {trade.symbol} {trade.pnl:+.2f} $")))
+        if not rows:
+            return "nothing in the books (not filled, or refused)"
+        return format_html_join(mark_safe("<br>"), "{}: {}", rows)
+
+
+def _link(obj, label=None):
+    url = reverse(f"admin:trading_{obj._meta.model_name}_change", args=[obj.pk])
+    return format_html('<a href="{}">{}</a>', url, label or str(obj))
 
 
 @admin.register(PaperOrder)

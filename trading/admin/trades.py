@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
+from django.urls import reverse
+from django.utils.html import format_html
 
 from trading.models import Position, Trade
 
@@ -57,7 +59,16 @@ class TradeAdmin(ReadOnlyAdmin):
     # No date_hierarchy: it runs SELECT DISTINCT over every trade on each page view (SQLite, 100k
     # trades: ~280 ms); the session_date filter navigates by date without a query.
     list_select_related = ("strategy",)
+    readonly_fields = ("entry_order", "exit_order")
     paginator = KeysFirstPaginator
+
+    @admin.display(description="entry order")
+    def entry_order(self, obj):
+        return _signal_link(obj.entry_signal)
+
+    @admin.display(description="exit order")
+    def exit_order(self, obj):
+        return _signal_link(obj.exit_signal) if obj.exit_signal_id else "— (the broker's own stop or target)"
     show_full_result_count = False
     actions = ["export_csv"]
 
@@ -79,3 +90,7 @@ class PositionAdmin(ReadOnlyAdmin):
                     "stop_price", "target_price", "bars_held", "ml_score")
     list_filter = (("strategy__mode", admin.ChoicesFieldListFilter), "state", "strategy", "instrument")
     list_select_related = ("strategy", "instrument")
+
+
+def _signal_link(sig):
+    return format_html('<a href="{}">{}</a>', reverse("admin:trading_signal_change", args=[sig.pk]), sig.key)
