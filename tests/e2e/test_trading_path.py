@@ -42,7 +42,8 @@ def test_orders_received_equal_the_backtest(tmp_path, market):
     # pending, none lost), and the broker never got more than the limit in any window.
     count, seconds = TradingRun.RATE_LIMITS
     arrivals = [e["received_at"] for e in broker.snapshot()]
-    assert busiest_window(arrivals, seconds - 0.1) <= count < busiest_window(arrivals, 60 * seconds)
+    # (a window a quarter shorter than the limiter's: a POST's own latency may move an arrival by up to that)
+    assert busiest_window(arrivals, seconds * 0.75) <= count < busiest_window(arrivals, 60 * seconds)
     throttled = sum(p.read_text().count("order held by the rate limit") for p in tmp_path.glob("worker-*.log"))
     assert throttled > 0, "the replay never reached the rate limit"
     buys, exits, duplicates = received(orders)
