@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from strategies import rolls
+from strategies.bars import StepBar, step_bars
 from strategies.calendar import PRODUCT_HOURS, session_dates
 from strategies.ibs import ClosedTrade
 from strategies.instruments import CONTRACT_SPECS, DEFAULT_COMMISSION
@@ -62,21 +63,10 @@ class BacktestResult:
     bars_in_position: int = 0
 
 
-class _Row:
-    __slots__ = ("i", "ts", "open", "high", "low", "close", "contract")
-
-    def __init__(self, i, ts, o, h, l, c, contract=""):
-        self.i, self.ts, self.open, self.high, self.low, self.close = i, ts, o, h, l, c
-        self.contract = contract
-
-
-def _rows(frame: pd.DataFrame, contracts=None) -> list[_Row]:
-    ts = pd.DatetimeIndex(frame["ts"].to_numpy(dtype=np.int64).view("datetime64[ns]"), tz="UTC").to_pydatetime()
-    o, h, l, c = (frame[k].to_numpy(dtype=float).tolist() for k in ("open", "high", "low", "close"))
+def _rows(frame: pd.DataFrame, contracts=None) -> list[StepBar]:
     if contracts is not None and len(contracts) != len(frame):
         raise BacktestInputError(f"{len(contracts)} contracts for {len(frame)} bars")
-    names = contracts if contracts is not None else [""] * len(frame)
-    return [_Row(i, *values) for i, values in enumerate(zip(ts, o, h, l, c, names))]
+    return step_bars(frame, contracts)
 
 
 def trade_row(leg: Leg, t: ClosedTrade) -> dict:
@@ -107,7 +97,7 @@ def run(legs: list[Leg], *, timeframe: str = "1h", max_positions: int | None = N
     for leg in legs:
         for i, ts in enumerate(leg.bars["ts"].to_numpy(dtype=np.int64)):
             events.setdefault(int(ts), {})[leg.root] = i
-    held_rows: dict[str, dict[int, _Row]] = {}  # contract → bar start (ns) → its bar after its roll
+    held_rows: dict[str, dict[int, StepBar]] = {}  # contract → bar start (ns) → its bar after its roll
     for leg in legs:
         for contract, frame in (leg.held or {}).items():
             stamps = frame["ts"].to_numpy(dtype=np.int64)

@@ -335,3 +335,21 @@ def frame_from_bars(bars: list[Bar]) -> pd.DataFrame:
         "ts": np.array([int(b.ts.timestamp()) * NS for b in bars], dtype=np.int64),
         "open": [b.open for b in bars], "high": [b.high for b in bars], "low": [b.low for b in bars],
         "close": [b.close for b in bars], "volume": [b.volume for b in bars], "trades": [b.trades for b in bars]})
+
+
+class StepBar:
+    """One bar as the strategy step reads it (`Portfolio.step`, the ML labels): position, start, OHLC and
+    contract, without a DataFrame row's cost."""
+    __slots__ = ("i", "ts", "open", "high", "low", "close", "contract")
+
+    def __init__(self, i, ts, o, h, l, c, contract=""):  # noqa: E741 — the bar's low
+        self.i, self.ts, self.open, self.high, self.low, self.close = i, ts, o, h, l, c
+        self.contract = contract
+
+
+def step_bars(frame: pd.DataFrame, contracts=None) -> list[StepBar]:
+    """A bar frame (ts int64 ns UTC, open, high, low, close) as StepBars; `contracts`: each bar's contract."""
+    ts = pd.DatetimeIndex(frame["ts"].to_numpy(dtype=np.int64).view("datetime64[ns]"), tz="UTC").to_pydatetime()
+    o, h, l, c = (frame[k].to_numpy(dtype=float).tolist() for k in ("open", "high", "low", "close"))  # noqa: E741
+    names = contracts if contracts is not None else [""] * len(frame)
+    return [StepBar(i, *values) for i, values in enumerate(zip(ts, o, h, l, c, names))]

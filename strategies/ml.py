@@ -24,6 +24,7 @@ import skops
 import skops.io as sio
 from sklearn.ensemble import RandomForestClassifier
 
+from strategies.bars import step_bars
 from strategies.features import build_features, feature_names
 from strategies.modelfile import MAX_FILE_BYTES, ModelFileError, read_forest
 from strategies.ibs import InstrumentBook, bar_length, entry_candidate
@@ -64,9 +65,7 @@ class LoadedModel:
 # --- labels ----------------------------------------------------------------------------------
 def signal_outcomes(bars: pd.DataFrame, params: IBSParams, timeframe: str = "1h") -> pd.DataFrame:
     """Every IBS entry signal of one instrument and the P&L % of the trade it would make alone."""
-    from strategies.backtest import _rows
-
-    rows = _rows(bars)
+    rows = step_bars(bars)
     seconds = bar_length(timeframe)
     out = []
     for i, bar in enumerate(rows[:-1]):

@@ -1,5 +1,4 @@
-"""The demo configuration: the 12 instruments of the design, strategies ibs_a and ibs_b, and ibs_a_paper
-(ibs_a's legs on paper, off until enabled).
+"""The demo configuration: the 12 instruments of the design and strategies ibs_a and ibs_b.
 
 `load_demo()` is idempotent: it creates what is missing and leaves existing rows (and any
 operator edits to them) alone, so running it twice changes nothing.
@@ -20,10 +19,6 @@ DEMO_STRATEGIES = {
                   broker_webhook="${TRADERSPOST_IBS_A_WEBHOOK}", description="IBS mean reversion, FX + energy + metals"),
     "ibs_b": dict(roots=["6B", "6N", "6S", "SI", "YM"], max_positions=3, enabled=False,
                   broker_webhook="${TRADERSPOST_IBS_B_WEBHOOK}", description="IBS mean reversion, FX + silver + Dow"),
-    # ibs_a's legs on paper with a stricter ML filter: enable it to see the two side by side.
-    "ibs_a_paper": dict(roots=["6A", "6C", "6M", "CL", "GC", "HG"], max_positions=2, enabled=False, mode="paper",
-                        ml_threshold=0.6, broker_webhook="",
-                        description="ibs_a on paper (built-in paper broker), ML threshold 0.60"),
 }
 DISCORD_REFERENCE = "${DISCORD_WEBHOOK_URL}"
 
@@ -65,9 +60,7 @@ def load_demo() -> DemoResult:
         if strategy is None:
             strategy = Strategy(name=name, enabled=cfg["enabled"], description=cfg["description"],
                                 broker_webhook=cfg["broker_webhook"], discord_webhook=DISCORD_REFERENCE,
-                                max_positions=cfg["max_positions"], mode=cfg.get("mode", Strategy.Mode.LIVE))
-            if "ml_threshold" in cfg:
-                strategy.ml_threshold = cfg["ml_threshold"]
+                                max_positions=cfg["max_positions"])
             _full_clean_except_env(strategy)
             strategy.save()
             created.append(f"strategy {name}")

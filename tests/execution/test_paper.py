@@ -9,6 +9,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from trading.execution.outbox import send_pending_orders
+from trading.execution.paper import fill_of
 from trading.models import DeliveryAttempt, Notification, PaperOrder, Position, Signal, Strategy, signal_key
 from trading.delivery.alerts import enqueue
 
@@ -55,7 +56,7 @@ def test_a_paper_order_goes_to_the_paper_broker_never_to_the_webhook(paper):
     assert (attempt.outcome, attempt.status_code, attempt.response) == ("delivered", 200, "paper broker: order taken")
     sig.refresh_from_db()
     assert sig.state == "sent" and sig.attempts == 1
-    assert taken.fill() is None  # filled by the books at the next bar's open, as the backtest fills it
+    assert fill_of(taken) is None  # filled by the books at the next bar's open, as the backtest fills it
     for _ in range(2):  # delivered once: never again
         send_pending_orders(deliver=webhook, now=timezone.now() + timedelta(minutes=5))
     assert PaperOrder.objects.count() == 1 and webhook.calls == []
@@ -81,7 +82,7 @@ def test_switching_mode_with_a_position_open_is_refused(paper):
                             signal_time=now, entry_time=now, entry_price=Decimal("70"), entry_signal=sig,
                             point_value=Decimal("1000"), commission_per_side=Decimal("1.25"))
     taken = PaperOrder.objects.create(signal=sig, received_at=now, payload=sig.payload)
-    assert taken.fill() == (now, Decimal("70"))  # the paper order's fill is the books' modelled fill
+    assert fill_of(taken) == (now, Decimal("70"))  # the paper order's fill is the books' modelled fill
     paper.mode = Strategy.Mode.LIVE
     with pytest.raises(ValidationError) as err:
         paper.full_clean()

@@ -5,6 +5,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from strategies.indicators import ibs
+from trading.execution.paper import fill_of
 from trading.models import PaperOrder, Position, Signal, StoredBar, StrategyInstrument, Trade
 
 from .base import DeliveryAttemptInline, ReadOnlyAdmin
@@ -110,10 +111,10 @@ class PaperOrderAdmin(ReadOnlyAdmin):
 
     @admin.display(description="filled at")
     def fill_time(self, obj):
-        fill = obj.fill()
+        fill = fill_of(obj)
         return fill[0] if fill else "—"
 
     @admin.display(description="fill price")
     def fill_price(self, obj):
-        fill = obj.fill()
+        fill = fill_of(obj)
         return fill[1] if fill else "—"

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from trading.delivery.outcomes import Outcome
 from trading.execution.traderspost import DeliveryResult
-from trading.models import PaperOrder, Signal
+from trading.models import PaperOrder, Position, Signal, Trade
 
 HOOK = "paper"  # what the attempt log shows where a webhook's fingerprint would be
 
@@ -21,3 +21,11 @@ def deliver(sig: Signal, at: datetime) -> DeliveryResult:
     order, created = PaperOrder.objects.get_or_create(signal=sig, defaults={"received_at": at, "payload": sig.payload})
     body = "paper broker: order taken" if created else "paper broker: order already taken"
     return DeliveryResult(Outcome.DELIVERED, status_code=200, body=body, hook=HOOK)
+
+
+def fill_of(order: PaperOrder) -> tuple | None:
+    """(time, price) of a paper order's fill in the books (the modelled fill), None while unfilled."""
+    if order.signal.action == Signal.Action.BUY:
+        return Position.objects.filter(entry_signal=order.signal, filled=True).values_list(
+            "entry_time", "entry_price").first()
+    return Trade.objects.filter(exit_signal=order.signal).values_list("exit_time", "exit_price").first()

@@ -123,12 +123,3 @@ class PaperOrder(models.Model):
 
     def __str__(self):
         return f"paper {self.signal.key}"
-
-    def fill(self) -> tuple | None:
-        """(time, price) of this order's fill in the books (the modelled fill), None while unfilled."""
-        from .trades import Position, Trade  # trades imports this module
-
-        if self.signal.action == Signal.Action.BUY:
-            return Position.objects.filter(entry_signal=self.signal, filled=True).values_list(
-                "entry_time", "entry_price").first()
-        return Trade.objects.filter(exit_signal=self.signal).values_list("exit_time", "exit_price").first()
