@@ -31,8 +31,8 @@ services:
 STARTED := $(shell date +%s)
 
 test: install chromium services
-	@rm -f test-artifacts/secrets.txt test-artifacts/*.log
-	@$(MAKE) --no-print-directory test-sqlite test-postgres check-logs; rc=$$?; took=$$(( $$(date +%s) - $(STARTED) )); \
+	@rm -f test-artifacts/secrets.txt test-artifacts/*.log test-artifacts/faults-rows.jsonl
+	@PINEOPS_FAULT_ROWS=keep $(MAKE) --no-print-directory test-sqlite test-postgres check-logs; rc=$$?; took=$$(( $$(date +%s) - $(STARTED) )); \
 		echo "make test: $$((took / 60)) min $$((took % 60)) s wall time, install included (exit $$rc)"; exit $$rc
 
 # Three test processes (pytest-xdist, work stealing) on this 2-CPU machine: the multi-process tests

@@ -69,9 +69,15 @@ def glbx_samples() -> Path:
 
 
 # --- the fault suite's summary table ------------------------------------------------------------
-# Rows go to a JSON-lines file, so the table is whole when pytest-xdist runs tests in several workers.
+# Rows go to a JSON-lines file, so the table is whole when pytest-xdist runs tests in several workers. Each row
+# names its pass (the suite's database); `make test` keeps the rows of both passes (PINEOPS_FAULT_ROWS=keep),
+# so one table covers SQLite and PostgreSQL.
 FAULT_ROWS_FILE = ARTIFACTS / "faults-rows.jsonl"
-FAULT_COLUMNS = ("scenario", "runs", "orders expected", "orders received", "duplicates", "lost", "errors")
+FAULT_COLUMNS = ("scenario", "pass", "runs", "orders expected", "orders received", "duplicates", "lost", "errors")
+
+
+def _suite_database() -> str:
+    return "postgresql" if os.environ.get("DATABASE_URL", "").startswith("postgres") else "sqlite"
 
 
 def _xdist_worker(config) -> str | None:
@@ -82,7 +88,8 @@ def _xdist_worker(config) -> str | None:
 def pytest_configure(config):
     worker = _xdist_worker(config)
     if worker is None:
-        FAULT_ROWS_FILE.unlink(missing_ok=True)  # a new run: a new table
+        if os.environ.get("PINEOPS_FAULT_ROWS") != "keep":
+            FAULT_ROWS_FILE.unlink(missing_ok=True)  # a new run: a new table
     elif config.getoption("log_file", None) or config.getini("log_file"):
         # One log file per worker: two processes writing one file would overwrite each other.
         base = Path(config.getoption("log_file", None) or config.getini("log_file"))
@@ -94,16 +101,17 @@ def fault_report():
     """`fault_report(scenario, runs=…, expected=…, received=…, duplicates=…, lost=…, errors=…)` adds a row to
     the table printed after the run (and written to test-artifacts/faults-summary.txt). Record before asserting."""
     def record(scenario: str, *, runs: int, expected: int, received: int, duplicates: int, lost: int, errors: int = 0):
-        row = dict(zip(FAULT_COLUMNS, (scenario, runs, expected, received, duplicates, lost, errors)))
+        row = dict(zip(FAULT_COLUMNS, (scenario, _suite_database(), runs, expected, received, duplicates, lost,
+                                       errors)))
         with FAULT_ROWS_FILE.open("a") as f:
             f.write(json.dumps(row) + "\n")
     return record
 
 
 def fault_table(rows: list[dict]) -> str:
-    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in FAULT_COLUMNS]
+    widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in FAULT_COLUMNS]
     lines = ["  ".join(c.ljust(w) for c, w in zip(FAULT_COLUMNS, widths))]
-    lines += ["  ".join(str(r[c]).ljust(w) for c, w in zip(FAULT_COLUMNS, widths)) for r in rows]
+    lines += ["  ".join(str(r.get(c, "")).ljust(w) for c, w in zip(FAULT_COLUMNS, widths)) for r in rows]
     return "\n".join(lines)
 
 
@@ -113,7 +121,7 @@ def pytest_terminal_summary(terminalreporter, config):
     rows = [json.loads(line) for line in FAULT_ROWS_FILE.read_text().splitlines() if line.strip()]
     if not rows:
         return
-    table = fault_table(sorted(rows, key=lambda r: r["scenario"]))
+    table = fault_table(sorted(rows, key=lambda r: (r["scenario"], r.get("pass", ""))))
     terminalreporter.section("fault scenarios")
     terminalreporter.write_line(table)
     (ARTIFACTS / "faults-summary.txt").write_text(table + "\n")
