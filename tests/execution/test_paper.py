@@ -103,6 +103,23 @@ def test_the_admin_lists_paper_orders_with_their_fills_and_marks_the_strategy(pa
     sig = order(paper)
     send_pending_orders(deliver=NeverCalled())
     listing = admin_client.get(reverse("admin:trading_paperorder_changelist")).content.decode()
-    assert sig.key in listing and "ibs_a (paper)" in listing and "CLZ6" in listing
+    assert sig.key in listing and "ibs_a (paper)" in listing and "CLZ6" in listing and "not filled yet" in listing
+    Signal.objects.filter(pk=sig.pk).update(state="sent")
+    Position.objects.create(strategy=paper, instrument=sig.instrument, contract="CLZ6", size=1, filled=True,
+                            signal_time=sig.bar_time, entry_time=sig.bar_time + timedelta(hours=1),
+                            entry_price=Decimal("71.3"), entry_signal=sig, point_value=Decimal("1000"),
+                            commission_per_side=Decimal("1.25"))
+    listing = admin_client.get(reverse("admin:trading_paperorder_changelist")).content.decode()
+    assert f"71.300000000 at {sig.bar_time + timedelta(hours=1):%Y-%m-%d %H:%M} UTC" in listing
     strategies = admin_client.get(reverse("admin:trading_strategy_changelist") + "?mode__exact=paper").content.decode()
     assert "ibs_a (paper)" in strategies and "ibs_b" not in strategies
+    # the books keep paper apart: each list filters by mode, and the dashboard names the paper strategy
+    def results(model, mode):  # the list itself, without the filter sidebar (which names every strategy)
+        page = admin_client.get(reverse(f"admin:trading_{model}_changelist") + f"?strategy__mode__exact={mode}")
+        return page.content.decode().split('id="changelist-filter"')[0]
+
+    assert "ibs_a (paper)" in results("position", "paper") and "ibs_a (paper)" not in results("position", "live")
+    assert sig.key in results("signal", "paper") and sig.key not in results("signal", "live")
+    assert results("trade", "live").count("ibs_a") == 0  # (no trade yet: the position is open)
+    dashboard = admin_client.get("/admin/dashboard/").content.decode()
+    assert "<td>ibs_a (paper)</td>" in dashboard

@@ -50,9 +50,9 @@ class SignalAdmin(ReadOnlyAdmin):
 
     @admin.display(description="ML filter")
     def ml_filter(self, obj):
-        leg = StrategyInstrument.objects.filter(strategy=obj.strategy_id, instrument=obj.instrument_id).first()
         if obj.ml_score is None:
             return "no score (ML off for this leg, or an exit)"
+        leg = StrategyInstrument.objects.filter(strategy=obj.strategy_id, instrument=obj.instrument_id).first()
         threshold = leg.params().ml_threshold if leg else None
         verdict = "" if threshold is None else (" ≥ threshold {:.2f}: passed" if obj.ml_score >= threshold
                                                 else " < threshold {:.2f}: refused").format(threshold)
@@ -66,15 +66,14 @@ class SignalAdmin(ReadOnlyAdmin):
 
     @admin.display(description="opened / closed")
     def books(self, obj):
-        rows = []
-        for pos in Position.objects.filter(entry_signal=obj):
-            rows.append(("opened", _link(pos)))
-        for pos in Position.objects.filter(exit_signal=obj):
-            rows.append(("closed", _link(pos)))
-        trades = Trade.objects.filter(entry_signal=obj) if obj.action == Signal.Action.BUY else \
-            Trade.objects.filter(exit_signal=obj)
-        for trade in trades:
-            rows.append(("trade", _link(trade, f"trade {trade.symbol} {trade.pnl:+.2f} $")))
+        if obj.action == Signal.Action.BUY:
+            verb, positions, trades = "opened", Position.objects.filter(entry_signal=obj), \
+                Trade.objects.filter(entry_signal=obj)
+        else:
+            verb, positions, trades = "closed", Position.objects.filter(exit_signal=obj), \
+                Trade.objects.filter(exit_signal=obj)
+        rows = [(verb, _link(pos)) for pos in positions]
+        rows += [("trade", _link(trade, f"trade {trade.symbol} {trade.pnl:+.2f} $")) for trade in trades]
         if not rows:
             return "nothing in the books (not filled, or refused)"
         return format_html_join(mark_safe("<br>"), "{}: {}", rows)
@@ -88,7 +87,7 @@ def _link(obj, label=None):
 @admin.register(PaperOrder)
 class PaperOrderAdmin(ReadOnlyAdmin):
     """What the built-in paper broker took from paper strategies, with each order's fill in the books."""
-    list_display = ("received_at", "strategy", "key", "action", "ticker", "fill_time", "fill_price")
+    list_display = ("received_at", "strategy", "key", "action", "ticker", "fill")
     list_filter = ("signal__strategy", "signal__action")
     search_fields = ("signal__key",)
     list_select_related = ("signal__strategy",)
@@ -109,12 +108,7 @@ class PaperOrderAdmin(ReadOnlyAdmin):
     def ticker(self, obj):
         return obj.payload.get("ticker", "")
 
-    @admin.display(description="filled at")
-    def fill_time(self, obj):
+    @admin.display(description="fill in the books")
+    def fill(self, obj):
         fill = fill_of(obj)
-        return fill[0] if fill else "—"
-
-    @admin.display(description="fill price")
-    def fill_price(self, obj):
-        fill = fill_of(obj)
-        return fill[1] if fill else "—"
+        return f"{fill[1]} at {fill[0]:%Y-%m-%d %H:%M} UTC" if fill else "— (not filled yet)"

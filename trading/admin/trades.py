@@ -61,6 +61,8 @@ class TradeAdmin(ReadOnlyAdmin):
     list_select_related = ("strategy",)
     readonly_fields = ("entry_order", "exit_order")
     paginator = KeysFirstPaginator
+    show_full_result_count = False
+    actions = ["export_csv"]
 
     @admin.display(description="entry order")
     def entry_order(self, obj):
@@ -69,8 +71,6 @@ class TradeAdmin(ReadOnlyAdmin):
     @admin.display(description="exit order")
     def exit_order(self, obj):
         return _signal_link(obj.exit_signal) if obj.exit_signal_id else "— (the broker's own stop or target)"
-    show_full_result_count = False
-    actions = ["export_csv"]
 
     @admin.action(description="Export selected trades as CSV")
     def export_csv(self, request, queryset):

@@ -6,14 +6,11 @@ lock gone stops, so that two workers never trade.
 """
 from __future__ import annotations
 
-import logging
-
 import redis
 
 from trading.delivery.locks import ProcessLock
 from trading.redis_client import key
 
-log = logging.getLogger(__name__)
 LOCK_TTL = 30  # s
 
 
@@ -25,7 +22,6 @@ class WorkerLock:
     def __init__(self, client: redis.Redis, strategy: str):
         self.strategy = strategy
         self.lock = ProcessLock(client, key("lock", "worker", strategy), LOCK_TTL)
-        self.key, self.token = self.lock.key, self.lock.token
 
     def acquire(self) -> None:
         if not self.lock.acquire():

@@ -14,8 +14,6 @@ from trading.execution.traderspost import order_payload
 from trading.models import Instrument, Signal, Strategy, signal_key
 
 
-
-
 def day_order_expiry(decided: datetime, now: datetime, root: str | None = None) -> datetime:
     """When a `day` order decided at `decided` (market time) stops being valid, on the clock `now` runs on.
 
