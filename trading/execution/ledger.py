@@ -126,6 +126,10 @@ class Ledger:
         sig = pos.exit_signal
         if sig is None or pos.state != PState.CLOSING or sig.fill != Fill.NEXT_OPEN:
             return  # held, failed or replaced since: the database knows better than the book (worker reconciles)
+        # The signal's state read now, under the position's lock, not with the position: a delivery that
+        # committed while this step waited for that lock found the position still closing and left the
+        # booking to this step (exits.exit_delivered); one not yet at the lock will find it EXITED.
+        sig.refresh_from_db(fields=["state"])
         if sig.state == State.SENT:
             book_exit(pos, sig, exit_time=trade.exit_ts, exit_price=trade.exit_price, reason=trade.reason,
                       ibs_exit=trade.ibs_exit)
