@@ -52,6 +52,7 @@ class Leg:
     contracts: tuple | None = None  # the contract of each bar (the front's), aligned with bars; None: one contract
     held: dict | None = None  # contract → the bars of that contract after its roll (strategies.rolls)
     roll_policy: str = rolls.EXIT
+    opening: dict | None = None  # the book at the first bar (InstrumentBook fields: position, pending_entry, …)
 
 
 @dataclass
@@ -83,13 +84,17 @@ def trade_row(leg: Leg, t: ClosedTrade) -> dict:
 
 
 def run(legs: list[Leg], *, timeframe: str = "1h", max_positions: int | None = None,
-        use_ml: bool = True, product_hours: bool = True) -> BacktestResult:
+        use_ml: bool = True, product_hours: bool = True, entry_block=None) -> BacktestResult:
     """Run the strategy over every leg's bars in time order; trades sorted by exit then symbol.
     `product_hours`: decide by each product's real trading hours, as live (no entry while its market is
     closed or right before an early close, an exit forced before such a close); off only to compare with
-    a reference that knows no calendar."""
+    a reference that knows no calendar. `entry_block(root, bar_ts)`: a veto of entries, as the live risk
+    controls (None: allowed). A leg's `opening` is its book before the first bar (a session's open)."""
     portfolio = Portfolio({leg.root: leg.params for leg in legs}, timeframe=timeframe, max_positions=max_positions,
                           hours=PRODUCT_HOURS if product_hours else None)
+    for leg in legs:
+        for name, value in (leg.opening or {}).items():
+            setattr(portfolio.books[leg.root], name, value)
     rows = {leg.root: _rows(leg.bars, leg.contracts) for leg in legs}
     by_root = {leg.root: leg for leg in legs}
     # Walk the union of bar times; at each time every instrument with a bar is stepped together.
@@ -121,7 +126,8 @@ def run(legs: list[Leg], *, timeframe: str = "1h", max_positions: int | None = N
             continue
         when = next(iter((bars or held).values())).ts
         roll = rolls.plan(bars, held, in_contract, policies)
-        outcome = portfolio.step(when, bars, score=score, manage=roll.manage, force=roll.force)
+        veto = (lambda root, at=when: entry_block(root, at)) if entry_block else None
+        outcome = portfolio.step(when, bars, score=score, entry_block=veto, manage=roll.manage, force=roll.force)
         for entry in outcome.entries:
             in_contract[entry.root] = bars[entry.root].contract
         for root in list(in_contract):

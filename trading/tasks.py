@@ -41,3 +41,11 @@ def open_session():
 @shared_task(name="trading.daily_summary", ignore_result=True)
 def daily_summary():
     return daily.daily_summary()
+
+
+@shared_task(name="trading.drift_reports", ignore_result=True)
+def drift_reports():
+    """At 16:05 America/Chicago: each strategy's session that closed, backtested and compared (trading.drift)."""
+    from trading.drift.report import report_closed_sessions
+
+    return report_closed_sessions()

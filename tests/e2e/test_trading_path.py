@@ -26,11 +26,26 @@ def market(tmp_path_factory):
     return paths, fronts, days
 
 
+# The drift report of every session the worker traded, as `manage.py drift` makes it.
+DRIFT = ("import json; from trading.models import Strategy, StoredBar; from trading.drift.report import make_report\n"
+         "from strategies.calendar import session_date, session_close; from trading.drift.session import decided_until\n"
+         "s = Strategy.objects.get(name='ibs_a'); until = decided_until(s)\n"
+         "days = sorted({session_date(t) for t in StoredBar.objects.filter(source='hub', timeframe='1h')"
+         ".values_list('ts', flat=True)})\n"
+         "out = {}\n"
+         "for d in days:\n"
+         "    if session_close(d) <= until:\n"
+         "        r = make_report(s, d); out[str(d)] = [r.matched, r.differences, [f'{i.root} {i.action} {i.bar_time} '"
+         "f'{i.kind} {i.reason} {i.detail}' for i in r.items.exclude(kind='matched')]]\n"
+         "print(json.dumps(out))")
+
+
 def test_orders_received_equal_the_backtest(tmp_path, market):
     paths, fronts, days = market
     with TradingRun(tmp_path, paths, fronts, days, key=KEY) as run:
         run.wait_caught_up()
         frames, summary = run.frames(), run.summary()
+        drift = run.env.shell_json(DRIFT)
     broker = run.broker
 
     expected = Expected(frames)
@@ -62,6 +77,9 @@ def test_orders_received_equal_the_backtest(tmp_path, market):
         assert entry_t[:19] == t["entry_time"][:19] and exit_t[:19] == t["exit_time"][:19]
         assert abs(float(entry_p) - t["entry_price"]) < tick and abs(float(exit_p) - t["exit_price"]) < tick
         assert Decimal(pnl) == Decimal(repr(t["pnl"])), (sym, exit_t, pnl, t["pnl"])  # to the cent: one money rule
+    # Uninterrupted, every closed session's drift report finds the worker equal to the backtest.
+    assert len(drift) >= 5 and sum(m for m, _, _ in drift.values()) >= len(expected.closed)
+    assert {day: d for day, (_, n, d) in drift.items() if n} == {}
 
 
 def test_a_paper_strategy_trades_the_backtest_to_the_cent_and_sends_nothing_to_traderspost(tmp_path, market):
