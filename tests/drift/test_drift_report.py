@@ -11,27 +11,21 @@ from strategies.bars import Bar
 from trading.execution.worker import Worker
 from trading.marketdata import streams
 from trading.marketdata.barstore import store_bar, store_bars
-from trading.models import DriftItem, DriftReport, Notification, Signal, StoredBar, Strategy, StrategyInstrument
+from trading.models import DriftItem, DriftReport, Notification, Signal, StoredBar, Strategy
 from trading.risk.killswitch import set_mode
+from tests.desk import EXIT, MID, SIGNAL, demo_desk
 from tests.strategies.builders import hourly
 
 pytestmark = pytest.mark.django_db(transaction=True)
 UTC = timezone.utc
 T0 = datetime(2026, 11, 3, 1, 0, tzinfo=UTC)  # Monday 19:00 Chicago: session 2026-11-03, in the entry window
 DAY = date(2026, 11, 3)
-SIGNAL, EXIT, MID = (100.0, 101.0, 99.0, 99.2), (99.5, 99.9, 99.1, 99.8), (100.0, 100.4, 99.6, 100.0)
 SESSION = [SIGNAL, EXIT, MID, SIGNAL, MID, EXIT, SIGNAL, EXIT, MID, SIGNAL, EXIT, MID]
 
 
 @pytest.fixture
 def desk(settings, redis_prefix, webhook_env, monkeypatch, broker, tmp_path):
-    settings.REDIS_PREFIX = redis_prefix
-    settings.RUNTIME_DIR = tmp_path
-    monkeypatch.setenv("TRADERSPOST_IBS_A_WEBHOOK", f"{broker.url}/trading/webhook/drift-test-token")
-    call_command("load_demo")
-    StrategyInstrument.objects.filter(strategy__name="ibs_a").exclude(instrument__root="CL").update(enabled=False)
-    StrategyInstrument.objects.filter(strategy__name="ibs_a").update(ml_enabled=False)
-    Strategy.objects.filter(name="ibs_a").update(daily_stop_loss=10**6)
+    demo_desk(settings, monkeypatch, broker, tmp_path, redis_prefix, roots=("CL",))
     store_bars("CL", "1h", hourly([MID] * 48, start=T0 - timedelta(days=3)), "test")
     w = Worker("ibs_a", block_ms=10)
     w.setup()
@@ -142,7 +136,7 @@ def test_the_beat_task_reports_the_last_session_the_data_closed_once(desk):
     trade(desk, SESSION)
     # the worker's clock is inside the session of DAY: the last one closed is the day before (nothing traded)
     assert drift_reports() == {"ibs_a": "2026-11-02: 0 differences, 0 unexplained"}
-    trade_rest = [(100.0, 100.4, 99.6, 100.0)] * 14
+    trade_rest = [MID] * 14
     for i, (o, h, l, c) in enumerate(trade_rest, start=len(SESSION)):
         bar = Bar("CL", "CLZ6", "1h", T0 + timedelta(hours=i), o, h, l, c, 100, 10)
         streams.publish(bar)
