@@ -35,8 +35,8 @@ DRIFT = ("import json; from trading.models import Strategy, StoredBar; from trad
          "out = {}\n"
          "for d in days:\n"
          "    if session_close(d) <= until:\n"
-         "        r = make_report(s, d); out[str(d)] = [r.matched, r.differences, [f'{i.root} {i.action} {i.bar_time} '"
-         "f'{i.kind} {i.reason} {i.detail}' for i in r.items.exclude(kind='matched')]]\n"
+         "        r = make_report(s, d); out[str(d)] = [r.matched, r.differences, [[i.root, i.action, i.bar_time.isoformat()[:16],"
+         " i.kind, i.reason, bool(i.follows_id), i.detail] for i in r.items.exclude(kind='matched')]]\n"
          "print(json.dumps(out))")
 
 

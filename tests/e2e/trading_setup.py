@@ -64,10 +64,11 @@ class TradingRun:
     RATE_LIMITS = (30, 2.0)
 
     def __init__(self, tmp_path, paths: dict, fronts: dict, days: dict, *, key: str, speed=None, block_ms=200,
-                 redis_url: str = "redis://127.0.0.1:6379/0", extra_env: dict | None = None, configure: str = ""):
+                 redis_url: str = "redis://127.0.0.1:6379/0", extra_env: dict | None = None, configure: str = "",
+                 faults=None):
         self.tmp, self.key, self.fronts, self.days, self.roots, self.block_ms = (tmp_path, key, fronts, days,
                                                                             sorted(fronts), block_ms)
-        self.gateway = LiveGateway(list(paths.values()), key=key, heartbeat_interval=0.2, speed=speed)
+        self.gateway = LiveGateway(list(paths.values()), key=key, heartbeat_interval=0.2, speed=speed, faults=faults)
         self.broker = TradersPostStandIn()
         self.workers = 0
         self.redis_url = redis_url

@@ -40,6 +40,8 @@ class Faults:
     stall_after: int | None = None  # pause after this many records …
     stall_seconds: float = 0.0  # … for this long (once)
     garble_at: int | None = None  # replace this record with one carrying UNDEF_PRICE and an old ts (once)
+    holds: list[int] = field(default_factory=list)  # market times (ns): wait before the first record at or after
+    # each until `LiveGateway.release()`, heartbeats going on at the last record's time (the market stands still)
 
 
 @dataclass
@@ -68,6 +70,8 @@ class LiveGateway:
         self._sock = socket.create_server(("127.0.0.1", port))
         self.port = self._sock.getsockname()[1]
         self._stop = threading.Event()
+        self.held = threading.Event()  # set while the replay waits at a hold (Faults.holds)
+        self._release = threading.Event()
         self._threads: list[threading.Thread] = []
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -183,7 +187,8 @@ class LiveGateway:
         """Records go out in writes of up to SEND_BUFFER bytes, as a server writes its socket: all
         that is due leaves before the replay waits (paced), stalls or drops the connection."""
         faults = self.faults
-        if not self.speed and faults.drop_after is None and faults.stall_after is None and faults.garble_at is None:
+        if not self.speed and faults.drop_after is None and faults.stall_after is None and faults.garble_at is None \
+                and not faults.holds:
             clock = self._blast(conn, items, parents)  # as fast as possible, nothing to inject
         else:
             clock = self._paced(conn, items, parents, interval)
@@ -260,6 +265,10 @@ class LiveGateway:
                         self._heartbeat(conn, clock)
                         last_send = time.monotonic()
                     time.sleep(min(0.05, max(0.0, due - time.monotonic())))
+            if faults.holds and rec.ts >= faults.holds[0]:
+                faults.holds.pop(0)
+                send()
+                self._hold(conn, clock, interval)
             if faults.stall_after is not None and i == faults.stall_after and faults.stall_seconds:
                 faults.stall_after = None
                 send()
@@ -285,6 +294,17 @@ class LiveGateway:
             last_send = time.monotonic()
         send()
         return clock
+
+    def release(self) -> None:
+        """Let a replay waiting at a hold go on."""
+        self.held.clear()
+        self._release.set()
+
+    def _hold(self, conn, clock: int, interval: float) -> None:
+        self._release.clear()
+        self.held.set()
+        while not self._release.wait(interval) and not self._stop.is_set():
+            self._heartbeat(conn, clock)
 
     def _heartbeat(self, conn, ts: int) -> None:
         conn.sendall(bytes(dbn.SystemMsg(ts, "Heartbeat", code=dbn.SystemCode.HEARTBEAT)))

@@ -1,0 +1,62 @@
+"""The drift report of the trading path's real processes, interrupted: the worker killed -9 in the middle of
+the replay and an hour of "block entries". The gateway holds the replay at two market times so that the
+killswitch covers exactly one decided hour; the report of that session names exactly the entries the
+killswitch blocked (reason killswitch) and nothing else, and every other session has no difference."""
+import os
+import signal
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from strategies.calendar import session_date
+from tests.e2e.appliance import wait_until
+from tests.e2e.test_trading_path import DRIFT, KEY, ROOTS, START, market  # noqa: F401 — market is a fixture
+from tests.e2e.trading_setup import TradingRun
+from trading.sim.gateway import Faults
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+UTC = timezone.utc
+CURSOR = ("SELECT c.last_bar_ms FROM trading_workercursor c JOIN trading_strategy s ON s.id = c.strategy_id"
+          " WHERE s.name = 'ibs_a'")
+BLOCKED = ("SELECT i.root, s.bar_time FROM trading_signal s JOIN trading_instrument i ON i.id = s.instrument_id"
+           " WHERE s.risk_control = 'killswitch' ORDER BY 2, 1")
+HOUR = datetime(2026, 11, 5, 15, tzinfo=UTC)  # Thursday 09:00 Chicago, in the middle of the replay
+
+
+def ms(t: datetime) -> int:
+    return int(t.timestamp() * 1000)
+
+
+def test_a_kill_and_an_hour_of_block_entries_drift_by_exactly_the_blocked_entries(tmp_path, market):  # noqa: F811
+    paths, fronts, days = market
+    faults = Faults(holds=[int((HOUR + timedelta(minutes=5)).timestamp() * 1e9),
+                           int((HOUR + timedelta(hours=1, minutes=5)).timestamp() * 1e9)])
+    with TradingRun(tmp_path, paths, fronts, days, key=KEY, faults=faults) as run:
+        gateway = run.gateway
+        wait_until(gateway.held.is_set, 240, "the replay held before the hour")
+        wait_until(lambda: run.env.query(CURSOR) == [(ms(HOUR - timedelta(hours=1)),)], 120, "the hour before decided")
+        os.killpg(run.worker.pid, signal.SIGKILL)
+        run.worker.wait(10)
+        run.env.shell("from trading.risk.killswitch import set_mode; set_mode('entries', 'an hour aside', actor='t')")
+        run.start_worker()
+        gateway.release()
+        wait_until(gateway.held.is_set, 120, "the replay held after the hour")
+        wait_until(lambda: run.env.query(CURSOR) == [(ms(HOUR),)], 120, "the hour decided under block entries")
+        run.env.shell("from trading.risk.killswitch import set_mode; set_mode('off', 'back', actor='t')")
+        gateway.release()
+        run.wait_caught_up()
+        blocked = run.env.query(BLOCKED)
+        drift = run.env.shell_json(DRIFT)
+    # The hour's entries, and entries decided before it still waiting in the outbox (the rate limit) when
+    # the killswitch went on: every one blocked, and every one is what the report of its session names.
+    assert blocked, "the killswitch blocked nothing"
+    by_day: dict[str, list] = {}
+    for root, t in blocked:
+        at = t if isinstance(t, datetime) else datetime.fromisoformat(str(t))
+        by_day.setdefault(str(session_date(at.replace(tzinfo=UTC))), []).append([root, "buy", at.isoformat()[:16]])
+    assert len(drift) >= 5
+    for day, (matched, count, items) in drift.items():
+        top = [i[:3] for i in items if not i[5]]
+        assert count == len(top) == len(by_day.get(day, [])) and sorted(top) == sorted(by_day.get(day, [])), (day, items)
+        assert all(i[4] == "killswitch" for i in items), (day, items)
+        assert all(i[3] == "missing_live" for i in items if not i[5]), (day, items)
