@@ -25,7 +25,7 @@ import databento_dbn as dbn
 from databento.common.cram import get_challenge_response
 
 from pineops.env import load_env
-from trading.sim.httpstandin import wait_for_signal
+from trading.sim.httpstandin import stop_on_signal, wait_for_signal
 from trading.sim.replay import SUPPORTED_SCHEMAS, Record, ReplaySource
 
 log = logging.getLogger(__name__)
@@ -354,10 +354,11 @@ def main(argv=None) -> int:
                    for f in ([p for p in path.iterdir() if p.name.endswith((".dbn", ".dbn.zst"))] if path.is_dir() else [path]))
     if not files:
         parser.error(f"no DBN files in {', '.join(map(str, args.files))}")
+    stop = stop_on_signal()  # before it says it is up
     gateway = LiveGateway(files, key=key, port=args.port, speed=args.speed or None,
                           heartbeat_interval=args.heartbeat).start()
     log.info("listening on 127.0.0.1:%d with %d records", gateway.port, len(gateway._records))
-    wait_for_signal()
+    wait_for_signal(stop)
     gateway.stop()
     return 0
 

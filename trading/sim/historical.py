@@ -35,7 +35,7 @@ import zstandard
 
 from pineops.env import load_env
 from trading.marketdata.dbnfile import read_records
-from trading.sim.httpstandin import wait_for_signal
+from trading.sim.httpstandin import stop_on_signal, wait_for_signal
 
 log = logging.getLogger(__name__)
 NS = 1_000_000_000
@@ -296,10 +296,11 @@ def main(argv=None) -> int:
     key = args.key or os.environ.get("DATABENTO_API_KEY", "")
     if not key:
         parser.error("no API key: pass --key or set DATABENTO_API_KEY")
+    stop = stop_on_signal()  # before it says it is up
     standin = HistoricalStandIn(args.directory, key=key, port=args.port, cert_dir=args.cert_dir).start()
     print(f"listening on {standin.url}; clients: REQUESTS_CA_BUNDLE={standin.ca_file} "
           f"DATABENTO_HISTORICAL_GATEWAY={standin.url}", flush=True)
-    wait_for_signal()
+    wait_for_signal(stop)
     standin.stop()
     return 0
 

@@ -21,12 +21,18 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 
-def wait_for_signal() -> None:
-    """Block a simulator's CLI until SIGTERM or Ctrl-C."""
+def stop_on_signal() -> threading.Event:
+    """An event SIGTERM or Ctrl-C sets, its handlers installed now: before a simulator says it is up, so a
+    signal that follows that line at once stops it cleanly instead of killing it."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
+    return stop
+
+
+def wait_for_signal(stop: threading.Event | None = None) -> None:
+    """Block a simulator's CLI until SIGTERM or Ctrl-C."""
+    (stop or stop_on_signal()).wait()
 
 
 SECRET_HEADER_WORDS = ("auth", "cookie", "token", "secret", "key", "signature", "session")
@@ -264,10 +270,11 @@ def run_cli(cls, argv=None, *, prog: str, description: str, configure=None) -> i
         configure(parser)
     args = parser.parse_args(argv)
     extra = {k: v for k, v in vars(args).items() if k not in ("port", "record")}
+    stop = stop_on_signal()
     standin = cls(args.port, args.record, **extra).start()
     print(f"{cls.name} on {standin.url} (GET {standin.url}/_received, POST {standin.url}/_control)", flush=True)
     try:
-        wait_for_signal()
+        wait_for_signal(stop)
     finally:
         standin.stop()
     return 0
