@@ -24,7 +24,8 @@ from django.db.models import Q, Sum
 from strategies import backtest
 from strategies.calendar import previous_trade_date, session_close, session_date
 from trading.delivery.alerts import enqueue
-from trading.drift.session import Decision, SessionData, backtest_decisions, decided_until, hours, hub_only, load_session
+from trading.drift.session import (Decision, SessionData, backtest_decisions, decided_until, hours, hub_only,
+                                    load_session, signal_state)
 from trading.models import ConfigRevision, DriftItem, DriftReport, Notification, RiskControl, Signal, Strategy, Trade
 
 log = logging.getLogger(__name__)
@@ -241,9 +242,7 @@ def make_report(strategy: Strategy, day: date, *, alert: bool = True) -> DriftRe
 
 def _refused_state(data: SessionData, row: dict) -> str:
     sig = data.refused.get((row["root"], row["bar_time"])) if row["action"] == "buy" else None
-    if sig is None:
-        return ""
-    return f"{sig.state} ({sig.get_risk_control_display()})" if sig.risk_control else sig.state
+    return signal_state(sig) if sig is not None else ""
 
 
 def last_closed_session(strategy: Strategy) -> date | None:

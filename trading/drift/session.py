@@ -25,6 +25,7 @@ from strategies.ibs import Position as BookPosition
 from strategies.ml import ModelError, load
 from strategies.calendar import session_end, session_open
 from strategies.pnl import price
+from trading.marketdata.barstore import load_frame
 from trading.models import Position, Signal, StoredBar, Strategy, StrategyInstrument, Trade
 
 log = logging.getLogger(__name__)
@@ -125,9 +126,7 @@ def _scores(rows: list[StrategyInstrument], sessions: dict[str, pd.DataFrame], e
     features, from the bar store); None: it trades without the filter; NaN where it has no model and its
     policy skips entries."""
     roots = [r.instrument.root for r in rows]
-    history = {root: _frame(StoredBar.objects.filter(root=root, timeframe="1h", ts__lt=end).order_by("-ts")
-                            [:LOOKBACK * 2 + 48][::-1])[["ts", "open", "high", "low", "close", "volume"]]
-               for root in roots}
+    history = {root: load_frame(root, "1h", until=end, limit=LOOKBACK * 2 + 48) for root in roots}
     out: dict[str, np.ndarray | None] = {}
     for row in rows:
         root = row.instrument.root
@@ -165,6 +164,11 @@ def load_session(strategy: Strategy, day: date) -> SessionData:
     return data
 
 
+def signal_state(sig: Signal) -> str:
+    """A signal's state and the control that refused or held it, as the report shows it."""
+    return f"{sig.state} ({sig.get_risk_control_display()})" if sig.risk_control else sig.state
+
+
 def _live(data: SessionData) -> None:
     """The worker's decisions of the session, with the books' fills, and the entries it refused."""
     signals = (Signal.objects.filter(strategy=data.strategy, bar_time__gte=data.start, bar_time__lt=data.end)
@@ -174,7 +178,7 @@ def _live(data: SessionData) -> None:
     trades = {t.exit_signal_id: t for t in Trade.objects.filter(exit_signal__in=signals)}
     for sig in signals:
         root = sig.instrument.root
-        state = sig.state + (f" ({sig.get_risk_control_display()})" if sig.risk_control else "")
+        state = signal_state(sig)
         if sig.action == Signal.Action.BUY:
             if sig.state not in TAKEN:
                 data.refused[(root, sig.bar_time)] = sig
@@ -244,4 +248,5 @@ def decided_until(strategy: Strategy) -> datetime | None:
     return datetime.fromtimestamp(cursor.last_bar_ms / 1000, UTC) if cursor and cursor.last_bar_ms else None
 
 
-__all__ = ["Decision", "SessionData", "backtest_decisions", "decided_until", "hours", "hub_only", "load_session"]
+__all__ = ["Decision", "SessionData", "backtest_decisions", "decided_until", "hours", "hub_only", "load_session",
+           "signal_state"]
