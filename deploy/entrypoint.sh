@@ -21,24 +21,16 @@ if [ -z "${PINEOPS_START_REDIS:-}" ]; then
 fi
 export PINEOPS_START_REDIS
 
-"$PINEOPS_PYTHON" manage.py wait_for --database --timeout "${PINEOPS_WAIT_SECONDS:-60}"
-if [ "$PINEOPS_START_REDIS" != true ]; then
-  "$PINEOPS_PYTHON" manage.py wait_for --redis --timeout "${PINEOPS_WAIT_SECONDS:-60}"
-fi
-
-# Several containers may start at once against one database: one migrates at a time.
-flock "$RUNTIME_DIR/migrate.lock" "$PINEOPS_PYTHON" manage.py migrate --no-input -v0
-"$PINEOPS_PYTHON" manage.py collectstatic --no-input -v0
-"$PINEOPS_PYTHON" manage.py ensure_admin
-if [ "${PINEOPS_LOAD_DEMO:-0}" = 1 ] || [ "${PINEOPS_DEMO:-0}" = 1 ]; then
-  "$PINEOPS_PYTHON" manage.py load_demo
-fi
-if [ "${PINEOPS_DEMO:-0}" = 1 ]; then
-  "$PINEOPS_PYTHON" manage.py prepare_demo
-fi
 if [ "$PINEOPS_START_HUB" != true ]; then
   echo "entrypoint: DATABENTO_API_KEY is not set: the market-data hub is not started (no bars, no trading)" >&2
 fi
-"$PINEOPS_PYTHON" manage.py sync_workers
+# One process (manage.py boot): wait for the database (and an external Redis); migrate under
+# RUNTIME_DIR/migrate.lock, since several containers may start at once against one database; static
+# files, the admin login, the demo when asked, the worker programs.
+boot=(--timeout "${PINEOPS_WAIT_SECONDS:-60}")
+if [ "$PINEOPS_START_REDIS" != true ]; then boot+=(--redis); fi
+if [ "${PINEOPS_LOAD_DEMO:-0}" = 1 ] || [ "${PINEOPS_DEMO:-0}" = 1 ]; then boot+=(--load-demo); fi
+if [ "${PINEOPS_DEMO:-0}" = 1 ]; then boot+=(--prepare-demo); fi
+"$PINEOPS_PYTHON" manage.py boot "${boot[@]}"
 
 exec "$PINEOPS_PYTHON" -m supervisor.supervisord -c "$PINEOPS_HOME/supervisord.conf"

@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from contextlib import closing
+from datetime import datetime, timezone
 from pathlib import Path
 
 import redis
@@ -61,6 +62,12 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
             last = exc
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def to_ts(value) -> float:
+    """A timestamp column as read by ProcessEnv.query: a datetime (PostgreSQL) or UTC text (SQLite)."""
+    at = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return (at if at.tzinfo else at.replace(tzinfo=timezone.utc)).timestamp()
 
 
 class ProcessEnv:

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.e2e.appliance import Celery, ProcessEnv, wait_until
+from tests.e2e.appliance import Celery, ProcessEnv, to_ts, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -58,14 +58,13 @@ beat("worker:ibs_a", state="running", interval={interval}, now=last)
 print(json.dumps({{"last_seen": last.timestamp(), "stale_at": (last + stale_after({interval})).timestamp()}}))
 """
 
-ALERTS = """
-import json
-from trading.models import Heartbeat, Notification
-rows = Notification.objects.filter(title__endswith="worker:ibs_a").order_by("id")
-hb = Heartbeat.objects.filter(process="worker:ibs_a").first()
-print(json.dumps({"alerts": [[n.kind, n.title, n.created_at.timestamp()] for n in rows],
-                  "stale_alerted": hb.stale_alerted if hb else None}))
-"""
+def heartbeat_alerts(env) -> dict:
+    """worker:ibs_a's alerts and its heartbeat's incident flag, by SQL: polled, so no Django start each time."""
+    rows = env.query("SELECT kind, title, created_at FROM trading_notification WHERE title LIKE %s ORDER BY id",
+                     ("%worker:ibs_a",))
+    flag = env.query("SELECT stale_alerted FROM trading_heartbeat WHERE process = %s", ("worker:ibs_a",))
+    return {"alerts": [[kind, title, to_ts(at)] for kind, title, at in rows],
+            "stale_alerted": bool(flag[0][0]) if flag else None}
 
 
 def test_heartbeat_monitor_alerts_once_for_a_stopped_worker_and_once_on_recovery(celery_env):
@@ -73,7 +72,7 @@ def test_heartbeat_monitor_alerts_once_for_a_stopped_worker_and_once_on_recovery
     env.shell(HEARTBEAT_SETUP)
     celery = env.celery = Celery(env).start()
     runs = lambda: celery.succeeded("trading.check_heartbeats")  # noqa: E731
-    alerts = lambda: env.shell_json(ALERTS)  # noqa: E731
+    alerts = lambda: heartbeat_alerts(env)  # noqa: E731
     celery.wait(lambda: runs() >= 2, 60, "the heartbeat monitor running every second")
 
     # worker:ibs_a beats every 2 s; it is stale after max(3 × 2 s, 60 s). Its last beat was 45 s ago
@@ -190,10 +189,10 @@ def test_daily_reset_fires_at_the_session_boundary(celery_env, boundary, today, 
     assert celery.succeeded("trading.open_session") == 0
 
     # At the boundary the worker opens the next session for every strategy.
-    after = celery.wait(lambda: len((s := state())["states"]) == 3 and s, 30, f"the reset for {next_session}")
+    after = celery.wait(lambda: len((s := quick_state(env))["states"]) == 3 and s, 30, f"the reset for {next_session}")
     assert after["states"] == [["ibs_a", today.isoformat(), True], ["ibs_a", next_session.isoformat(), False],
                                ["ibs_b", next_session.isoformat(), False]]
-    celery.wait(lambda: state()["lifted"], 15, "the daily-stop-lifted alert")
+    celery.wait(lambda: quick_state(env)["lifted"], 15, "the daily-stop-lifted alert")
     celery.stop()  # beat saves the entry's last_run_at on shutdown
     env.celery = None
 

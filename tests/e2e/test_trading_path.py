@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 
+from tests.e2e.appliance import to_ts
 from tests.e2e.reference import expected_bars
 from tests.e2e.trading_setup import Expected, TradingRun, busiest_window, received
 from strategies.instruments import CONTRACT_SPECS
@@ -46,6 +47,7 @@ def test_orders_received_equal_the_backtest(tmp_path, market):
         run.wait_caught_up()
         frames, summary = run.frames(), run.summary()
         drift = run.env.shell_json(DRIFT)
+        decided = [to_ts(at) for at, in run.env.query("SELECT created_at FROM trading_signal")]
     broker = run.broker
 
     expected = Expected(frames)
@@ -53,14 +55,16 @@ def test_orders_received_equal_the_backtest(tmp_path, market):
     orders = broker.orders()
     rejected = [e for e in broker.snapshot() if e["status"] != 200]
     assert rejected == [], f"every POST was accepted: {rejected}"
-    # The rate limit held: the replay decides hours faster than it allows, so the sender waited (orders
-    # pending, none lost), and the broker never got more than the limit in any window.
+    # The rate limit held: the broker never got more than the limit in any window, and when the replay
+    # decided orders faster than it allows (it does on an idle machine; a loaded one may replay slower), the
+    # sender held them back (orders pending, none lost).
     count, seconds = TradingRun.RATE_LIMITS
     arrivals = [e["received_at"] for e in broker.snapshot()]
     # (a window a quarter shorter than the limiter's: a POST's own latency may move an arrival by up to that)
-    assert busiest_window(arrivals, seconds * 0.75) <= count < busiest_window(arrivals, 60 * seconds)
+    assert busiest_window(arrivals, seconds * 0.75) <= count
     throttled = sum(p.read_text().count("order held by the rate limit") for p in tmp_path.glob("worker-*.log"))
-    assert throttled > 0, "the replay never reached the rate limit"
+    if busiest_window(decided, seconds * 0.75) > count:
+        assert throttled > 0, "orders were decided faster than the rate limit and none was held back"
     buys, exits, duplicates = received(orders)
     assert duplicates == 0, "no order was posted twice"
     assert buys == expected.buys

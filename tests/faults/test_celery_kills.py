@@ -20,7 +20,7 @@ from trading.sim.market import front_month, generate
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 KEY = "db-" + "faultsCeleryKillKey0000000005"
 ROOTS = ["6A", "CL"]
-KILLS = int(os.environ.get("PINEOPS_KILLS", "20"))
+KILLS = int(os.environ.get("PINEOPS_CELERY_KILLS", "20"))
 
 
 def test_celery_worker_killed_at_random_moments(tmp_path, fault_report):
