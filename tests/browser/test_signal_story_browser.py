@@ -1,5 +1,6 @@
 """A signal's whole story in real headless Chromium: its page shows the bar it was decided on (OHLC and
-IBS, as the bar store holds it), the ML score against the leg's threshold, the risk decision, every
+IBS, as the bar store holds it), the features and the ML score against the threshold it was decided with
+(not today's, which the operator has changed since), the risk decision, every
 delivery attempt with the broker's answer, and the position and trade it opened; the trade links back."""
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -19,13 +20,15 @@ def story(webhook_env):
     call_command("load_demo")
     ibs_a = Strategy.objects.get(name="ibs_a")
     leg = ibs_a.legs.get(instrument__root="CL")
-    leg.ml_threshold = 0.55
+    leg.ml_threshold = 0.70  # changed since the decision, which was made at 0.55
     leg.save()
     StoredBar.objects.create(root="CL", timeframe="1h", ts=BAR, contract="CLZ6", open=71.2, high=71.5, low=70.5,
                              close=70.6, volume=900, trades=300, source="hub")
     entry = Signal.objects.create(key=signal_key("ibs_a", "CL", BAR, "buy"), strategy=ibs_a, instrument=leg.instrument,
                                   contract="CLZ6", bar_time=BAR, action="buy", quantity=1, signal_price=Decimal("70.6"),
-                                  reason="entry", ibs=0.1, ml_score=0.6123, state="sent", payload={"ticker": "CLZ6"})
+                                  reason="entry", ibs=0.1, ml_score=0.6123, ml_threshold=0.55, state="sent",
+                                  features={"CL_ibs": 0.1, "CL_ret_1": -0.0123, "GC_ibs": None},
+                                  payload={"ticker": "CLZ6"})
     DeliveryAttempt.objects.create(signal=entry, number=1, attempted_at=BAR + timedelta(hours=1), outcome="retryable",
                                    status_code=503, response="busy")
     DeliveryAttempt.objects.create(signal=entry, number=2, attempted_at=BAR + timedelta(hours=1, seconds=4),
@@ -56,7 +59,13 @@ def test_a_signals_page_tells_its_whole_story_and_the_trade_links_back(page, liv
         [bar.open, bar.high, bar.low, bar.close]
     assert float(shown.get_attribute("data-ibs")) == pytest.approx((bar.close - bar.low) / (bar.high - bar.low), abs=1e-4)
     body = page.inner_text("#content")
-    assert "score 0.6123 ≥ threshold 0.55: passed" in body
+    assert "score 0.6123 ≥ threshold 0.55 (when decided): passed" in body
+    ml = page.locator(".ml-filter")
+    assert (float(ml.get_attribute("data-score")), float(ml.get_attribute("data-threshold"))) == \
+        (entry.ml_score, entry.ml_threshold)
+    features = {r.locator("th").inner_text(): r.locator("td").inner_text()
+                for r in page.locator("table.ml-features tr").all()}
+    assert features == {"CL_ibs": "0.1", "CL_ret_1": "-0.0123", "GC_ibs": "—"}
     assert "no control refused or held it" in body
     attempts = page.locator("tr.form-row, tbody tr").filter(has_text="retryable")
     assert attempts.count() >= 1 and "503" in attempts.first.inner_text() and "busy" in body

@@ -1,7 +1,10 @@
 """The drift report of the trading path's real processes, interrupted: the worker killed -9 in the middle of
-the replay and an hour of "block entries". The gateway holds the replay at two market times so that the
-killswitch covers exactly one decided hour; the report of that session names exactly the entries the
-killswitch blocked (reason killswitch) and nothing else, and every other session has no difference."""
+the replay and an hour of "block entries", and on another day an hour of CL's trades lost before the hub
+(a gateway fault). The gateway holds the replay at two market times so that the killswitch covers exactly
+one decided hour; the report of that session names exactly the entries the killswitch blocked (reason
+killswitch) and nothing else. After the replay the bar store is filled from the full DBN files (`manage.py
+warmup`, as a nightly warmup would): the report of the lost hour's session names CL and the hour, and
+the decisions the gap changed, each with reason hub gap. Every other session has no difference."""
 import os
 import signal
 from datetime import datetime, timedelta, timezone
@@ -21,6 +24,7 @@ CURSOR = ("SELECT c.last_bar_ms FROM trading_workercursor c JOIN trading_strateg
 BLOCKED = ("SELECT i.root, s.bar_time FROM trading_signal s JOIN trading_instrument i ON i.id = s.instrument_id"
            " WHERE s.risk_control = 'killswitch' ORDER BY 2, 1")
 HOUR = datetime(2026, 11, 5, 15, tzinfo=UTC)  # Thursday 09:00 Chicago, in the middle of the replay
+LOST = datetime(2026, 11, 9, 12, tzinfo=UTC)  # Monday 06:00 Chicago: the backtest's CL entry is decided on it
 
 
 def ms(t: datetime) -> int:
@@ -30,7 +34,8 @@ def ms(t: datetime) -> int:
 def test_a_kill_and_an_hour_of_block_entries_drift_by_exactly_the_blocked_entries(tmp_path, market):  # noqa: F811
     paths, fronts, days = market
     faults = Faults(holds=[int((HOUR + timedelta(minutes=5)).timestamp() * 1e9),
-                           int((HOUR + timedelta(hours=1, minutes=5)).timestamp() * 1e9)])
+                           int((HOUR + timedelta(hours=1, minutes=5)).timestamp() * 1e9)],
+                    lose=[("CL", int(LOST.timestamp() * 1e9), int((LOST + timedelta(hours=1)).timestamp() * 1e9))])
     with TradingRun(tmp_path, paths, fronts, days, key=KEY, faults=faults) as run:
         gateway = run.gateway
         wait_until(gateway.held.is_set, 240, "the replay held before the hour")
@@ -45,6 +50,8 @@ def test_a_kill_and_an_hour_of_block_entries_drift_by_exactly_the_blocked_entrie
         run.env.shell("from trading.risk.killswitch import set_mode; set_mode('off', 'back', actor='t')")
         gateway.release()
         run.wait_caught_up()
+        assert gateway.counters.lost > 0
+        run.env.manage("warmup", "--from-dir", str(paths["CL"].parent))
         blocked = run.env.query(BLOCKED)
         drift = run.env.shell_json(DRIFT)
     # The hour's entries, and entries decided before it still waiting in the outbox (the rate limit) when
@@ -55,8 +62,18 @@ def test_a_kill_and_an_hour_of_block_entries_drift_by_exactly_the_blocked_entrie
         at = t if isinstance(t, datetime) else datetime.fromisoformat(str(t))
         by_day.setdefault(str(session_date(at.replace(tzinfo=UTC))), []).append([root, "buy", at.isoformat()[:16]])
     assert len(drift) >= 5
-    for day, (matched, count, items) in drift.items():
+    lost_day = str(session_date(LOST))
+    assert lost_day != str(session_date(HOUR)) and lost_day in drift
+    for day, (matched, count, items, notes) in drift.items():
         top = [i[:3] for i in items if not i[5]]
+        if day == lost_day:  # the gap: named in the notes, and every decision it changed has its reason
+            assert [n for n in notes if n.startswith("hub gap:")] == [
+                f"hub gap: CL had no bar from the hub at {LOST:%Y-%m-%d %H:%M} UTC "
+                "(the bar store has it from another source)"], notes
+            assert count == len(top) > 0 and ["CL", "buy", LOST.isoformat()[:16]] in top, (day, items)
+            assert all(i[4] == "hub_gap" and f"CL: no hub bar at {LOST:%Y-%m-%d %H:%M} UTC" in i[6]
+                       for i in items), (day, items)
+            continue
         assert count == len(top) == len(by_day.get(day, [])) and sorted(top) == sorted(by_day.get(day, [])), (day, items)
         assert all(i[4] == "killswitch" for i in items), (day, items)
         assert all(i[3] == "missing_live" for i in items if not i[5]), (day, items)

@@ -1,6 +1,8 @@
 """The whole trading path with real processes: synthetic market → local gateway → runhub (official
 client, real Redis) → runworker → local TradersPost. The orders received equal the trades of
-strategies.backtest on the same hourly bars; every order arrives once."""
+strategies.backtest on the same hourly bars; every order arrives once. Beside the live ibs_a, its paper
+copy ibs_a_paper runs on its own worker: the built-in paper broker takes its orders, its trades equal the
+backtest to the cent, apart from the live ones, and TradersPost receives nothing of it."""
 from datetime import date
 from decimal import Decimal
 
@@ -37,17 +39,25 @@ DRIFT = ("import json; from trading.models import Strategy, StoredBar; from trad
          "for d in days:\n"
          "    if session_close(d) <= until:\n"
          "        r = make_report(s, d); out[str(d)] = [r.matched, r.differences, [[i.root, i.action, i.bar_time.isoformat()[:16],"
-         " i.kind, i.reason, bool(i.follows_id), i.detail] for i in r.items.exclude(kind='matched')]]\n"
+         " i.kind, i.reason, bool(i.follows_id), i.detail] for i in r.items.exclude(kind='matched')], r.notes]\n"
          "print(json.dumps(out))")
 
 
-def test_orders_received_equal_the_backtest(tmp_path, market):
+PAPER_ORDERS = ("import json; from trading.models import PaperOrder, Notification\n"
+                "print(json.dumps({'orders': [[o.payload['action'], o.payload['extras']['signal_id'], o.signal.strategy.name]"
+                " for o in PaperOrder.objects.select_related('signal__strategy')],"
+                " 'titles': list(Notification.objects.filter(strategy__name='ibs_a_paper').values_list('title', flat=True))}))")
+
+
+def test_orders_received_equal_the_backtest_and_a_paper_copy_beside_it_trades_it_on_paper(tmp_path, market):
     paths, fronts, days = market
-    with TradingRun(tmp_path, paths, fronts, days, key=KEY) as run:
+    with TradingRun(tmp_path, paths, fronts, days, key=KEY, paper_beside=True) as run:
         run.wait_caught_up()
-        frames, summary = run.frames(), run.summary()
+        frames, summary, paper_summary = run.frames(), run.summary(), run.summary("ibs_a_paper")
         drift = run.env.shell_json(DRIFT)
-        decided = [to_ts(at) for at, in run.env.query("SELECT created_at FROM trading_signal")]
+        paper = run.env.shell_json(PAPER_ORDERS)
+        decided = [to_ts(at) for at, in run.env.query(
+            "SELECT g.created_at FROM trading_signal g JOIN trading_strategy s ON s.id = g.strategy_id WHERE s.name = 'ibs_a'")]
     broker = run.broker
 
     expected = Expected(frames)
@@ -82,32 +92,17 @@ def test_orders_received_equal_the_backtest(tmp_path, market):
         assert abs(float(entry_p) - t["entry_price"]) < tick and abs(float(exit_p) - t["exit_price"]) < tick
         assert Decimal(pnl) == Decimal(repr(t["pnl"])), (sym, exit_t, pnl, t["pnl"])  # to the cent: one money rule
     # Uninterrupted, every closed session's drift report finds the worker equal to the backtest.
-    assert len(drift) >= 5 and sum(m for m, _, _ in drift.values()) >= len(expected.closed)
-    assert {day: d for day, (_, n, d) in drift.items() if n} == {}
+    assert len(drift) >= 5 and sum(m for m, *_ in drift.values()) >= len(expected.closed)
+    assert {day: d for day, (_, n, d, _) in drift.items() if n} == {}
 
-
-def test_a_paper_strategy_trades_the_backtest_to_the_cent_and_sends_nothing_to_traderspost(tmp_path, market):
-    """ibs_a in paper mode, its webhook still pointing at the TradersPost stand-in: every order goes to the
-    built-in paper broker (one PaperOrder each, the payload TradersPost would have got), the trades equal
-    the backtest's to the cent, and the stand-in receives nothing at all."""
-    paths, fronts, days = market
-    with TradingRun(tmp_path, paths, fronts, days, key=KEY,
-                    configure="from trading.models import Strategy\n"
-                              "Strategy.objects.filter(name='ibs_a').update(mode='paper')") as run:
-        run.wait_caught_up()
-        frames, summary = run.frames(), run.summary()
-        paper = run.env.shell_json(
-            "import json; from trading.models import PaperOrder, Notification\n"
-            "print(json.dumps({'orders': [[o.payload['action'], o.payload['extras']['signal_id']]"
-            " for o in PaperOrder.objects.all()],"
-            " 'titles': list(Notification.objects.filter(strategy__name='ibs_a').values_list('title', flat=True))}))")
-    assert run.broker.snapshot() == [], "a paper strategy's order reached TradersPost"
-    expected = Expected(frames)
-    assert len(expected.closed) > 20 and summary["ambiguous"] == [] and summary["open"] == expected.open_at_end
-    buys = sorted((key.split(":")[1], key.split(":", 2)[2][:19]) for action, key in paper["orders"] if action == "buy")
+    # ibs_a_paper, beside it: every order to the built-in paper broker (one PaperOrder each, the payload
+    # TradersPost would have got), its trades the backtest's to the cent, none of them TradersPost's.
+    assert {o["extras"]["strategy"] for o in orders} == {"ibs_a"}, "a paper strategy's order reached TradersPost"
+    assert {name for _, _, name in paper["orders"]} == {"ibs_a_paper"}
+    buys = sorted((key.split(":")[1], key.split(":", 2)[2][:19]) for action, key, _ in paper["orders"] if action == "buy")
     assert buys == expected.buys and len(paper["orders"]) == len(expected.buys) + len(expected.exits)
-    assert len(summary["trades"]) == len(expected.closed)
-    for (sym, entry_t, _, exit_t, _, reason, pnl), t in zip(summary["trades"], expected.closed):
+    assert paper_summary["open"] == expected.open_at_end and len(paper_summary["trades"]) == len(expected.closed)
+    for (sym, entry_t, _, exit_t, _, reason, pnl), t in zip(paper_summary["trades"], expected.closed):
         assert (sym, entry_t[:19], exit_t[:19], reason) == (t["symbol"], t["entry_time"][:19], t["exit_time"][:19],
                                                            t["exit_reason"])
         assert Decimal(pnl) == Decimal(repr(t["pnl"])), (sym, exit_t, pnl, t["pnl"])

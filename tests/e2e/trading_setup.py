@@ -49,15 +49,24 @@ class TradingRun:
     every process and removes the database and Redis keys.
     """
 
-    STATE = ("SELECT (SELECT c.last_bar_ms FROM trading_workercursor c JOIN trading_strategy s ON s.id = c.strategy_id"
-             " WHERE s.name = 'ibs_a'), (SELECT COUNT(*) FROM trading_signal WHERE state IN ('pending', 'sending'))")
+    STATE = ("SELECT (SELECT MIN(c.last_bar_ms) FROM trading_workercursor c JOIN trading_strategy s"
+             " ON s.id = c.strategy_id WHERE s.enabled), (SELECT COUNT(*) FROM trading_workercursor c"
+             " JOIN trading_strategy s ON s.id = c.strategy_id WHERE s.enabled),"
+             " (SELECT COUNT(*) FROM trading_signal WHERE state IN ('pending', 'sending'))")
     SUMMARY = ("import json; from trading.models import Trade, Signal, Position\n"
                "print(json.dumps({'trades': [[t.symbol, t.entry_time.isoformat(), float(t.entry_price),"
                " t.exit_time.isoformat(), float(t.exit_price), t.exit_reason, str(t.pnl)]"
-               " for t in Trade.objects.order_by('exit_time', 'symbol')],"
+               " for t in Trade.objects.filter(strategy__name='{name}').order_by('exit_time', 'symbol')],"
                " 'ambiguous': list(Signal.objects.filter(state='failed').values_list('key', 'state_reason')),"
-               " 'open': sorted(Position.objects.managed()"
+               " 'open': sorted(Position.objects.managed().filter(strategy__name='{name}')"
                ".values_list('instrument__root', flat=True))}))")
+    # ibs_a_paper: ibs_a's copy in paper mode, without a webhook, run by its own worker beside ibs_a's.
+    PAPER = ("from trading.models import Strategy\n"
+             "live = Strategy.objects.get(name='ibs_a'); legs = list(live.legs.all())\n"
+             "paper = live; paper.pk = None; paper.name = 'ibs_a_paper'; paper.mode = 'paper'; paper.broker_webhook = ''\n"
+             "paper.full_clean(); paper.save()\n"
+             "for leg in legs:\n"
+             "    leg.pk = None; leg.strategy = paper; leg.save()")
 
     # The rate limit of every run: 30 orders in 2 s throttles a fast replay's bursts as 60 a minute throttles a
     # live day (tests/execution/test_ratelimit.py holds the default), without a minute's wait per 60 orders.
@@ -65,7 +74,7 @@ class TradingRun:
 
     def __init__(self, tmp_path, paths: dict, fronts: dict, days: dict, *, key: str, speed=None, block_ms=200,
                  redis_url: str = "redis://127.0.0.1:6379/0", extra_env: dict | None = None, configure: str = "",
-                 faults=None):
+                 faults=None, paper_beside: bool = False):
         self.tmp, self.key, self.fronts, self.days, self.roots, self.block_ms = (tmp_path, key, fronts, days,
                                                                             sorted(fronts), block_ms)
         self.gateway = LiveGateway(list(paths.values()), key=key, heartbeat_interval=0.2, speed=speed, faults=faults)
@@ -74,6 +83,8 @@ class TradingRun:
         self.redis_url = redis_url
         self.extra_env = extra_env or {}
         self.configure = configure  # Django shell code run after ibs_a is set up, before its worker starts
+        self.paper_beside = paper_beside
+        self.paper_worker = None
         self.client = redis.Redis.from_url(redis_url, decode_responses=True)
 
     def __enter__(self):
@@ -92,10 +103,16 @@ class TradingRun:
             configure_ibs_a(self.env, self.fronts)
             if self.configure:
                 self.env.shell(self.configure)
+            if self.paper_beside:
+                self.env.shell(self.PAPER)
+                self.paper_worker = self.env.spawn("runworker", "--strategy", "ibs_a_paper", "--block-ms",
+                                                   str(self.block_ms), log_name="worker-paper.log")
             self.start_worker()
-            wait_until(lambda: (tmp / "ibs_a_worker_heartbeat.json").exists() or self.worker.poll() is not None, 60,
-                       "worker up")
-            assert self.worker.poll() is None, (tmp / "worker-0.log").read_text()[-3000:]
+            for name, proc, log in [("ibs_a", self.worker, "worker-0.log")] + \
+                    ([("ibs_a_paper", self.paper_worker, "worker-paper.log")] if self.paper_worker else []):
+                wait_until(lambda: (tmp / f"{name}_worker_heartbeat.json").exists() or proc.poll() is not None, 60,
+                           f"worker {name} up")
+                assert proc.poll() is None, (tmp / log).read_text()[-3000:]
             self.hubs = 0
             self.start_hub()
         except BaseException:
@@ -121,18 +138,21 @@ class TradingRun:
         wait_until(self.replay_done, 240, "hub replayed the data")
         last = max(int(self.client.xrevrange(f"{self.prefix}:bars:{r}:1h", count=1)[0][0].split("-")[0])
                    for r in self.roots)
-        wait_until(lambda: self.env.query(self.STATE) == [(last, 0)], 240, "worker caught up, no order outstanding")
+        workers = 2 if self.paper_worker else 1
+        wait_until(lambda: self.env.query(self.STATE) == [(last, workers, 0)], 240,
+                   "workers caught up, no order outstanding")
         assert self.worker.poll() is None and self.hub.poll() is None
+        assert self.paper_worker is None or self.paper_worker.poll() is None
 
     def frames(self) -> dict[str, pd.DataFrame]:
         return hourly_frames(self.client, self.prefix, self.roots)
 
-    def summary(self) -> dict:
-        """Trades, failed (possibly ambiguous) signals and open positions from the database."""
-        return self.env.shell_json(self.SUMMARY)
+    def summary(self, strategy: str = "ibs_a") -> dict:
+        """`strategy`'s trades and open positions, and every failed (possibly ambiguous) signal, from the database."""
+        return self.env.shell_json(self.SUMMARY.replace("{name}", strategy))
 
     def __exit__(self, *exc):
-        for name in ("hub", "worker"):
+        for name in ("hub", "worker", "paper_worker"):
             proc = getattr(self, name, None)
             if proc is not None and proc.poll() is None:
                 proc.terminate()

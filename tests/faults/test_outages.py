@@ -1,11 +1,13 @@
 """Dependency outages during a replayed week, real processes (gateway → runhub → runworker → stand-in):
 the orders received still equal the backtest of the same bars, none twice, none lost."""
+import os
+import signal
 import time
 from datetime import date
 
 import pytest
 
-from tests.e2e.appliance import RedisServer
+from tests.e2e.appliance import RedisServer, wait_until
 from tests.e2e.reference import expected_bars
 from tests.e2e.trading_setup import Expected, TradingRun, received
 from trading.sim.market import front_month, generate
@@ -31,13 +33,28 @@ def test_redis_restarted_twice_mid_session_loses_and_doubles_nothing(tmp_path, m
     try:
         with TradingRun(tmp_path, paths, fronts, days, key=KEY, speed=11_000, block_ms=100,
                         redis_url=server.url) as run:
-            for pause in (6, 9):
-                time.sleep(pause)
+            stream = f"{run.prefix}:bars:{ROOTS[0]}:1h"
+            seen = 0
+            for _ in range(2):  # mid-session: after the next 20 hours of bars
+                wait_until(lambda: run.client.xlen(stream) >= seen + 20, 120, "20 more hours of bars")
                 server.stop()  # down for 4 s: the hub holds its bars, the worker waits
                 time.sleep(4)
                 server.start()
                 restarts += 1
                 assert run.hub.poll() is None and run.worker.poll() is None, "a process died with Redis"
+                seen = run.client.xlen(stream)
+            # A hub that starts while Redis is away (a container booting before it): it waits, naming it.
+            wait_until(lambda: run.client.xlen(stream) >= seen + 20, 120, "20 more hours of bars")
+            server.stop()
+            os.killpg(run.hub.pid, signal.SIGKILL)
+            run.hub.wait(10)
+            run.start_hub()
+            log = tmp_path / f"hub-{run.hubs - 1}.log"
+            wait_until(lambda: "hub waiting for Redis before it subscribes: ConnectionError" in log.read_text(), 60,
+                       "the new hub waiting for Redis")
+            assert run.hub.poll() is None
+            server.start()
+            restarts += 1
             run.wait_caught_up()
             frames, summary = run.frames(), run.summary()
         orders = run.broker.orders(status=None)

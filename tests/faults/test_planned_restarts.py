@@ -43,10 +43,13 @@ def test_two_clean_restarts_inside_two_minutes_raise_no_alert_and_fail_no_order(
         demo.stop()
         assert demo.proc.returncode == 0, demo.log.read_text()[-3000:]
         demo.start()
+        last_start = time.monotonic()
         for name in ("hub", "worker-ibs_a", "celery-worker", "celery-beat"):
             demo.wait_running(name, timeout=90)
         wait_until(lambda: demo.get("/healthz").status_code == 200, 60, "/healthz 200 after the restart")
-    assert time.monotonic() - started < 120, "two restarts took more than two minutes"
+    # The operator's two restarts (stop, start, up again, stop, start) inside two minutes; how long the second
+    # start takes to come up is the machine's (a loaded one takes longer), and no alert may come of it either.
+    assert last_start - started < 120, "the two restarts were not inside two minutes"
     # Long enough for a process that was not back to go stale (no heartbeat for 60 s since the last stop), and
     # two monitor runs after that (every 5 s from now on), so one started after it and finished.
     demo.shell(EVERY_5_SECONDS)

@@ -1,13 +1,16 @@
 """Every refused entry, whatever refused it, is a BLOCKED signal row naming the control, with the
 reason, the entry's IBS and its ML score — decided by the running worker, scored by a real model."""
+import math
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from django.db import connection
 
 from strategies.calendar import session_date
+from strategies.features import feature_row
 from strategies.ml import train_strategy
 from strategies.params import IBSParams
 from strategies.synthetic import hourly_bars, strategy_bars
@@ -113,6 +116,15 @@ def test_the_ml_filter_refusing_an_entry_is_a_row_with_the_score(desk, broker):
     row = blocked_entry()
     assert row.risk_control == "ml_filter" and "below threshold 1.0" in row.state_reason
     assert f"{row.ml_score:.3f}" in row.state_reason
+    # The row keeps what the decision was made with: the threshold, and the features the model scored, which
+    # give the recorded score again.
+    assert row.ml_threshold == 1.0
+    expected = feature_row(w.frames, "CL", int(row.bar_time.timestamp()) * 1_000_000_000)
+    assert list(row.features) == list(expected.index)
+    assert [math.nan if row.features[k] is None else row.features[k] for k in expected.index] == pytest.approx([round(float(v), 6) for v in expected], nan_ok=True)
+    model = w.scoring.models["CL"]
+    assert float(model.probability(pd.DataFrame([expected]))[0]) == pytest.approx(row.ml_score, abs=1e-12)
+    assert float(model.probability(pd.DataFrame([row.features]).astype(float))[0]) == pytest.approx(row.ml_score, abs=1e-4)
 
 
 def test_max_positions_refusing_an_entry_is_a_row(settings, monkeypatch, broker, tmp_path, redis_prefix, webhook_env):

@@ -27,10 +27,10 @@ class SignalAdmin(ReadOnlyAdmin):
     show_full_result_count = False
     # A signal's whole story on its page: the bar it was decided on, the filter, the risk decision, the
     # delivery log (inline) and what it opened or closed in the books.
-    readonly_fields = ("decision_bar", "ml_filter", "risk_decision", "books")
+    readonly_fields = ("decision_bar", "ml_filter", "ml_features", "risk_decision", "books")
     fieldsets = (
         ("Decision", {"fields": ("key", "strategy", "instrument", "contract", "bar_time", "decision_bar", "action",
-                                 "quantity", "signal_price", "reason", "ibs", "ml_filter")}),
+                                 "quantity", "signal_price", "reason", "ibs", "ml_filter", "ml_features")}),
         ("Risk", {"fields": ("risk_decision", "state", "state_reason")}),
         ("Books", {"fields": ("books", "fill", "market_price", "market_time")}),
         ("Delivery", {"fields": ("payload", "attempts", "last_status", "last_error", "next_attempt_at", "expires_at",
@@ -52,11 +52,25 @@ class SignalAdmin(ReadOnlyAdmin):
     def ml_filter(self, obj):
         if obj.ml_score is None:
             return "no score (ML off for this leg, or an exit)"
-        leg = StrategyInstrument.objects.filter(strategy=obj.strategy_id, instrument=obj.instrument_id).first()
-        threshold = leg.params().ml_threshold if leg else None
-        verdict = "" if threshold is None else (" ≥ threshold {:.2f}: passed" if obj.ml_score >= threshold
-                                                else " < threshold {:.2f}: refused").format(threshold)
-        return f"score {obj.ml_score:.4f}{verdict}"
+        threshold, when = obj.ml_threshold, "when decided"
+        if threshold is None:  # decided before thresholds were recorded: today's setting, said so
+            leg = StrategyInstrument.objects.filter(strategy=obj.strategy_id, instrument=obj.instrument_id).first()
+            threshold, when = (leg.params().ml_threshold if leg else None), "today's setting"
+        if threshold is None:
+            return f"score {obj.ml_score:.4f}"
+        verdict = "passed" if obj.ml_score >= threshold else "refused"
+        sign = "≥" if obj.ml_score >= threshold else "<"
+        return format_html('<span class="ml-filter" data-score="{}" data-threshold="{}">score {} {} threshold {} '
+                           '({}): {}</span>', obj.ml_score, threshold, f"{obj.ml_score:.4f}", sign, f"{threshold:.2f}",
+                           when, verdict)
+
+    @admin.display(description="features")
+    def ml_features(self, obj):
+        if not obj.features:
+            return "none recorded (ML off for this leg, not scored at this bar, or an exit)"
+        rows = ((name, "—" if value is None else f"{value:.6g}") for name, value in obj.features.items())
+        return format_html('<table class="ml-features">{}</table>',
+                           format_html_join("", '<tr><th>{}</th><td>{}</td></tr>', rows))
 
     @admin.display(description="risk decision")
     def risk_decision(self, obj):

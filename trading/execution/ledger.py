@@ -45,14 +45,19 @@ class Leg:
 
 
 class Ledger:
-    def __init__(self, strategy: Strategy, legs: dict[str, Leg], timeframe_seconds: int = 3600):
+    def __init__(self, strategy: Strategy, legs: dict[str, Leg], timeframe_seconds: int = 3600, features=None):
         self.strategy = strategy
         self.legs = legs
         self.bar = timedelta(seconds=timeframe_seconds)
+        self.features = features or (lambda root, bar_time: None)  # the feature row an entry's score came from
 
     def _signal(self, leg: Leg, bar_time: datetime, action: str, quantity: int, signal_price: float, reason: str,
                 ibs: float | None, ml: float | None, *, contract: str, now: datetime, **kwargs) -> Signal:
-        """The order for `contract`: the contract of the bar it was decided on (an exit: of its position)."""
+        """The order for `contract`: the contract of the bar it was decided on (an exit: of its position). An
+        entry of a leg with the ML filter on records the threshold it was decided with and the features."""
+        params = kwargs.get("params")
+        if action == "buy" and leg.row.ml_enabled and params is not None:
+            kwargs.update(ml_threshold=params.ml_threshold, features=self.features(leg.root, bar_time))
         return write_signal(self.strategy, leg.row.instrument, ticker=leg.row.broker_ticker(contract, bar_time),
                             contract=contract, bar_time=bar_time, action=action, quantity=quantity,
                             signal_price=signal_price, reason=reason, decided=bar_time + self.bar, now=now, ibs=ibs,

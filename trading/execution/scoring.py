@@ -23,6 +23,7 @@ class ModelRegistry:
         self.strategy, self.legs = strategy, legs
         self.models: dict[str, object] = {}
         self.errors: dict[str, str] = {}
+        self.rows: dict[str, tuple] = {}  # root → (bar time, its feature row) of the last score
         roots = list(legs)
         for root, leg in legs.items():
             if not leg.row.ml_enabled:
@@ -46,10 +47,18 @@ class ModelRegistry:
             return math.nan if self.skips_entries(root) else None
         try:
             row = feature_row(frames, root, int(bar.ts.timestamp()) * 1_000_000_000)
+            self.rows[root] = (bar.ts, row)
             return float(model.probability(row.to_frame().T)[0])
         except Exception as exc:  # noqa: BLE001 — a model that fails to score is a model that failed to load
             self.failed(root, f"scoring failed at {bar.ts:%Y-%m-%d %H:%M} UTC: {exc.__class__.__name__}: {exc}")
             return self.score(root, bar, frames)
+
+    def features(self, root: str, bar_time) -> dict | None:
+        """The feature row `root` was scored from at `bar_time` (None: not scored at that bar)."""
+        at, row = self.rows.get(root, (None, None))
+        if at != bar_time:
+            return None
+        return {name: (None if math.isnan(v) else round(float(v), 6)) for name, v in row.items()}
 
     def failed(self, root: str, error: str) -> None:
         self.models.pop(root, None)

@@ -35,7 +35,7 @@ def write_signal(strategy: Strategy, instrument: Instrument, *, ticker: str, con
                  action: str, quantity: int, signal_price: float, reason: str, decided: datetime, now: datetime,
                  ibs: float | None = None, ml: float | None = None, state: str = Signal.State.PENDING,
                  state_reason: str = "", risk_control: str = "", fill: str = Signal.Fill.NEXT_OPEN, params=None,
-                 key: str | None = None) -> Signal:
+                 key: str | None = None, ml_threshold: float | None = None, features: dict | None = None) -> Signal:
     """The signal row of one decision (created once; an existing key returns the row already there)."""
     key = key or signal_key(strategy.name, instrument.root, bar_time, action)
     existing = Signal.objects.filter(key=key).first()
@@ -54,6 +54,7 @@ def write_signal(strategy: Strategy, instrument: Instrument, *, ticker: str, con
         take_profit_percent=params.take_profit_pct if protect else None)
     return Signal.objects.create(
         key=key, strategy=strategy, instrument=instrument, contract=contract, bar_time=bar_time, action=action,
-        quantity=quantity, signal_price=price(signal_price), reason=reason, ibs=ibs, ml_score=ml, payload=payload,
+        quantity=quantity, signal_price=price(signal_price), reason=reason, ibs=ibs, ml_score=ml,
+        ml_threshold=ml_threshold, features=features, payload=payload,
         state=state, state_reason=state_reason[:300], risk_control=risk_control, fill=fill,
         expires_at=day_order_expiry(decided, now, instrument.root))

@@ -79,7 +79,7 @@ class Worker:
         s = self.config.strategy
         self.portfolio = Portfolio(self.config.params, timeframe=s.timeframe, max_positions=s.max_positions,
                                    hours=PRODUCT_HOURS)
-        self.ledger = Ledger(s, self.config.legs)
+        self.ledger = Ledger(s, self.config.legs, features=self.features)
         self.hours = None
         self.reconcile_books()
         self.scoring = ModelRegistry(s, self.config.legs)
@@ -110,6 +110,9 @@ class Worker:
     # --- decisions --------------------------------------------------------------------------
     def score(self, root: str, bar: Bar) -> float | None:
         return self.scoring.score(root, bar, self.frames)
+
+    def features(self, root: str, bar_time) -> dict | None:
+        return self.scoring.features(root, bar_time)
 
     def entry_veto(self, root: str, kill: KillState, day) -> RiskDecision | None:
         """Why an entry candidate of `root` must not go out now (None: it may); the controls in order."""
@@ -237,7 +240,7 @@ class Worker:
                 fresh.legs[root] = Leg(**{**vars(leg), "exits_only": True})
                 fresh.params[root] = self.config.params[root]
         self.config = fresh
-        self.ledger = Ledger(fresh.strategy, fresh.legs)
+        self.ledger = Ledger(fresh.strategy, fresh.legs, features=self.features)
         self.scoring = ModelRegistry(fresh.strategy, fresh.legs)
         log.info("config reloaded strategy=%s roots=%s added=%s", self.name, ",".join(fresh.legs), added)
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from datetime import datetime, timedelta, timezone
 
 from django.conf import settings
+import redis
 from django.db import close_old_connections, transaction
 
 from trading.config import resolve
@@ -145,9 +147,21 @@ class HubService:
                                alert=lambda kind, title, body: enqueue(kind, title, body=body))
         self.heartbeat_file = settings.RUNTIME_DIR / "hub_heartbeat.json"
 
+    def restart_point(self) -> int | None:
+        """Where the replay starts again (the earliest unfinished minute of the streams). Redis away at the
+        start (restarting, or not up yet): waited for, a line a second naming it, never a crash."""
+        while True:
+            try:
+                return restart_point({root: streams.last_bar_ms(root) for root in self.roots})
+            except redis.RedisError as exc:
+                if self.stopping():
+                    raise
+                log.error("hub waiting for Redis before it subscribes: %s: %s", exc.__class__.__name__, exc)
+                time.sleep(1)
+
     def run(self) -> None:
         hub = self.hub
-        first_start = restart_point({root: streams.last_bar_ms(root) for root in self.roots})
+        first_start = self.restart_point()
         log.info("hub starting roots=%s gateway=%s start=%s", ",".join(self.roots), self.gateway or "databento",
                  first_start and datetime.fromtimestamp(first_start / 1e9, UTC).isoformat())
         enqueue("startup", "Hub started", body=f"Subscribed roots: {', '.join(self.roots)}")

@@ -49,6 +49,10 @@ class Signal(models.Model):
     reason = models.CharField(max_length=32, help_text="entry, or the exit reason")
     ibs = models.FloatField(null=True, blank=True)
     ml_score = models.FloatField(null=True, blank=True)
+    ml_threshold = models.FloatField(null=True, blank=True,
+                                     help_text="The leg's ML threshold when it was decided (blank: ML off, or an exit)")
+    features = models.JSONField(null=True, blank=True,
+                                help_text="The feature row the ML score was computed from (name → value)")
     payload = models.JSONField(default=dict, help_text="Exactly what is (or would be) posted")
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
     state_reason = models.CharField(max_length=300, blank=True, help_text="Why blocked, held, failed or expired")

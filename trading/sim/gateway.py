@@ -6,7 +6,8 @@ then DBN: metadata, a subscription acknowledgement per subscription, symbol mapp
 replayed from DBN files (and their companion definitions, trading.sim.replay) at a chosen speed,
 end-of-replay messages, and heartbeats whose time follows the replay clock. An unsupported schema
 ends the session with an error record, an unknown symbol gets one. Fault switches: reject the
-key, drop the connection after N records, stall, send a garbled record. Binds 127.0.0.1 only.
+key, drop the connection after N records, stall, send a garbled record, hold the replay at a market
+time, lose a product's trades in a window of market time. Binds 127.0.0.1 only.
 CLI: `python -m trading.sim.gateway --help`.
 """
 from __future__ import annotations
@@ -42,6 +43,8 @@ class Faults:
     garble_at: int | None = None  # replace this record with one carrying UNDEF_PRICE and an old ts (once)
     holds: list[int] = field(default_factory=list)  # market times (ns): wait before the first record at or after
     # each until `LiveGateway.release()`, heartbeats going on at the last record's time (the market stands still)
+    lose: list[tuple[str, int, int]] = field(default_factory=list)  # (root, start ns, end ns): that product's
+    # trades in [start, end) never leave the gateway (lost before the hub); its definitions still do
 
 
 @dataclass
@@ -51,6 +54,7 @@ class Counters:
     records_sent: int = 0
     heartbeats_sent: int = 0
     drops: int = 0
+    lost: int = 0  # records held back by Faults.lose
     subscriptions: list = field(default_factory=list)
     auth_requests: list = field(default_factory=list)  # the clients' authentication fields, without the key's answer
 
@@ -188,7 +192,7 @@ class LiveGateway:
         that is due leaves before the replay waits (paced), stalls or drops the connection."""
         faults = self.faults
         if not self.speed and faults.drop_after is None and faults.stall_after is None and faults.garble_at is None \
-                and not faults.holds:
+                and not faults.holds and not faults.lose:
             clock = self._blast(conn, items, parents)  # as fast as possible, nothing to inject
         else:
             clock = self._paced(conn, items, parents, interval)
@@ -279,6 +283,9 @@ class LiveGateway:
                 send()
                 conn.shutdown(socket.SHUT_RDWR)
                 return None
+            if faults.lose and rec.schema != "definition" and self._lost(rec):
+                self.counters.lost += 1
+                continue
             if rec.instrument_id not in mapped:
                 mapped.add(rec.instrument_id)
                 out += self._mapping(rec, parents)
@@ -294,6 +301,10 @@ class LiveGateway:
             last_send = time.monotonic()
         send()
         return clock
+
+    def _lost(self, rec: Record) -> bool:
+        root = self.source.roots.get(rec.instrument_id)
+        return any(root == r and start <= rec.ts < end for r, start, end in self.faults.lose)
 
     def release(self) -> None:
         """Let a replay waiting at a hold go on."""
