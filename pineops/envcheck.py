@@ -14,6 +14,7 @@ FLAGS = ("PINEOPS_ALLOW_ROOT", "PINEOPS_DEMO", "PINEOPS_LOAD_DEMO")  # 0 or 1, a
 COUNTS = {"PINEOPS_WEB_WORKERS": 1, "PINEOPS_WAIT_SECONDS": 0, "SECURE_HSTS_SECONDS": 0,
           "PINEOPS_CLAIM_LEASE_SECONDS": 1}
 KILLSWITCH = {"", "true", "1", "yes", "on", "entries", "false", "0", "no", "off", "halt", "flatten"}
+MARKET_CLOCKS = {"wall", "data"}
 LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 DATABASE_SCHEMES = {"sqlite", "postgres", "postgresql", "pgsql", "psql"}
 REDIS_SCHEMES = {"redis", "rediss", "unix"}
@@ -104,6 +105,9 @@ def environment_problems(environ) -> list[str]:
             rate_limits(get("PINEOPS_TRADERSPOST_RATE_LIMITS"))
         except ValueError as exc:
             problems.append(f"PINEOPS_TRADERSPOST_RATE_LIMITS: {exc}; use {RATE_LIMITS_EXAMPLE}")
+    if get("PINEOPS_MARKET_CLOCK") is not None and get("PINEOPS_MARKET_CLOCK").strip().lower() not in MARKET_CLOCKS:
+        problems.append(f"PINEOPS_MARKET_CLOCK: {get('PINEOPS_MARKET_CLOCK')[:20]!r} is not a market clock; use wall "
+                        "(live trading: the market's time is now) or data (a replay: the time of the latest bar)")
     if get("LOG_LEVEL") is not None and get("LOG_LEVEL").strip().upper() not in LOG_LEVELS:
         problems.append(f"LOG_LEVEL: {get('LOG_LEVEL')[:20]!r} is not one of {', '.join(sorted(LOG_LEVELS))}")
     return [p for p in problems if p]

@@ -1,8 +1,10 @@
 """Celery tasks: thin, idempotent wrappers around service functions (safe to run twice)."""
 from celery import shared_task
+from django.conf import settings
 
 from trading.execution import outbox, sender
 from trading.health import monitor
+from trading.marketdata.clock import market_now
 from trading.notify import delivery
 from trading.risk import daily
 
@@ -34,13 +36,22 @@ def deliver_notifications():
 
 @shared_task(name="trading.open_session", ignore_result=True)
 def open_session():
-    """At 17:00 America/Chicago: the new CME session starts with a clean daily stop."""
-    return daily.session_boundary()
+    """At 17:00 America/Chicago: the new CME session (of the market's clock) starts with a clean daily stop."""
+    return daily.session_boundary(market_now())
 
 
 @shared_task(name="trading.daily_summary", ignore_result=True)
 def daily_summary():
-    return daily.daily_summary()
+    return daily.daily_summary(market_now())
+
+
+@shared_task(name="trading.follow_market_clock", ignore_result=True)
+def follow_market_clock():
+    """Every few seconds: with a replay's clock (PINEOPS_MARKET_CLOCK=data), open its sessions and queue their
+    summaries as its time passes them; with the wall clock the crontab tasks above do, and this does nothing."""
+    if settings.MARKET_CLOCK != "data":
+        return None
+    return daily.follow_market(market_now())
 
 
 @shared_task(name="trading.drift_reports", ignore_result=True)

@@ -4,8 +4,11 @@ Celery worker and beat, web. Bars and orders flow, kill -9 is survived, a strate
 database gets its worker, and a stop ends every process within its stopwaitsecs."""
 import configparser
 import os
+import re
 import signal
 import time
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -57,6 +60,28 @@ def demo(tmp_path):
     app.cleanup()
 
 
+def admin_session(demo) -> requests.Session:
+    web = requests.Session()
+    web.get(demo.url + "/admin/login/", timeout=10)
+    answer = web.post(demo.url + "/admin/login/", timeout=10, headers={"Referer": demo.url + "/admin/login/"},
+                      data={"username": "admin", "password": demo.env["PINEOPS_ADMIN_PASSWORD"],
+                            "csrfmiddlewaretoken": web.cookies["csrftoken"], "next": "/admin/dashboard/"})
+    assert answer.url.endswith("/admin/dashboard/"), answer.url
+    return web
+
+
+def session_pnl(demo, web) -> tuple[str, Decimal, Decimal] | None:
+    """(the dashboard's session, ibs_a's P&L there as shown, the sum of its trades of that session in the database)."""
+    page = web.get(demo.url + "/admin/dashboard/?partial=1", timeout=10).text
+    day = re.search(r'<strong id="session-date">([0-9-]+)</strong>', page)
+    pnl = re.search(r'data-strategy="ibs_a" data-session-pnl="([-0-9.]+)"', page)
+    if not (day and pnl):
+        return None
+    (total,), = demo.query("SELECT COALESCE(SUM(t.pnl), 0) FROM trading_trade t JOIN trading_strategy s"
+                           " ON s.id = t.strategy_id WHERE s.name = 'ibs_a' AND t.session_date = %s", (day[1],))
+    return day[1], Decimal(pnl[1]), Decimal(str(total)).quantize(Decimal("0.01"))
+
+
 def received(port: int) -> list[dict]:
     return requests.get(f"http://127.0.0.1:{port}/_received", timeout=5).json()
 
@@ -71,6 +96,13 @@ def test_demo_appliance_trades_survives_kills_follows_the_database_and_stops_cle
     wait_until(lambda: client.xlen(f"{demo.redis_prefix}:bars:CL:1h") > 0, 120, "hourly bars in the streams")
     wait_until(lambda: received(demo.ports["traderspost"]), 240, "an order at the TradersPost stand-in")
     wait_until(lambda: received(demo.ports["discord"]), 60, "an alert at the Discord stand-in")
+
+    # The dashboard's session is the replay's (the market's clock), not today's date, and its P&L is that
+    # session's trades in the database: non-zero within two minutes of the start.
+    web = admin_session(demo)
+    shown = wait_until(lambda: (s := session_pnl(demo, web)) and s[1] != 0 and s[1] == s[2] and s, 120,
+                       "a non-zero session P&L on the dashboard, equal to the database's")
+    assert shown[0] != str(date.today()) and shown[0] <= "2026-11-02", shown  # the demo replays October
 
     # kill -9 of the hub, the worker and the Celery worker: supervisord brings them back, health recovers.
     before = {name: demo.states()[name]["pid"] for name in ("hub", "worker-ibs_a", "celery-worker")}

@@ -28,6 +28,7 @@ from django.utils.safestring import SafeString, mark_safe
 from strategies.calendar import session_date as cme_session_date
 from trading.execution.exits import exit_state, latest_flatten
 from trading.health.heartbeat import is_fresh
+from trading.marketdata.clock import describe, market_now
 from trading.health.monitor import manager_alive
 from trading.models import trade_pnl
 from trading.models import (DailyRiskState, Heartbeat, KillSwitch, KillSwitchEvent, Notification, Position, Signal,
@@ -119,9 +120,12 @@ def recent_trades(n: int) -> list[Trade]:
     return list(Trade.objects.filter(pk__in=keys).select_related("strategy"))
 
 
-def dashboard_context(now=None) -> dict:
+def dashboard_context(now=None, market=None) -> dict:
+    """`now`: the wall clock (heartbeats are fresh or stale by it); `market`: the market's clock, whose
+    session is "today" (trading.marketdata.clock: the wall clock live, the latest bar in a replay)."""
     now = now or timezone.now()
-    today: date = cme_session_date(now)
+    market = market or market_now(now)
+    today: date = cme_session_date(market)
     strategies = list(Strategy.objects.order_by("name"))
     daily = {s.strategy_id: s for s in DailyRiskState.objects.filter(session_date=today)}
     today_trades = {r["strategy"]: r for r in Trade.objects.filter(session_date=today).values("strategy")
@@ -149,7 +153,7 @@ def dashboard_context(now=None) -> dict:
             for p in row.open_positions:
                 p.exit_state = f"UNMANAGED (no {row.strategy.name} worker) · {p.exit_state}"
     return {
-        "now": now, "session_date": today, "rows": rows, "prices_unavailable": prices is None,
+        "now": now, "session_date": today, "market_now": market, "market_clock": describe(market), "rows": rows, "prices_unavailable": prices is None,
         "heartbeats": beats,
         "killswitch_mode": KillSwitch.Mode(current_mode()).label, "killswitch_forced": env_override() is not None,
         "killswitch_events": list(KillSwitchEvent.objects.all()[:5]),

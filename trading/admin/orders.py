@@ -68,7 +68,7 @@ class SignalAdmin(ReadOnlyAdmin):
     def ml_features(self, obj):
         if not obj.features:
             return "none recorded (ML off for this leg, not scored at this bar, or an exit)"
-        rows = ((name, "—" if value is None else f"{value:.6g}") for name, value in obj.features.items())
+        rows = ((name, "—" if value is None else f"{value:.6g}") for name, value in sorted(obj.features.items()))
         return format_html('<table class="ml-features">{}</table>',
                            format_html_join("", '<tr><th>{}</th><td>{}</td></tr>', rows))
 

@@ -80,6 +80,14 @@ def session_boundary(now: datetime | None = None) -> dict:
     return {"session_date": day.isoformat(), "opened": open_session(day)}
 
 
+def follow_market(now: datetime) -> dict:
+    """A replay's sessions (PINEOPS_MARKET_CLOCK=data): the market's clock passes 17:00 and 16:00 Chicago far
+    faster than the wall clock's crontabs, so every few seconds the session `now` belongs to is opened (the
+    daily stop reset) and the summary of a session that has just closed is queued. Both are idempotent: a
+    session opened, a summary queued, is not again."""
+    return {**session_boundary(now), "summaries": daily_summary(now)}
+
+
 def daily_summary(now: datetime | None = None) -> list[str]:
     """After the close: one summary per strategy (trades, P&L, open positions) for the session that
     ended; nothing on a day without a session; queued once per strategy and day."""
