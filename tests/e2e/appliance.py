@@ -6,12 +6,15 @@ web port; nothing touches the developer's data.
 """
 from __future__ import annotations
 
+import atexit
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from contextlib import closing
@@ -98,6 +101,19 @@ class ProcessEnv:
         }
         self.children: list[subprocess.Popen] = []
 
+    def migrate_with_demo(self) -> None:
+        """This environment's database as `manage.py migrate` and `manage.py load_demo` leave it: a copy of a
+        template this test process made with those two commands the first time (two Django starts saved on
+        every later environment; the copy is the file itself, or PostgreSQL's CREATE DATABASE … TEMPLATE)."""
+        template = _demo_template(self)
+        if self.pg_db:
+            for sql in (f"DROP DATABASE {self.pg_db}", f"CREATE DATABASE {self.pg_db} TEMPLATE {template}"):
+                subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-c", sql], check=True, capture_output=True)
+        else:
+            for suffix in ("", "-wal"):  # (a closed WAL database keeps no -wal file; copied if one is left)
+                if Path(f"{template}{suffix}").exists():
+                    shutil.copyfile(f"{template}{suffix}", self.tmp / f"pineops.sqlite3{suffix}")
+
     def manage(self, *args: str, check=True) -> subprocess.CompletedProcess:
         result = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True,
                                 text=True, timeout=180)
@@ -152,6 +168,27 @@ class ProcessEnv:
         if self.pg_db:
             subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-c",
                             f"DROP DATABASE IF EXISTS {self.pg_db} WITH (FORCE)"], capture_output=True)
+
+
+_TEMPLATES: dict[str, object] = {}
+
+
+def _demo_template(env: ProcessEnv):
+    """The migrated database with the demo loaded, made once per test process and engine (dropped at exit)."""
+    engine = "postgresql" if env.pg_db else "sqlite"
+    if engine not in _TEMPLATES:
+        tmp = Path(tempfile.mkdtemp(prefix="pineops-template-"))
+        maker = ProcessEnv(tmp)
+        maker.manage("migrate", "--no-input", "-v0")
+        maker.manage("load_demo")
+        if maker.pg_db:
+            _TEMPLATES[engine] = maker.pg_db
+            atexit.register(subprocess.run, ["psql", "-h", "127.0.0.1", "-U", "postgres", "-c",
+                                             f"DROP DATABASE IF EXISTS {maker.pg_db} WITH (FORCE)"], capture_output=True)
+        else:
+            _TEMPLATES[engine] = tmp / "pineops.sqlite3"
+        atexit.register(shutil.rmtree, tmp, True)
+    return _TEMPLATES[engine]
 
 
 class RedisServer:

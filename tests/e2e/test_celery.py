@@ -28,8 +28,7 @@ def celery_env(tmp_path):
                                 "LOG_LEVEL": "INFO"})
     env.celery = None
     try:
-        env.manage("migrate", "--no-input", "-v0")
-        env.manage("load_demo")
+        env.migrate_with_demo()
         yield env
     finally:
         if env.celery is not None:

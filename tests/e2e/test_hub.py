@@ -43,8 +43,7 @@ def run_hub(tmp_path, market, faults=None):
     gateway = LiveGateway(list(paths.values()), key=KEY, heartbeat_interval=0.2, faults=faults).start()
     env = ProcessEnv(tmp_path, {"DATABENTO_API_KEY": KEY, "DATABENTO_GATEWAY": f"127.0.0.1:{gateway.port}"})
     try:
-        env.manage("migrate", "--no-input", "-v0")
-        env.manage("load_demo")
+        env.migrate_with_demo()
         env.shell("from trading.models import Instrument\n" + "\n".join(
             f"Instrument.objects.filter(root='{r}').update(active_contract='{c}')" for r, c in first.items()))
         hub = env.spawn("runhub", "--heartbeat", "0.5", log_name="hub.log")

@@ -31,8 +31,7 @@ def test_a_fresh_install_trades_the_real_front_month_from_the_first_trade(tmp_pa
     gateway = LiveGateway([glbx_samples() / "test_data.trades.dbn.zst"], key=KEY, heartbeat_interval=0.2).start()
     env = ProcessEnv(tmp_path, {"DATABENTO_API_KEY": KEY, "DATABENTO_GATEWAY": f"127.0.0.1:{gateway.port}"})
     try:
-        env.manage("migrate", "--no-input", "-v0")
-        env.manage("load_demo")
+        env.migrate_with_demo()
         env.shell("from trading.models import Instrument, Strategy, StrategyInstrument\n"
                   "StrategyInstrument.objects.update(enabled=False)\n"
                   "StrategyInstrument.objects.create(strategy=Strategy.objects.get(name='ibs_a'),"
@@ -97,8 +96,7 @@ def test_a_hub_killed_inside_a_holiday_session_rebuilds_that_session_whole(tmp_p
         return int(newest[0][0].split("-")[0]) * 10**6 if newest else 0
 
     try:
-        env.manage("migrate", "--no-input", "-v0")
-        env.manage("load_demo")
+        env.migrate_with_demo()
         configure_ibs_a(env, fronts)
         hub = env.spawn("runhub", "--heartbeat", "0.5", log_name="hub-0.log")
         wait_until(lambda: all(last_minute(r) >= kill_ns - 10 * 60 * 10**9 for r in ROOTS) or hub.poll() is not None,

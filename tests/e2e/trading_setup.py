@@ -98,8 +98,7 @@ class TradingRun:
             "PINEOPS_TRADERSPOST_RATE_LIMITS": "{}/{}".format(*self.RATE_LIMITS), **self.extra_env})
         self.prefix = self.env.redis_prefix
         try:
-            self.env.manage("migrate", "--no-input", "-v0")
-            self.env.manage("load_demo")
+            self.env.migrate_with_demo()
             configure_ibs_a(self.env, self.fronts)
             if self.configure:
                 self.env.shell(self.configure)

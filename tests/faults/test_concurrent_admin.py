@@ -110,8 +110,7 @@ def test_two_saves_at_the_same_moment_one_wins_the_other_is_refused(tmp_path):
                                 "TRADERSPOST_IBS_A_WEBHOOK": "http://127.0.0.1:9/trading/webhook/a-unused",
                                 "TRADERSPOST_IBS_B_WEBHOOK": "http://127.0.0.1:9/trading/webhook/b-unused"})
     try:
-        env.manage("migrate", "--no-input", "-v0")
-        env.manage("load_demo")
+        env.migrate_with_demo()
         at = time.time() + 15
         changes = {"alice": {"max_positions": "1"}, "bob": {"daily_stop_loss": "123"}}
         procs = {name: subprocess.Popen([sys.executable, "manage.py", "shell", "-c", SAVE_AT.format(

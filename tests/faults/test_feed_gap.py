@@ -33,8 +33,7 @@ def test_a_dead_feed_while_the_market_is_open_degrades_health_naming_the_roots(t
                                 "TRADERSPOST_IBS_A_WEBHOOK": "http://127.0.0.1:9/trading/webhook/unused",
                                 "DISCORD_WEBHOOK_URL": "http://127.0.0.1:9/api/webhooks/1/unused"})
     try:
-        env.manage("migrate", "--no-input", "-v0")
-        env.manage("load_demo")
+        env.migrate_with_demo()
         env.shell("from trading.models import StrategyInstrument\n"
                   f"StrategyInstrument.objects.filter(strategy__name='ibs_a').exclude(instrument__root__in={ROOTS!r})"
                   ".update(enabled=False)")

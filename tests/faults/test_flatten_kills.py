@@ -51,8 +51,7 @@ def test_flatten_under_random_kills_sends_each_exit_once(tmp_path, fault_report)
     rng = random.Random(int(os.environ.get("PINEOPS_KILL_SEED", "3")))
     workers, kills = {}, []
     try:
-        env.manage("migrate", "--no-input", "-v0")
-        env.manage("load_demo")
+        env.migrate_with_demo()
         env.shell(OPEN_POSITIONS)
         for name, roots in HOLDINGS.items():  # the broker holds every one of them
             for root in roots:

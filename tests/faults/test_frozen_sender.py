@@ -39,8 +39,7 @@ def test_a_frozen_sender_blocks_only_its_instrument_and_nothing_is_sent_twice(tm
                                 "PINEOPS_CLAIM_LEASE_SECONDS": str(LEASE_SECONDS)})
     celery = Celery(env)
     try:
-        env.manage("migrate", "--no-input", "-v0")
-        env.manage("load_demo")
+        env.migrate_with_demo()
         env.shell("from trading.models import StrategyInstrument; "
                   "StrategyInstrument.objects.filter(strategy__name='ibs_a').update(ml_enabled=False)")
         worker = env.spawn("runworker", "--strategy", "ibs_a", "--block-ms", "100", log_name="runworker.log")

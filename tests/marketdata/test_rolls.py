@@ -50,7 +50,7 @@ def expected_rolls(root):
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("year")
     roots = sorted(CONTRACT_SPECS)
-    paths = generate(out, roots=roots, start=START, days=DAYS, seed=26, trades_per_minute=0.3)
+    paths = generate(out, roots=roots, start=START, days=DAYS, seed=26, trades_per_minute=0.1)
     return feed([paths[r] for r in roots], {r: FrontMonth(r, "calendar", 5) for r in roots})
 
 

@@ -1,4 +1,5 @@
 import json
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -69,3 +70,18 @@ def test_dashboard_without_redis_says_prices_are_unavailable(staff, demo_trading
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
     page = staff.get("/admin/dashboard/?partial=1").content.decode()
     assert "Last prices unavailable" in page and "159.50" in page
+
+
+def test_recent_alerts_show_every_kind_and_filter_by_kind(staff, demo_trading):
+    from trading.delivery.alerts import enqueue
+
+    for kind in ("startup", "entry", "exit", "summary", "emergency", "info"):
+        enqueue(kind, f"{kind} alert for the dashboard")
+    page = staff.get("/admin/dashboard/").content.decode()
+    for kind in ("startup", "entry", "exit", "summary", "emergency", "info"):
+        assert f'data-kind="{kind}"' in page and f"{kind} alert for the dashboard" in page
+    only = staff.get("/admin/dashboard/?kind=exit&partial=1").content.decode()
+    assert "exit alert for the dashboard" in only and "entry alert for the dashboard" not in only
+    assert set(re.findall(r'<li class="alert" data-kind="(\w+)"', only)) == {"exit"}
+    garbage = staff.get("/admin/dashboard/?kind=<script>").content.decode()  # not a kind: every kind, nothing echoed
+    assert "entry alert for the dashboard" in garbage and "<script>" not in garbage.split("Recent alerts")[1][:2000]

@@ -17,7 +17,7 @@ from decimal import Decimal
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Sum
+from django.db.models import Sum
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -31,6 +31,7 @@ from trading.health.heartbeat import is_fresh
 from trading.marketdata.clock import describe, market_now
 from trading.health.monitor import manager_alive
 from trading.models import trade_pnl
+from trading.performance import Figures, performance
 from trading.models import (DailyRiskState, Heartbeat, KillSwitch, KillSwitchEvent, Notification, Position, Signal,
                             Strategy, Trade)
 from trading.redis_client import get_redis, key
@@ -55,6 +56,7 @@ class StrategyRow:
     stopped: bool
     open_positions: list
     unrealized: Decimal | None
+    figures: Figures
 
 
 def last_prices(roots: list[str]) -> dict[str, float] | None:
@@ -120,7 +122,7 @@ def recent_trades(n: int) -> list[Trade]:
     return list(Trade.objects.filter(pk__in=keys).select_related("strategy"))
 
 
-def dashboard_context(now=None, market=None) -> dict:
+def dashboard_context(now=None, market=None, alert_kind: str | None = None) -> dict:
     """`now`: the wall clock (heartbeats are fresh or stale by it); `market`: the market's clock, whose
     session is "today" (trading.marketdata.clock: the wall clock live, the latest bar in a replay)."""
     now = now or timezone.now()
@@ -128,9 +130,8 @@ def dashboard_context(now=None, market=None) -> dict:
     today: date = cme_session_date(market)
     strategies = list(Strategy.objects.order_by("name"))
     daily = {s.strategy_id: s for s in DailyRiskState.objects.filter(session_date=today)}
-    today_trades = {r["strategy"]: r for r in Trade.objects.filter(session_date=today).values("strategy")
-                    .annotate(pnl=Sum("pnl"), n=Count("id"))}
     positions = list(Position.objects.open().select_related("instrument", "strategy", "exit_signal"))
+    figures, total = performance(strategies, positions, today)
     prices = last_prices(sorted({p.instrument.root for p in positions}))
     rows = []
     for s in strategies:
@@ -141,9 +142,9 @@ def dashboard_context(now=None, market=None) -> dict:
             p.exit_state = exit_state(p)
         known = [p.unrealized for p in mine if p.unrealized is not None]
         rows.append(StrategyRow(
-            strategy=s, today_pnl=(today_trades.get(s.pk) or {}).get("pnl") or Decimal("0"),
-            today_trades=(today_trades.get(s.pk) or {}).get("n", 0), stopped=bool(daily.get(s.pk) and daily[s.pk].stopped),
-            open_positions=mine, unrealized=sum(known, Decimal("0")) if mine and len(known) == len(mine) else None))
+            strategy=s, today_pnl=figures[s.pk].pnl_session, today_trades=figures[s.pk].trades_session,
+            stopped=bool(daily.get(s.pk) and daily[s.pk].stopped), open_positions=mine,
+            unrealized=sum(known, Decimal("0")) if mine and len(known) == len(mine) else None, figures=figures[s.pk]))
     beats = list(Heartbeat.objects.order_by("process"))
     for hb in beats:
         hb.fresh = is_fresh(hb, now)
@@ -153,12 +154,15 @@ def dashboard_context(now=None, market=None) -> dict:
             for p in row.open_positions:
                 p.exit_state = f"UNMANAGED (no {row.strategy.name} worker) · {p.exit_state}"
     return {
-        "now": now, "session_date": today, "market_now": market, "market_clock": describe(market), "rows": rows, "prices_unavailable": prices is None,
+        "now": now, "session_date": today, "market_now": market, "market_clock": describe(market), "rows": rows,
+        "total": total, "prices_unavailable": prices is None,
         "heartbeats": beats,
         "killswitch_mode": KillSwitch.Mode(current_mode()).label, "killswitch_forced": env_override() is not None,
         "killswitch_events": list(KillSwitchEvent.objects.all()[:5]),
         "recent_trades": recent_trades(15),
-        "alerts": list(Notification.objects.filter(kind__in=["emergency", "info"]).select_related("strategy")[:10]),
+        "alerts": list((Notification.objects.filter(kind=alert_kind) if alert_kind else Notification.objects.all())
+                       .select_related("strategy")[:15]),
+        "alert_kinds": Notification.Kind.choices, "alert_kind": alert_kind,
         "chart": svg_chart(equity_curve()),
         "flatten": flatten_status(),
     }
@@ -172,6 +176,11 @@ def flatten_status() -> dict | None:
     exits = list(Signal.objects.filter(reason="flatten", bar_time=event.at.replace(microsecond=0)).select_related(
         "strategy", "instrument").order_by("strategy__name", "instrument__root"))
     return {"event": event, "exits": exits, "done": bool(exits) and all(s.state == Signal.State.SENT for s in exits)}
+
+
+def alert_kind(value: str | None) -> str | None:
+    """The alerts' kind filter of the page's address; anything that is not a kind shows every kind."""
+    return value if value in Notification.Kind.values else None
 
 
 def dashboard_view(request, site=admin.site):
@@ -190,7 +199,8 @@ def dashboard_view(request, site=admin.site):
         messages.warning(request, f"Killswitch {event.previous_mode} → {event.mode} (recorded for {event.actor})")
         return redirect("admin:dashboard")
     context = {**site.each_context(request), "title": "Dashboard", "form": form,
-               "can_change_killswitch": user.has_perm(CHANGE_KILLSWITCH), **dashboard_context()}
+               "can_change_killswitch": user.has_perm(CHANGE_KILLSWITCH),
+               **dashboard_context(alert_kind=alert_kind(request.GET.get("kind")))}
     template = "admin/trading/dashboard_body.html" if request.GET.get("partial") else "admin/trading/dashboard.html"
     return TemplateResponse(request, template, context)
 

@@ -1,0 +1,125 @@
+"""Performance figures of the dashboard, per strategy and for all live strategies together, from the books.
+
+One aggregated query gives each strategy's realised P&L per CME session; everything else is worked out
+from those daily rows, over the sessions from the first one traded up to the market's current session
+(sessions without a trade count as 0, as they do in an account):
+- P&L all time, this session, this week (the sessions of the current session's Monday-to-Friday week);
+- trades, win rate (trades with P&L > 0), profit factor (gross win / gross loss);
+- max drawdown: the largest fall of the cumulative daily P&L from its running peak (starting at 0);
+- Sharpe: mean / standard deviation (n − 1) of the daily P&L × √252;
+- open risk: what the open positions lose if each hits its stop (before commissions).
+A paper strategy has its own row and is never in the live total.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from django.db.models import Count, Q, Sum
+
+from strategies.calendar import next_trade_date
+from trading.models import Position, Strategy, Trade
+
+ZERO = Decimal("0.00")
+
+
+@dataclass
+class Figures:
+    pnl_all: Decimal
+    pnl_session: Decimal
+    pnl_week: Decimal
+    trades_session: int
+    trades: int
+    wins: int
+    win_rate: float | None  # percent
+    profit_factor: float | None  # None: no losing trade
+    max_drawdown: Decimal
+    sharpe: float | None  # None: fewer than two sessions, or no variation
+    open_risk: Decimal | None  # None: an open position has no stop
+
+
+@dataclass
+class Day:
+    pnl: Decimal
+    trades: int
+    wins: int
+    won: Decimal
+    lost: Decimal
+
+
+def daily_rows() -> dict[int, dict[date, Day]]:
+    """strategy id → session → that session's realised P&L, trades, winners, gross win and gross loss."""
+    rows = (Trade.objects.values("strategy_id", "session_date")
+            .annotate(total=Sum("pnl"), n=Count("id"), wins=Count("id", filter=Q(pnl__gt=0)),
+                      won=Sum("pnl", filter=Q(pnl__gt=0)), lost=Sum("pnl", filter=Q(pnl__lt=0))))
+    out: dict[int, dict[date, Day]] = {}
+    for r in rows:
+        out.setdefault(r["strategy_id"], {})[r["session_date"]] = Day(
+            cents(r["total"]), r["n"], r["wins"], cents(r["won"] or 0), cents(r["lost"] or 0))
+    return out
+
+
+def cents(value) -> Decimal:
+    """A sum as the database gives it (SQLite may give a float or a shortened Decimal) as dollars and cents."""
+    return Decimal(str(value)).quantize(Decimal("0.01"))
+
+
+def sessions(first: date, last: date) -> list[date]:
+    out, day = [], next_trade_date(first)
+    while day <= last:
+        out.append(day)
+        day = next_trade_date(day, inclusive=False)
+    return out
+
+
+def figures(days: dict[date, Day], session: date, open_risk: Decimal | None) -> Figures:
+    pnl_all = sum((d.pnl for d in days.values()), ZERO)
+    week = session.isocalendar()[:2]
+    pnl_week = sum((d.pnl for s, d in days.items() if s.isocalendar()[:2] == week and s <= session), ZERO)
+    trades = sum(d.trades for d in days.values())
+    wins = sum(d.wins for d in days.values())
+    won, lost = sum((d.won for d in days.values()), ZERO), -sum((d.lost for d in days.values()), ZERO)
+    series = [days[s].pnl if s in days else ZERO for s in sessions(min(days), max(max(days), session))] if days else []
+    peak = equity = drawdown = ZERO
+    for pnl in series:
+        equity += pnl
+        peak = max(peak, equity)
+        drawdown = max(drawdown, peak - equity)
+    sharpe = None
+    if len(series) >= 2:
+        values = [float(v) for v in series]
+        mean = sum(values) / len(values)
+        sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+        sharpe = mean / sd * math.sqrt(252) if sd > 0 else None
+    return Figures(pnl_all=pnl_all, pnl_session=days[session].pnl if session in days else ZERO, pnl_week=pnl_week,
+                   trades_session=days[session].trades if session in days else 0, trades=trades, wins=wins, win_rate=100.0 * wins / trades if trades else None,
+                   profit_factor=float(won / lost) if lost > 0 else None, max_drawdown=drawdown, sharpe=sharpe,
+                   open_risk=open_risk)
+
+
+def open_risk(positions: list[Position]) -> Decimal | None:
+    total = ZERO
+    for p in positions:
+        if p.stop_price is None:
+            return None
+        total += max(p.entry_price - p.stop_price, Decimal(0)) * p.point_value * p.size
+    return total.quantize(Decimal("0.01"))
+
+
+def performance(strategies: list[Strategy], positions: list[Position], session: date) -> tuple[dict, Figures]:
+    """(strategy id → its figures, the figures of every live strategy together)."""
+    rows = daily_rows()
+    per = {s.pk: figures(rows.get(s.pk, {}), session, open_risk([p for p in positions if p.strategy_id == s.pk]))
+           for s in strategies}
+    live = [s for s in strategies if not s.paper]
+    together: dict[date, Day] = {}
+    for s in live:
+        for day, d in rows.get(s.pk, {}).items():
+            t = together.setdefault(day, Day(ZERO, 0, 0, ZERO, ZERO))
+            t.pnl, t.trades, t.wins, t.won, t.lost = t.pnl + d.pnl, t.trades + d.trades, t.wins + d.wins, \
+                t.won + d.won, t.lost + d.lost
+    risks = [per[s.pk].open_risk for s in live]
+    total_risk = None if any(r is None for r in risks) else sum(risks, ZERO)
+    return per, figures(together, session, total_risk)
