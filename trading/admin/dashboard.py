@@ -205,5 +205,11 @@ def dashboard_view(request, site=admin.site):
     return TemplateResponse(request, template, context)
 
 
+def landing_view(request, site=admin.site):
+    """Where a login lands: the dashboard for trading staff, the admin index for anyone else."""
+    return redirect("admin:dashboard" if request.user.has_perms(VIEW_PERMISSIONS) else "admin:index")
+
+
 def dashboard_urls(site):
-    return [path("dashboard/", site.admin_view(lambda request: dashboard_view(request, site)), name="dashboard")]
+    return [path("dashboard/", site.admin_view(lambda request: dashboard_view(request, site)), name="dashboard"),
+            path("landing/", site.admin_view(lambda request: landing_view(request, site)), name="landing")]
