@@ -1,10 +1,12 @@
+from decimal import Decimal
+
 from django.contrib import admin
 from django.core.paginator import Paginator
-from django.db.models import QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
 from django.urls import reverse
 from django.utils.html import format_html
 
-from trading.models import Position, Trade
+from trading.models import Instrument, Position, Trade
 
 from .base import ReadOnlyAdmin, csv_response
 
@@ -50,10 +52,25 @@ class KeysFirstPaginator(Paginator):
         return page
 
 
+def at_tick(value: Decimal | None, tick: Decimal | None) -> str:
+    """A price to its instrument's tick: as many decimals as the tick has, more only when the price has them
+    (a stop or target filled between ticks), never a float's or a column's trailing digits."""
+    if value is None:
+        return "—"
+    decimals = max(0, -Decimal(tick).normalize().as_tuple().exponent) if tick else 2
+    return f"{value:,.{max(decimals, -value.normalize().as_tuple().exponent)}f}"
+
+
+def signed_money(value: Decimal | None):
+    if value is None:
+        return "—"
+    return format_html('<span class="{}">{}</span>', "neg" if value < 0 else "pos", f"{value:+,.2f}")
+
+
 @admin.register(Trade)
 class TradeAdmin(ReadOnlyAdmin):
-    list_display = ("exit_time", "strategy", "symbol", "contract", "entry_time", "entry_price", "exit_price",
-                    "entry_size", "pnl", "pnl_percent", "exit_reason")
+    list_display = ("exit_at", "strategy", "contract_of", "session_date", "entry_at", "entry", "exit", "entry_size",
+                    "pnl_shown", "pnl_percent_shown", "exit_reason")
     list_filter = (("strategy__mode", admin.ChoicesFieldListFilter), "strategy", "symbol", "exit_reason", "session_date")
     search_fields = ("symbol", "contract")
     # No date_hierarchy: it runs SELECT DISTINCT over every trade on each page view (SQLite, 100k
@@ -63,6 +80,47 @@ class TradeAdmin(ReadOnlyAdmin):
     paginator = KeysFirstPaginator
     show_full_result_count = False
     actions = ["export_csv"]
+
+    def get_queryset(self, request):
+        # Each row's tick, from its instrument, in the same query (prices are shown to it).
+        return super().get_queryset(request).annotate(
+            tick=Subquery(Instrument.objects.filter(root=OuterRef("symbol")).values("tick_size")[:1]))
+
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        cl = getattr(response, "context_data", {}).get("cl")
+        if cl is not None:  # the totals of what the filters selected, every page of it
+            response.context_data["totals"] = cl.queryset.order_by().aggregate(
+                n=Count("id"), total=Sum("pnl"), wins=Count("id", filter=Q(pnl__gt=0)))
+        return response
+
+    @admin.display(description="exit (UTC)", ordering="exit_time")
+    def exit_at(self, obj):
+        return f"{obj.exit_time:%Y-%m-%d %H:%M}"
+
+    @admin.display(description="entry (UTC)", ordering="entry_time")
+    def entry_at(self, obj):
+        return f"{obj.entry_time:%Y-%m-%d %H:%M}"
+
+    @admin.display(description="contract", ordering="contract")
+    def contract_of(self, obj):
+        return obj.contract or obj.symbol
+
+    @admin.display(description="entry price", ordering="entry_price")
+    def entry(self, obj):
+        return at_tick(obj.entry_price, getattr(obj, "tick", None))
+
+    @admin.display(description="exit price", ordering="exit_price")
+    def exit(self, obj):
+        return at_tick(obj.exit_price, getattr(obj, "tick", None))
+
+    @admin.display(description="P&L $", ordering="pnl")
+    def pnl_shown(self, obj):
+        return signed_money(obj.pnl)
+
+    @admin.display(description="P&L %", ordering="pnl_percent")
+    def pnl_percent_shown(self, obj):
+        return "—" if obj.pnl_percent is None else f"{obj.pnl_percent:+.2f} %"
 
     @admin.display(description="entry order")
     def entry_order(self, obj):
