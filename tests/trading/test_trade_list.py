@@ -41,3 +41,21 @@ def test_the_list_shows_ticks_signs_percentages_and_the_filtered_totals(admin_cl
     only = admin_client.get(f"/admin/trading/trade/?strategy__id__exact={ibs_a.pk}").content.decode()
     assert re.search(r'id="trade-totals" data-trades="3" data-pnl="171.75', only)
     assert "3</strong> trades, <strong>2</strong> winners" in only
+
+
+def test_the_signal_list_names_the_contract_and_why_an_entry_was_refused(admin_client, webhook_env):
+    from datetime import datetime, timezone
+
+    from trading.models import Signal, signal_key
+
+    call_command("load_demo")
+    ibs_a = Strategy.objects.get(name="ibs_a")
+    cl = ibs_a.legs.get(instrument__root="CL").instrument
+    at = datetime(2026, 10, 14, 15, tzinfo=timezone.utc)
+    Signal.objects.create(key=signal_key("ibs_a", "CL", at, "buy"), strategy=ibs_a, instrument=cl, contract="CLZ6",
+                          bar_time=at, action="buy", quantity=1, signal_price=Decimal("70"), reason="entry",
+                          state="blocked", risk_control="killswitch", state_reason="killswitch: entries blocked " + "x" * 80)
+    page = admin_client.get("/admin/trading/signal/").content.decode()
+    assert '<td class="field-contract">CLZ6</td>' in page
+    why = re.search(r'<td class="field-why">([^<]+)</td>', page)[1]
+    assert why.startswith("killswitch (admin): killswitch: entries blocked x") and why.endswith("…") and len(why) < 90

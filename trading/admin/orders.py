@@ -17,8 +17,8 @@ class OrderAttemptInline(DeliveryAttemptInline):
 
 @admin.register(Signal)
 class SignalAdmin(ReadOnlyAdmin):
-    list_display = ("key", "state", "action", "quantity", "signal_price", "reason", "attempts", "last_status",
-                    "created_at", "sent_at")
+    list_display = ("key", "contract", "state", "action", "quantity", "signal_price", "reason", "why", "attempts",
+                    "last_status", "sent_at")
     list_filter = (("strategy__mode", admin.ChoicesFieldListFilter), "state", "action", "strategy", "reason")
     search_fields = ("key", "contract")
     date_hierarchy = "bar_time"
@@ -36,6 +36,14 @@ class SignalAdmin(ReadOnlyAdmin):
         ("Delivery", {"fields": ("payload", "attempts", "last_status", "last_error", "next_attempt_at", "expires_at",
                                  "claimed_at", "claimed_by", "created_at", "sent_at")}),
     )
+
+    @admin.display(description="refused / held by")
+    def why(self, obj):
+        """The control that refused or held it and why (blank: none did)."""
+        if not (obj.risk_control or obj.state_reason):
+            return ""
+        text = obj.state_reason if len(obj.state_reason) <= 60 else obj.state_reason[:59] + "…"
+        return f"{obj.get_risk_control_display()}: {text}" if obj.risk_control else text
 
     @admin.display(description="decided on bar")
     def decision_bar(self, obj):
