@@ -62,7 +62,7 @@ test-sqlite:
 # orders claimed under a frozen sender, a kill mid-POST or kills during a flatten, Celery kills, the drift of
 # an interrupted session, contracts and feed health recorded by a real hub).
 PG_SKIP := --ignore=tests/strategies --ignore=tests/sim --ignore=tests/bench --ignore=tests/browser \
-	--ignore=tests/faults/test_planned_restarts.py --ignore=tests/e2e/test_appliance_demo.py \
+	--ignore=tests/e2e/test_appliance_demo.py \
 	--ignore=tests/e2e/test_celery.py --ignore=tests/e2e/test_hub.py --ignore=tests/e2e/test_trading_path.py \
 	--ignore=tests/faults/test_outages.py --ignore=tests/faults/test_hostile_headers.py \
 	--ignore=tests/faults/test_environment.py --ignore=tests/marketdata/test_dbn_inputs.py \

@@ -88,6 +88,7 @@ class ProcessEnv:
             db_url = db_url.rsplit("/", 1)[0] + "/" + self.pg_db
         else:
             db_url = f"sqlite:///{tmp / 'pineops.sqlite3'}"
+        self.own_db_url = db_url
         self.redis_prefix = f"pineops-e2e-{uuid.uuid4().hex[:10]}"
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST_"))},
@@ -105,6 +106,10 @@ class ProcessEnv:
         """This environment's database as `manage.py migrate` and `manage.py load_demo` leave it: a copy of a
         template this test process made with those two commands the first time (two Django starts saved on
         every later environment; the copy is the file itself, or PostgreSQL's CREATE DATABASE … TEMPLATE)."""
+        if self.env["DATABASE_URL"] != self.own_db_url:  # a database the caller brought (e.g. behind a proxy)
+            self.manage("migrate", "--no-input", "-v0")
+            self.manage("load_demo")
+            return
         template = _demo_template(self)
         if self.pg_db:
             for sql in (f"DROP DATABASE {self.pg_db}", f"CREATE DATABASE {self.pg_db} TEMPLATE {template}"):

@@ -1,7 +1,8 @@
 """`make demo`'s appliance, whole: deploy/entrypoint.sh → the real supervisord.conf with the demo
 stand-ins (local Databento gateway replaying generated data, TradersPost, Discord), hub, worker,
 Celery worker and beat, web. Bars and orders flow, kill -9 is survived, a strategy enabled in the
-database gets its worker, and a stop ends every process within its stopwaitsecs."""
+database gets its worker, a stop ends every process within its stopwaitsecs, and two planned restarts
+(Ctrl-C and `make demo` again, twice inside two minutes, positions held) raise no alert and fail no order."""
 import configparser
 import os
 import re
@@ -16,7 +17,7 @@ import redis
 import requests
 
 from tests.conftest import remember_secret
-from tests.e2e.appliance import ROOT, Appliance, free_port, wait_until
+from tests.e2e.appliance import ROOT, SUCCEEDED, Appliance, free_port, wait_until
 from trading.health.process import process_alive
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -86,7 +87,28 @@ def received(port: int) -> list[dict]:
     return requests.get(f"http://127.0.0.1:{port}/_received", timeout=5).json()
 
 
-def test_demo_appliance_trades_survives_kills_follows_the_database_and_stops_cleanly(demo):
+ALERTS = ("import json; from trading.models import Notification, Signal\n"
+          "since = {since}\n"
+          "mine = Notification.objects.filter(created_at__gte=since)\n"
+          "print(json.dumps({{'emergency': list(mine.filter(kind='emergency').values_list('title', flat=True)),"
+          " 'stale': list(mine.filter(title__startswith='Stale heartbeat').values_list('title', flat=True)),"
+          " 'stopped': list(mine.filter(kind='shutdown').values_list('title', 'state')),"
+          " 'failed': [list(f) for f in Signal.objects.filter(state='failed').values_list('key', 'state_reason')]}}))")
+EVERY_5_SECONDS = ("from django_celery_beat.models import IntervalSchedule, PeriodicTask\n"
+                   "every, _ = IntervalSchedule.objects.get_or_create(every=5, period='seconds')\n"
+                   "task = PeriodicTask.objects.get(task='trading.check_heartbeats')\n"
+                   "task.interval = every\n"
+                   "task.save()")  # a save (not update()) tells the running beat to reload its schedule
+SERVICES = ("hub", "worker-ibs_a", "celery-worker", "celery-beat")
+
+
+def heartbeat_checks(demo) -> int:
+    """How many runs of the Celery heartbeat monitor finished (supervisord collects every program's lines)."""
+    return sum(1 for m in SUCCEEDED.finditer(demo.log.read_text(errors="replace"))
+               if m.group(1) == "trading.check_heartbeats")
+
+
+def test_demo_appliance_trades_survives_kills_follows_the_database_and_stops_cleanly(demo, fault_report):
     for name in ("redis", "demo-gateway", "demo-traderspost", "demo-discord", "web", "hub", "celery-worker",
                  "celery-beat", "sync-workers", "worker-ibs_a"):
         demo.wait_running(name, timeout=120)
@@ -126,10 +148,14 @@ def test_demo_appliance_trades_survives_kills_follows_the_database_and_stops_cle
     wait_until(lambda: "worker-ibs_b" not in demo.states(), 30, "worker-ibs_b removed")
     wait_until(lambda: len(order_senders(demo.tmp)) == 1, 30, "ibs_b's order sender gone with its worker")
 
-    # Stop: every program (and every order sender) gone, each within its stopwaitsecs.
+    # Stop: every program (and every order sender) gone, each within its stopwaitsecs. It is the first of two
+    # planned restarts (Ctrl-C, `make demo` again) inside two minutes, with positions held at the stand-in.
+    demo.shell(EVERY_5_SECONDS)
+    failed_before = demo.query("SELECT key, state_reason FROM trading_signal WHERE state = 'failed'")
     pids = {name: info["pid"] for name, info in demo.states().items() if info["pid"]}
     senders = order_senders(demo.tmp)
     limits = stopwaitsecs()
+    since = time.time()
     started = time.monotonic()
     took = demo.stop()
     assert demo.proc.returncode == 0, demo.log.read_text()[-3000:]
@@ -137,9 +163,47 @@ def test_demo_appliance_trades_survives_kills_follows_the_database_and_stops_cle
     wait_until(lambda: not [p for p in list(pids.values()) + senders if process_alive(p)], 15,
                "every process exited")
     assert time.monotonic() - started < 75
+    output = demo.log.read_bytes() + b"".join(p.read_bytes() for p in demo.tmp.glob("*.log"))
+    for restart in range(2):
+        if restart:
+            last_stop = time.monotonic()
+            demo.stop()
+            assert demo.proc.returncode == 0, demo.log.read_text()[-3000:]
+            output += demo.log.read_bytes()  # (each start writes the log anew)
+        else:
+            last_stop = started
+        demo.start()
+        last_start = time.monotonic()
+        for name in SERVICES:
+            demo.wait_running(name, timeout=90)
+        wait_until(lambda: demo.get("/healthz").status_code == 200, 60, "/healthz 200 after the restart")
+    # The operator's two restarts (stop, start, up again, stop, start) inside two minutes; how long the second
+    # start takes to come up is the machine's, and no alert may come of it either way.
+    assert last_start - started < 120, "the two restarts were not inside two minutes"
+    # Long enough for a process that was not back to go stale (no heartbeat for 60 s since the last stop), and
+    # two monitor runs after that (every 5 s), so one started after it and finished.
+    wait_until(lambda: time.monotonic() - last_stop > 61, 90, "a minute since the last stop")
+    checks = heartbeat_checks(demo)
+    wait_until(lambda: heartbeat_checks(demo) >= checks + 2, 60, "two heartbeat checks a minute after the stop")
+    state = demo.shell_json(ALERTS.format(since=f"__import__('datetime').datetime.fromtimestamp({since}, "
+                                                "__import__('datetime').timezone.utc)"))
+    orders = received(demo.ports["traderspost"])
+    refused = [o for o in orders if o["status"] >= 400]
+    keys = [o["body"]["extras"]["signal_id"] for o in orders]
+    raised = [t for t in state["emergency"] if not t.startswith("Daily stop hit:")]
+    state["failed"] = [f for f in state["failed"] if tuple(f) not in set(failed_before)]  # the restarts' own
+    fault_report("two clean appliance restarts in 2 min", runs=2, expected=len(orders), received=len(orders),
+                 duplicates=len(keys) - len(set(keys)), lost=len(refused),
+                 errors=len(raised) + len(state["stale"]) + len(state["failed"]))
+    # the daily stop is the risk control doing its job on the demo's generated market, not the restarts
+    assert raised == [] and state["stale"] == [] and state["failed"] == [], state
+    stopped = [s for title, s in state["stopped"] if title == "Hub stopped"]
+    assert len(stopped) == 2 and set(stopped) == {"sent"}, state["stopped"]  # both planned stops, delivered
+    assert len(keys) == len(set(keys)) and refused == []  # the stand-in keeps its positions on disk: no exit refused
 
     # Every line any process of the appliance wrote (supervisord collects them all) holds no secret.
-    output = demo.log.read_bytes() + b"".join(p.read_bytes() for p in demo.tmp.glob("*.log"))
+    demo.stop()
+    output += demo.log.read_bytes() + b"".join(p.read_bytes() for p in demo.tmp.glob("*.log"))
     assert len(output) > 10_000
     for program in ("hub", "worker-ibs_a", "celery-worker", "sync-workers"):  # each line names its program
         assert f" [{program}] INFO ".encode() in output, program
@@ -147,4 +211,3 @@ def test_demo_appliance_trades_survives_kills_follows_the_database_and_stops_cle
                                            "DISCORD_WEBHOOK_URL", "DATABENTO_API_KEY")]
     secrets += [url.rsplit("/", 1)[1] for url in secrets[:3]]  # the token part alone
     assert [s for s in secrets if s.encode() in output] == []
-
