@@ -123,3 +123,19 @@ def test_truncated_and_garbage_files_are_counted_not_raised(files, tmp_path):
     cut, junk = read_records(tmp_path / "cut.dbn"), read_records(tmp_path / "junk.dbn")
     assert cut.problems["truncated"] == 1 and len(cut.records) > 1000
     assert junk.problems["not_dbn"] == 1 and junk.records == [] and cut.bad and junk.bad
+
+
+def test_a_hold_outlives_a_client_that_leaves_while_held(files):
+    """A client gone while the replay waits at a hold (a reconnect on a slow machine) meets the same hold in
+    its next session: nothing past the hold is sent before `release()`."""
+    source = read_records(files["CL"])
+    hold = source.records[len(source.records) // 2].ts_event
+    with LiveGateway(list(files.values()), key=KEY, heartbeat_interval=0.1, faults=Faults(holds=[hold])) as gateway:
+        first, _ = collect(gateway, until=lambda got: gateway.held.is_set())
+        second, _ = collect(gateway, until=lambda got: gateway.held.is_set() and got["trades"])
+        assert gateway.held.is_set()
+        gateway.release()
+        third, _ = collect(gateway, start=hold, until=lambda got: len(got["trades"]) >= 10)
+    assert first["trades"] and max(t for _, t, _ in first["trades"]) < hold
+    assert second["trades"] and max(t for _, t, _ in second["trades"]) < hold
+    assert third["trades"][0][1] >= hold and not gateway.held.is_set()

@@ -270,9 +270,17 @@ class LiveGateway:
                         last_send = time.monotonic()
                     time.sleep(min(0.05, max(0.0, due - time.monotonic())))
             if faults.holds and rec.ts >= faults.holds[0]:
-                faults.holds.pop(0)
+                at = faults.holds[0]
                 send()
                 self._hold(conn, clock, interval)
+                if self._stop.is_set():
+                    return None
+                # Passed only once released: a session that ends while held (the client went away) leaves
+                # the hold in place, and the client's next session waits at it again (a release given
+                # between the two sessions is kept for it).
+                if faults.holds and faults.holds[0] == at:  # (a session the client left may wake with it)
+                    faults.holds.pop(0)
+                    self._release.clear()
             if faults.stall_after is not None and i == faults.stall_after and faults.stall_seconds:
                 faults.stall_after = None
                 send()
@@ -312,10 +320,10 @@ class LiveGateway:
         self._release.set()
 
     def _hold(self, conn, clock: int, interval: float) -> None:
-        self._release.clear()
         self.held.set()
         while not self._release.wait(interval) and not self._stop.is_set():
             self._heartbeat(conn, clock)
+        self.held.clear()
 
     def _heartbeat(self, conn, ts: int) -> None:
         conn.sendall(bytes(dbn.SystemMsg(ts, "Heartbeat", code=dbn.SystemCode.HEARTBEAT)))
