@@ -71,6 +71,19 @@ def limit_problems(message) -> list[str]:
     return problems
 
 
+def message_summary(message) -> str:
+    """A message on one line for the stand-in's page: its first embed's title (else description), else its
+    content; "" when the body is not a message object."""
+    if not isinstance(message, dict):
+        return ""
+    embeds = message.get("embeds")
+    embeds = [e for e in embeds if isinstance(e, dict)] if isinstance(embeds, list) else []
+    first = next((str(e.get("title") or e.get("description")) for e in embeds
+                  if e.get("title") or e.get("description")), "")
+    line = first or str(message.get("content") or "")
+    return line + (f" (+{len(embeds) - 1} more embeds)" if len(embeds) > 1 else "")
+
+
 def rate_limited(retry_after: float = 2.0, *, is_global: bool = False) -> dict:
     """A scripted 429 shaped like Discord's."""
     return answer(429, {"message": "You are being rate limited.", "retry_after": retry_after, "global": is_global},
@@ -82,6 +95,7 @@ def rate_limited(retry_after: float = 2.0, *, is_global: bool = False) -> dict:
 class DiscordStandIn(HttpStandIn):
     name = "discord-standin"
     default_port = 8767
+    noun = "message"
 
     def __init__(self, port: int = 0, record: Path | None = None, rate_limit: tuple[int, float] | None = None,
                  clock=time.monotonic):
@@ -96,6 +110,9 @@ class DiscordStandIn(HttpStandIn):
         ok = lambda s: 200 <= s < 300  # noqa: E731
         return [e["body"] for e in self.snapshot()
                 if status is None or e["status"] == status or (status == 204 and ok(e["status"]))]
+
+    def summary(self, entry: dict) -> str:
+        return message_summary(entry.get("body")) or super().summary(entry)
 
     def control(self, command: dict) -> dict:
         if "rate_limit" in command:

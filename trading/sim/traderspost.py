@@ -36,6 +36,28 @@ def validate(order) -> str:
     return ""
 
 
+def order_summary(order) -> str:
+    """An order on one line for the stand-in's page, e.g. "buy 1 MESZ4 market @ 5000.25 day · SL 4990 · ibs_a";
+    "" when the body is not an order object."""
+    if not isinstance(order, dict):
+        return ""
+    price = next((order[k] for k in ("limitPrice", "stopPrice", "price", "signalPrice") if order.get(k) is not None),
+                 None)
+    parts = [order.get("action"), order.get("quantity"), order.get("ticker"), order.get("orderType"),
+             None if price is None else f"@ {price}", order.get("timeInForce")]
+    line = " ".join(str(p) for p in parts if p not in (None, ""))
+    for label, name in (("SL", "stopLoss"), ("TP", "takeProfit")):
+        leg = order.get(name)
+        if isinstance(leg, dict):
+            value = next((leg[k] for k in ("stopPrice", "limitPrice", "amount") if leg.get(k) is not None), None)
+            value = f"{leg['percent']}%" if value is None and leg.get("percent") is not None else value
+            line += f" · {label} {value}" if value is not None else ""
+    extras = order.get("extras")
+    if isinstance(extras, dict) and extras.get("strategy"):
+        line += f" · {extras['strategy']}"
+    return line
+
+
 def rate_limited(retry_after: float = 60.0) -> dict:
     """A scripted 429 with a Retry-After header."""
     return answer(429, {"success": False, "message": "Too many requests"}, {"Retry-After": f"{retry_after:g}"})
@@ -44,6 +66,7 @@ def rate_limited(retry_after: float = 60.0) -> dict:
 class TradersPostStandIn(HttpStandIn):
     name = "traderspost-standin"
     default_port = 8766
+    noun = "order"
 
     def __init__(self, port: int = 0, record: Path | None = None, model_positions: bool = True):
         self.model_positions = model_positions
@@ -58,6 +81,9 @@ class TradersPostStandIn(HttpStandIn):
         super().reset()
         with self._lock:
             self.positions.clear()
+
+    def summary(self, entry: dict) -> str:
+        return order_summary(entry.get("body")) or super().summary(entry)
 
     def reject(self, entry: dict):
         order = entry["order"] = entry["body"]
