@@ -60,10 +60,11 @@ def build_features(frames: dict[str, pd.DataFrame], root: str) -> pd.DataFrame:
     return own[feature_names(list(frames), root)]
 
 
-def feature_row(frames: dict[str, pd.DataFrame], root: str, ts_ns: int) -> pd.Series:
-    """The live form: the feature row of `root` at bar `ts_ns`, from the last LOOKBACK bars only."""
+def feature_row(frames: dict[str, pd.DataFrame], root: str, ts_ns: int, *, build=None) -> pd.Series:
+    """The live form: the feature row of `root` at bar `ts_ns`, from the last LOOKBACK bars only.
+    `build` (default build_features) lets the walk-forward check any builder the same way."""
     window = {r: f[f["ts"] <= ts_ns].tail(LOOKBACK) for r, f in frames.items()}
-    table = build_features(window, root)
+    table = (build or build_features)(window, root)
     if ts_ns not in table.index:
         raise KeyError(f"{root} has no bar at {pd.Timestamp(ts_ns, tz='UTC')}")
     return table.loc[ts_ns]
