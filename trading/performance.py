@@ -108,9 +108,10 @@ def open_risk(positions: list[Position]) -> Decimal | None:
     return total.quantize(Decimal("0.01"))
 
 
-def performance(strategies: list[Strategy], positions: list[Position], session: date) -> tuple[dict, Figures]:
-    """(strategy id → its figures, the figures of every live strategy together)."""
-    rows = daily_rows()
+def performance(strategies: list[Strategy], positions: list[Position], session: date,
+                rows: dict[int, dict[date, Day]] | None = None) -> tuple[dict, Figures]:
+    """(strategy id → its figures, the figures of every live strategy together); `rows`: daily_rows()."""
+    rows = daily_rows() if rows is None else rows
     per = {s.pk: figures(rows.get(s.pk, {}), session, open_risk([p for p in positions if p.strategy_id == s.pk]))
            for s in strategies}
     live = [s for s in strategies if not s.paper]
@@ -123,3 +124,29 @@ def performance(strategies: list[Strategy], positions: list[Position], session: 
     risks = [per[s.pk].open_risk for s in live]
     total_risk = None if any(r is None for r in risks) else sum(risks, ZERO)
     return per, figures(together, session, total_risk)
+
+
+TOTAL = "total (live)"
+
+
+def curves(strategies: list[Strategy], rows: dict[int, dict[date, Day]], session: date, last: int = 250
+           ) -> tuple[dict[str, list[tuple[str, float]]], list[tuple[str, float]]]:
+    """The charts' data over the last `last` CME sessions up to `session`: cumulative realised P&L per
+    strategy and of the live strategies together (TOTAL; a paper strategy has its own line, never in the
+    total), and the live strategies' P&L of each session."""
+    days = [d for s in strategies for d in rows.get(s.pk, {})]
+    if not days:
+        return {}, []
+    axis = sessions(min(days), max(max(days), session))
+    live = [s for s in strategies if not s.paper]
+    daily_total = {d: sum((rows.get(s.pk, {}).get(d, Day(ZERO, 0, 0, ZERO, ZERO)).pnl for s in live), ZERO)
+                   for d in axis}
+    out: dict[str, list[tuple[str, float]]] = {}
+    for name, per_day in [(str(s), {d: v.pnl for d, v in rows.get(s.pk, {}).items()})
+                          for s in strategies if rows.get(s.pk)] + ([(TOTAL, daily_total)] if live else []):
+        equity, series = ZERO, []
+        for d in axis:
+            equity += per_day.get(d, ZERO)
+            series.append((d.isoformat(), float(equity)))
+        out[name] = series[-last:]
+    return out, [(d.isoformat(), float(daily_total[d])) for d in axis][-last:]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import xmlrpc.client
 from pathlib import Path
 
@@ -66,11 +67,40 @@ def write_config(text: str) -> bool:
     return True
 
 
-def rpc() -> xmlrpc.client.ServerProxy:
-    from supervisor.xmlrpc import SupervisorTransport
+def rpc(timeout: float | None = None) -> xmlrpc.client.ServerProxy:
+    """supervisord's XML-RPC interface on its unix socket; `timeout`: seconds a call may take (a frozen
+    supervisord must not freeze a page that asks it)."""
+    from supervisor.xmlrpc import SupervisorTransport, UnixStreamHTTPConnection
 
     transport = SupervisorTransport(None, None, f"unix://{socket_path()}")
+    if timeout is not None:
+        class Timed(UnixStreamHTTPConnection):
+            def connect(self):
+                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.sock.settimeout(timeout)
+                self.sock.connect(self.socketfile)
+
+        def connection():
+            conn = Timed("localhost")
+            conn.socketfile = str(socket_path())
+            return conn
+
+        transport._get_connection = connection
     return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+
+
+def programs(timeout: float = 2.0) -> list[dict] | str:
+    """Every program supervisord runs (group, name, state, pid, uptime text), or why it could not be asked."""
+    path = socket_path()
+    if not path.exists():
+        return f"supervisord is not running here (no socket at {path})"
+    try:
+        infos = rpc(timeout).supervisor.getAllProcessInfo()
+    except (OSError, xmlrpc.client.Error) as exc:
+        return f"supervisord did not answer at {path}: {exc.__class__.__name__}: {exc}"
+    return [{"group": i["group"], "name": i["name"] if i["group"] == i["name"] else f"{i['group']}:{i['name']}",
+             "state": i["statename"], "pid": i["pid"] or None, "description": i["description"]}
+            for i in sorted(infos, key=lambda i: (i["group"], i["name"]))]
 
 
 def apply(server=None) -> dict:

@@ -114,24 +114,20 @@ def test_dashboard_pnl_chart_killswitch_then_worker_entry_blocked(dashboard, dem
     assert "GCZ6" in positions and str(GC_LAST) in positions and f"{unrealised:.2f}" in positions
     assert "unavailable" not in positions
 
-    # --- equity chart: one polyline per strategy, through the cumulative P&L by session ----------
-    svg = page.locator("#equity svg.equity")
+    # --- equity chart: one polyline per strategy and the live total, through the cumulative P&L by session ---
+    svg = page.locator("#equity svg.equity-chart")
     box = svg.bounding_box()
     assert box and box["width"] > 300 and box["height"] > 50  # laid out, not just present in the markup
-    lines = svg.locator("polyline")
-    assert lines.count() == 2
-    assert svg.locator("text").all_text_contents()[-2:] == ["ibs_a", "ibs_b"]
-    a, b = points(lines.nth(0)), points(lines.nth(1))
-    # viewBox 720×220: x from 40 to 700 over three sessions; y = 10 + (219.50 - v) × 190 / 219.50.
-    expected_a = [(40.0, 113.4), (370.0, 148.1), (700.0, 10.0)]  # 100.00, 60.00, 219.50
-    assert len(a) == 3 and all(abs(x - ex) < 0.11 and abs(y - ey) < 0.11 for (x, y), (ex, ey) in zip(a, expected_a))
-    assert len(b) == 1 and abs(b[0][0] - 370.0) < 0.11 and abs(b[0][1] - 174.0) < 0.11  # ibs_b 30.00 yesterday
-    zero = svg.locator("line").first
-    assert abs(float(zero.get_attribute("y1")) - 200.0) < 0.11  # the zero line at the bottom: no losing total
-    # Linear in P&L: the same $ per pixel between every pair of points, higher P&L drawn higher.
+    lines = {line.get_attribute("data-curve"): line for line in svg.locator("polyline.curve").all()}
+    assert {name: (line.get_attribute("data-last"), len(points(line))) for name, line in lines.items()} == {
+        "ibs_a": ("219.50", 3), "ibs_b": ("30.00", 3), "total (live)": ("249.50", 3)}  # ibs_b: 0, 30.00, 30.00
+    a = points(lines["ibs_a"])
+    # Linear in P&L: the same $ per pixel between every pair of points, higher P&L drawn higher; sessions
+    # evenly spaced from left to right.
     cumulative = [100.0, 60.0, 219.5]
-    slopes = {round((a[i + 1][1] - a[i][1]) / (cumulative[i + 1] - cumulative[i]), 2) for i in range(2)}
-    assert len(slopes) == 1 and slopes.pop() < 0
+    slopes = [(a[i + 1][1] - a[i][1]) / (cumulative[i + 1] - cumulative[i]) for i in range(2)]
+    assert slopes[0] < 0 and slopes[1] == pytest.approx(slopes[0], rel=0.02)  # (points to 0.1 px)
+    assert a[0][0] < a[1][0] < a[2][0] and abs((a[1][0] - a[0][0]) - (a[2][0] - a[1][0])) < 0.11
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     assert screenshot(page, "dashboard-before").stat().st_size > 10_000
 

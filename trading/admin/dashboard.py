@@ -17,13 +17,12 @@ from decimal import Decimal
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Sum
+from django.db.models import Max
+from django_celery_beat.models import PeriodicTask
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
-from django.utils.html import escape
-from django.utils.safestring import SafeString, mark_safe
 
 from strategies.calendar import session_date as cme_session_date
 from trading.execution.exits import exit_state, latest_flatten
@@ -31,14 +30,20 @@ from trading.health.heartbeat import is_fresh
 from trading.marketdata.clock import describe, market_now
 from trading.health.monitor import manager_alive
 from trading.models import trade_pnl
-from trading.performance import Figures, performance
+from trading.admin.markets import market_panels
+from trading.charts import bar_chart, line_chart
+from trading.performance import TOTAL, Figures, curves, daily_rows, performance
+from trading import supervisor
 from trading.models import (DailyRiskState, Heartbeat, KillSwitch, KillSwitchEvent, Notification, Position, Signal,
                             Strategy, Trade)
+from trading.execution.sender import registry_key as sender_key
 from trading.redis_client import get_redis, key
 from trading.risk.killswitch import current_mode, env_override, set_mode
 
 log = logging.getLogger(__name__)
 VIEW_PERMISSIONS = ("trading.view_trade", "trading.view_position")
+DAILY_BARS = 60  # sessions in the daily P&L chart
+BEAT_FRESH_SECONDS = 120  # the beat's most frequent schedules run every few seconds
 CHANGE_KILLSWITCH = "trading.change_killswitch"
 
 
@@ -76,43 +81,51 @@ def unrealized_pnl(position: Position, price: float | None) -> Decimal | None:
     return trade_pnl(position.entry_price, Decimal(str(price)), position.point_value, position.size, Decimal("0"))
 
 
-def equity_curve(days: int = 120) -> dict[str, list[tuple[str, float]]]:
-    """Cumulative realised P&L per strategy by CME session date (last `days` sessions)."""
-    rows = (Trade.objects.values("strategy__name", "session_date").annotate(pnl=Sum("pnl"))
-            .order_by("strategy__name", "session_date"))
-    curves: dict[str, list[tuple[str, float]]] = {}
-    for row in rows:
-        series = curves.setdefault(row["strategy__name"], [])
-        total = (series[-1][1] if series else 0.0) + float(row["pnl"])
-        series.append((row["session_date"].isoformat(), round(total, 2)))
-    return {name: series[-days:] for name, series in curves.items()}
+@dataclass
+class ProcessRow:
+    name: str
+    state: str
+    ok: bool
+    pid: int | None = None
+    detail: str = ""
+    beat: Heartbeat | None = None
 
 
-def svg_chart(curves: dict[str, list[tuple[str, float]]], width=720, height=220) -> SafeString:
-    """A small inline SVG line chart (no external scripts: the appliance has no CDN). Every value placed
-    in it is escaped where it is written (a strategy's name may hold anything the ORM let through), so
-    the result is safe to insert as it is."""
-    points = [v for series in curves.values() for _, v in series]
-    if not points:
-        return SafeString("")
-    lo, hi = min(points + [0.0]), max(points + [0.0])
-    span = (hi - lo) or 1.0
-    dates = sorted({d for series in curves.values() for d, _ in series})
-    x_of = {d: 40 + i * (width - 60) / max(len(dates) - 1, 1) for i, d in enumerate(dates)}
-    y = lambda v: 10 + (hi - v) * (height - 30) / span  # noqa: E731
-    colours = ["#2b7bb9", "#d9822b", "#3a9d23", "#b93a3a"]
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="equity" viewBox="0 0 {width} {height}" '
-             f'width="100%" role="img" aria-label="equity curve">',
-             f'<line x1="40" x2="{width - 20}" y1="{y(0):.1f}" y2="{y(0):.1f}" stroke="#999" stroke-dasharray="4"/>',
-             f'<text x="2" y="{y(hi) + 4:.1f}" font-size="10">{hi:,.0f}</text>',
-             f'<text x="2" y="{y(lo) + 4:.1f}" font-size="10">{lo:,.0f}</text>']
-    for i, (name, series) in enumerate(sorted(curves.items())):
-        coords = " ".join(f"{x_of[d]:.1f},{y(v):.1f}" for d, v in series)
-        colour = colours[i % len(colours)]
-        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{coords}"/>')
-        parts.append(f'<text x="{50 + 90 * i}" y="{height - 4}" font-size="11" fill="{colour}">{escape(name)}</text>')
-    parts.append("</svg>")
-    return mark_safe("".join(parts))  # noqa: S308 — numbers and escaped names only
+def processes(now, beats: list[Heartbeat], strategies: list[Strategy]) -> tuple[list[ProcessRow], str]:
+    """Every program supervisord runs, each with its heartbeat where it has one (hub, workers); the order
+    sender of each enabled strategy (a child of its worker, alive while it renews its registry key in
+    Redis); Celery beat by the last schedule it ran; heartbeats of processes supervisord does not run here.
+    Second: why supervisord could not be asked ("" when it answered)."""
+    by_program = {"hub": "hub", **{f"worker-{s.name}": f"worker:{s.name}" for s in strategies}}
+    beats_of = {hb.process: hb for hb in beats}
+    listed = supervisor.programs()
+    rows, seen = [], set()
+    for program in listed if isinstance(listed, list) else []:
+        beat = beats_of.get(by_program.get(program["group"], ""))
+        seen.add(beat and beat.process)
+        running = program["state"] == "RUNNING"
+        rows.append(ProcessRow(program["name"], program["state"].lower(), running and (beat is None or beat.fresh),
+                               program["pid"], program["description"], beat))
+    for hb in beats:
+        if hb.process not in seen:
+            rows.append(ProcessRow(hb.process, hb.state, hb.fresh, detail="heartbeat only", beat=hb))
+    try:
+        tokens = get_redis().mget([sender_key(s.name) for s in strategies if s.enabled]) if strategies else []
+    except Exception:  # noqa: BLE001 — the page must render without Redis
+        tokens = None
+    for s, token in zip([s for s in strategies if s.enabled], tokens or []):
+        pid = token.split(":")[1] if token and token.count(":") >= 2 else None
+        rows.append(ProcessRow(f"sendorders ({s.name})", "running" if token else "absent", bool(token),
+                               int(pid) if pid and pid.isdigit() else None,
+                               f"order sender of worker-{s.name}" if token else
+                               "no sender registered in Redis: Celery's safety net sends its due orders"))
+    if tokens is None:
+        rows.append(ProcessRow("order senders", "unknown", False, detail="Redis unreachable"))
+    last_run = PeriodicTask.objects.filter(enabled=True).aggregate(last=Max("last_run_at"))["last"]
+    rows.append(ProcessRow("celery beat (schedules)", "ran" if last_run else "no run yet",
+                           bool(last_run and (now - last_run).total_seconds() < BEAT_FRESH_SECONDS),
+                           detail=f"last schedule run {last_run:%Y-%m-%d %H:%M:%S} UTC" if last_run else ""))
+    return rows, "" if isinstance(listed, list) else listed
 
 
 def recent_trades(n: int) -> list[Trade]:
@@ -129,9 +142,12 @@ def dashboard_context(now=None, market=None, alert_kind: str | None = None) -> d
     market = market or market_now(now)
     today: date = cme_session_date(market)
     strategies = list(Strategy.objects.order_by("name"))
-    daily = {s.strategy_id: s for s in DailyRiskState.objects.filter(session_date=today)}
+    stops = {s.strategy_id: s for s in DailyRiskState.objects.filter(session_date=today)}
     positions = list(Position.objects.open().select_related("instrument", "strategy", "exit_signal"))
-    figures, total = performance(strategies, positions, today)
+    daily = daily_rows()
+    figures, total = performance(strategies, positions, today, rows=daily)
+    equity, by_session = curves(strategies, daily, today)
+    panels, _ = market_panels(market, today)
     prices = last_prices(sorted({p.instrument.root for p in positions}))
     rows = []
     for s in strategies:
@@ -143,12 +159,13 @@ def dashboard_context(now=None, market=None, alert_kind: str | None = None) -> d
         known = [p.unrealized for p in mine if p.unrealized is not None]
         rows.append(StrategyRow(
             strategy=s, today_pnl=figures[s.pk].pnl_session, today_trades=figures[s.pk].trades_session,
-            stopped=bool(daily.get(s.pk) and daily[s.pk].stopped), open_positions=mine,
+            stopped=bool(stops.get(s.pk) and stops[s.pk].stopped), open_positions=mine,
             unrealized=sum(known, Decimal("0")) if mine and len(known) == len(mine) else None, figures=figures[s.pk]))
     beats = list(Heartbeat.objects.order_by("process"))
     for hb in beats:
         hb.fresh = is_fresh(hb, now)
     managers = {hb.process: hb for hb in beats}
+    process_rows, supervisor_note = processes(now, beats, strategies)
     for row in rows:
         if not manager_alive(managers.get(f"worker:{row.strategy.name}"), now):
             for p in row.open_positions:
@@ -163,7 +180,13 @@ def dashboard_context(now=None, market=None, alert_kind: str | None = None) -> d
         "alerts": list((Notification.objects.filter(kind=alert_kind) if alert_kind else Notification.objects.all())
                        .select_related("strategy")[:15]),
         "alert_kinds": Notification.Kind.choices, "alert_kind": alert_kind,
-        "chart": svg_chart(equity_curve()),
+        "chart": line_chart(equity, shade=TOTAL if TOTAL in equity else None, label="equity by session",
+                            css="equity equity-chart"),
+        "daily_chart": bar_chart(by_session[-DAILY_BARS:], label="P&L per session (live strategies)",
+                                 css="daily-chart"),
+        "daily_sessions": min(len(by_session), DAILY_BARS),
+        "panels": panels,
+        "processes": process_rows, "supervisor_note": supervisor_note,
         "flatten": flatten_status(),
     }
 

@@ -5,7 +5,7 @@ from django.utils.html import format_html, format_html_join
 from trading.models import DriftItem, DriftReport
 
 from .base import ReadOnlyAdmin
-from .dashboard import svg_chart
+from trading.charts import line_chart
 from .orders import _link
 
 
@@ -33,7 +33,7 @@ class DriftReportAdmin(ReadOnlyAdmin):
     @admin.display(description="equity (live and backtest)")
     def equity_plot(self, obj):
         curves = {side: [(at, value) for at, value in obj.equity.get(side, [])] for side in ("live", "backtest")}
-        return svg_chart({k: v for k, v in curves.items() if v}) or "no trade closed in this session"
+        return line_chart({k: v for k, v in curves.items() if v}, css="equity") or "no trade closed in this session"
 
     @admin.display(description="decisions: backtest | live")
     def decisions(self, obj):
