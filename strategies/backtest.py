@@ -84,12 +84,13 @@ def trade_row(leg: Leg, t: ClosedTrade) -> dict:
 
 
 def run(legs: list[Leg], *, timeframe: str = "1h", max_positions: int | None = None,
-        use_ml: bool = True, product_hours: bool = True, entry_block=None) -> BacktestResult:
+        use_ml: bool = True, product_hours: bool = True, entry_block=None, progress=None) -> BacktestResult:
     """Run the strategy over every leg's bars in time order; trades sorted by exit then symbol.
     `product_hours`: decide by each product's real trading hours, as live (no entry while its market is
     closed or right before an early close, an exit forced before such a close); off only to compare with
     a reference that knows no calendar. `entry_block(root, bar_ts)`: a veto of entries, as the live risk
-    controls (None: allowed). A leg's `opening` is its book before the first bar (a session's open)."""
+    controls (None: allowed). A leg's `opening` is its book before the first bar (a session's open).
+    `progress(done, total)`: told of the bar times stepped, about every 2% (it decides nothing)."""
     portfolio = Portfolio({leg.root: leg.params for leg in legs}, timeframe=timeframe, max_positions=max_positions,
                           hours=PRODUCT_HOURS if product_hours else None)
     for leg in legs:
@@ -119,7 +120,10 @@ def run(legs: list[Leg], *, timeframe: str = "1h", max_positions: int | None = N
 
     result = BacktestResult(trades=[])
     in_position = 0
-    for ts in sorted(events):
+    every = max(1, len(events) // 50)
+    for step, ts in enumerate(sorted(events)):
+        if progress is not None and step % every == 0:
+            progress(step, len(events))
         bars = {root: rows[root][i] for root, i in events[ts].items()}
         held = {c: held_rows[c][ts] for c in in_contract.values() if ts in held_rows.get(c, {})}
         if not bars and not held:

@@ -60,3 +60,11 @@ def drift_reports():
     from trading.drift.report import report_closed_sessions
 
     return report_closed_sessions()
+
+
+@shared_task(name="trading.run_backtest", ignore_result=True)
+def run_backtest(run_id: int):
+    """A backtest asked for in the admin (trading.backtests); a second delivery of it changes nothing."""
+    from trading.backtests import run_backtest as run
+
+    return run(run_id)

@@ -1,4 +1,5 @@
 """Trading models, one module per concept."""
+from .backtests import BacktestRun
 from .bars import StoredBar
 from .drift import DriftItem, DriftReport
 from .instruments import Contract, ContractRoll, Instrument
@@ -9,7 +10,7 @@ from .strategies import Strategy, StrategyInstrument
 from .trades import Position, Trade, pnl_percent, trade_pnl
 
 __all__ = [
-    "ConfigRevision", "Contract", "ContractRoll", "DailyRiskState", "DeliveryAttempt", "DriftItem", "DriftReport", "Heartbeat", "Instrument", "KillSwitch",
+    "BacktestRun", "ConfigRevision", "Contract", "ContractRoll", "DailyRiskState", "DeliveryAttempt", "DriftItem", "DriftReport", "Heartbeat", "Instrument", "KillSwitch",
     "KillSwitchEvent", "Notification", "PaperOrder", "Position", "RiskControl", "Signal", "Strategy", "StrategyInstrument", "StoredBar", "Trade", "WorkerCursor",
     "pnl_percent", "signal_key", "trade_pnl",
 ]
