@@ -198,6 +198,8 @@ ORDER_CLAIM_LEASE_SECONDS = env.int("PINEOPS_CLAIM_LEASE_SECONDS", default=120)
 TRADERSPOST_RATE_LIMITS = rate_limits(env.str("PINEOPS_TRADERSPOST_RATE_LIMITS", default="60/60,500/3600"))
 # The hub is degraded (/healthz 503, one alert) when a root's market trades and no trade came for this long.
 FEED_GAP_MINUTES = env.float("PINEOPS_FEED_GAP_MINUTES", default=10.0)
+# An ML model trained longer ago than this is flagged on its admin page and alerted once (trading.modelcard).
+MODEL_MAX_AGE_DAYS = env.float("PINEOPS_MODEL_MAX_AGE_DAYS", default=90.0)
 # The market's clock (trading.marketdata.clock): "wall" in live trading, "data" for a replay (the demo),
 # where the market's time is the time of the latest bar.
 MARKET_CLOCK = env.str("PINEOPS_MARKET_CLOCK", default="data" if os.environ.get("PINEOPS_DEMO") == "1" else "wall"

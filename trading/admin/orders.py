@@ -6,6 +6,7 @@ from django.utils.safestring import mark_safe
 
 from strategies.indicators import ibs
 from trading.execution.paper import fill_of
+from trading.modelcard import model_card
 from trading.models import PaperOrder, Position, Signal, StoredBar, StrategyInstrument, Trade
 
 from .base import DeliveryAttemptInline, ReadOnlyAdmin
@@ -68,9 +69,12 @@ class SignalAdmin(ReadOnlyAdmin):
             return f"score {obj.ml_score:.4f}"
         verdict = "passed" if obj.ml_score >= threshold else "refused"
         sign = "≥" if obj.ml_score >= threshold else "<"
+        model = model_card(obj.instrument.root)
+        mark = format_html(' · <a class="generated-mark" href="{}">model trained on GENERATED DATA</a>',
+                           reverse("admin:trading_instrument_model", args=[obj.instrument_id])) if model.generated else ""
         return format_html('<span class="ml-filter" data-score="{}" data-threshold="{}">score {} {} threshold {} '
-                           '({}): {}</span>', obj.ml_score, threshold, f"{obj.ml_score:.4f}", sign, f"{threshold:.2f}",
-                           when, verdict)
+                           '({}): {}</span>{}', obj.ml_score, threshold, f"{obj.ml_score:.4f}", sign, f"{threshold:.2f}",
+                           when, verdict, mark)
 
     @admin.display(description="features")
     def ml_features(self, obj):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+from datetime import date, datetime, timezone
 
 import pandas as pd
 from django.conf import settings
@@ -14,6 +15,7 @@ from django.conf import settings
 from strategies.features import feature_names, feature_row
 from strategies.ml import ModelError, load
 from trading.delivery.alerts import enqueue
+from trading.modelcard import alert_warnings
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +26,7 @@ class ModelRegistry:
         self.models: dict[str, object] = {}
         self.errors: dict[str, str] = {}
         self.rows: dict[str, tuple] = {}  # root → (bar time, its feature row) of the last score
+        self.checked: dict[str, date] = {}  # root → wall-clock day its model's warnings were last checked
         roots = list(legs)
         for root, leg in legs.items():
             if not leg.row.ml_enabled:
@@ -32,6 +35,20 @@ class ModelRegistry:
                 self.models[root] = load(root, settings.MODELS_DIR, feature_names(roots, root))
             except ModelError as exc:
                 self.failed(root, str(exc))
+            else:
+                self.check(root)
+
+    def check(self, root: str) -> None:
+        """A loaded model that does not help out of sample, looks ahead or is too old: alerted once per
+        model file (trading.modelcard); checked at load and then once a day, by the wall clock."""
+        model, today = self.models.get(root), datetime.now(timezone.utc).date()
+        if model is None or self.checked.get(root) == today:
+            return
+        self.checked[root] = today
+        try:
+            alert_warnings(self.strategy, root, model.meta)
+        except Exception:  # noqa: BLE001 — a warning that cannot be queued never stops trading
+            log.exception("model warning check failed strategy=%s root=%s", self.strategy.name, root)
 
     def skips_entries(self, root: str) -> bool:
         """Whether `root`'s filter is unavailable and its policy says: no entries meanwhile."""
@@ -45,6 +62,7 @@ class ModelRegistry:
         model = self.models.get(root)
         if model is None:
             return math.nan if self.skips_entries(root) else None
+        self.check(root)
         try:
             row = feature_row(frames, root, int(bar.ts.timestamp()) * 1_000_000_000)
             self.rows[root] = (bar.ts, row)
