@@ -83,6 +83,14 @@ def session_pnl(demo, web) -> tuple[str, Decimal, Decimal] | None:
     return day[1], Decimal(pnl[1]), Decimal(str(total)).quantize(Decimal("0.01"))
 
 
+def processes_ok(demo, web) -> dict:
+    page = web.get(demo.url + "/admin/dashboard/?partial=1", timeout=10).text
+    rows = dict(re.findall(r'<tr class="process-row" data-process="([^"]+)" data-ok="([01])"', page))
+    programs = {name for name, info in demo.states().items() if info["statename"] == "RUNNING"}
+    wanted = programs | {"sendorders (ibs_a)", "celery beat (schedules)"}
+    return rows if "supervisor-note" not in page and all(rows.get(name) == "1" for name in wanted) else {}
+
+
 def received(port: int) -> list[dict]:
     return requests.get(f"http://127.0.0.1:{port}/_received", timeout=5).json()
 
@@ -125,6 +133,12 @@ def test_demo_appliance_trades_survives_kills_follows_the_database_and_stops_cle
     shown = wait_until(lambda: (s := session_pnl(demo, web)) and s[1] != 0 and s[1] == s[2] and s, 120,
                        "a non-zero session P&L on the dashboard, equal to the database's")
     assert shown[0] != str(date.today()) and shown[0] <= "2026-11-02", shown  # the demo replays October
+    # Its processes: every program supervisord runs, ibs_a's order sender (a child of its worker), and Celery
+    # beat by the schedules it ran; CL's panel with the hub's last bar and this session's hourly bars.
+    wait_until(lambda: processes_ok(demo, web), 60, "every process on the dashboard running")
+    page = web.get(demo.url + "/admin/dashboard/?partial=1", timeout=10).text
+    panel = re.search(r'<div class="market-panel" data-root="CL" data-state="(ok|closed)" data-bars-session="(\d+)"', page)
+    assert panel and int(panel[2]) > 0, page[page.find('id="markets"'):][:600]
 
     # kill -9 of the hub, the worker and the Celery worker: supervisord brings them back, health recovers.
     before = {name: demo.states()[name]["pid"] for name in ("hub", "worker-ibs_a", "celery-worker")}

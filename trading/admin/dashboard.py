@@ -43,7 +43,7 @@ from trading.risk.killswitch import current_mode, env_override, set_mode
 log = logging.getLogger(__name__)
 VIEW_PERMISSIONS = ("trading.view_trade", "trading.view_position")
 DAILY_BARS = 60  # sessions in the daily P&L chart
-BEAT_FRESH_SECONDS = 120  # the beat's most frequent schedules run every few seconds
+BEAT_FRESH_SECONDS = 120  # the beat's most frequent schedules run every few seconds (written at once)
 CHANGE_KILLSWITCH = "trading.change_killswitch"
 
 
