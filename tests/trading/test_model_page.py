@@ -148,3 +148,22 @@ def test_a_models_warnings_are_alerted_once_per_model_file(demo, models, setting
     assert not Notification.objects.filter(title__contains="ML model for 6A")
     assert alert_warnings(strategy, "CL", {**meta, "sha256": "f" * 64}) == ["no-help", "old"]
     assert model_card("CL").generated
+
+
+def test_the_signal_page_marks_a_score_from_a_generated_data_model(staff, demo, models):
+    from decimal import Decimal
+
+    from trading.models import Signal, signal_key
+
+    bar = datetime(2026, 11, 4, 15, tzinfo=timezone.utc)
+    leg = Strategy.objects.get(name="ibs_a").legs.get(instrument__root="CL")
+    signal = Signal.objects.create(key=signal_key("ibs_a", "CL", bar, "buy"), strategy=leg.strategy,
+                                   instrument=leg.instrument, contract="CLZ6", bar_time=bar, action="buy", quantity=1,
+                                   signal_price=Decimal("70.6"), reason="entry", ibs=0.1, ml_score=0.71,
+                                   ml_threshold=0.55, state="sent", payload={})
+    html = staff.get(reverse("admin:trading_signal_change", args=[signal.pk])).content.decode()
+    assert "model trained on GENERATED DATA" in html
+    assert reverse("admin:trading_instrument_model", args=[leg.instrument_id]) in html
+    edit(models, "CL", data_source={"kind": "databento", "dataset": "GLBX.MDP3"})
+    html = staff.get(reverse("admin:trading_signal_change", args=[signal.pk])).content.decode()
+    assert "GENERATED DATA" not in html and "score 0.7100 ≥ threshold 0.55" in html
