@@ -54,7 +54,7 @@ def test_a_name_written_by_the_orm_is_text_in_the_dashboard_and_its_chart(demo, 
     hostile_strategy(name, demo)
     html = dashboard_html(django_user_model)
     assert_shown_as_text(html, name)
-    chart = html[html.index('<svg xmlns="http://www.w3.org/2000/svg" class="equity"'):]
+    chart = html[html.index('<svg xmlns="http://www.w3.org/2000/svg" class="chart line-chart equity equity-chart"'):]
     chart = chart[:chart.index("</svg>")]
     assert "&lt;" in chart or "&quot;" in chart or "&#x27;" in chart  # the legend holds the escaped name
 

@@ -1,4 +1,6 @@
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.widgets import RelatedFieldWidgetWrapper
 from django.core.exceptions import ValidationError
 from django.forms.models import BaseInlineFormSet
 
@@ -40,22 +42,58 @@ def warn_disabled_with_positions(request, strategy) -> None:
                                   f"{strategy.name}'s worker, no new entry.")
 
 
+class OverridesField(forms.JSONField):
+    """Parameter overrides on one line: none shows as an empty box (placeholder "none"), and an empty box
+    means none ({}), never JSON null."""
+
+    def prepare_value(self, value):
+        return "" if value in ({}, None, "{}") else super().prepare_value(value)
+
+    def to_python(self, value):
+        return {} if value in self.empty_values else super().to_python(value)
+
+    def bound_data(self, data, initial):
+        return {} if data in self.empty_values else super().bound_data(data, initial)
+
+
+def narrow(em: float, widget=forms.TextInput, **attrs):
+    return widget(attrs={"style": f"width: {em}em", **attrs})
+
+
+class LegForm(VersionedForm):
+    overrides = OverridesField(required=False, widget=narrow(11, placeholder="none"),
+                               help_text=StrategyInstrument._meta.get_field("overrides").help_text)
+
+    class Meta:
+        widgets = {"size": narrow(3.5, forms.NumberInput), "commission_per_side": narrow(4.5, forms.NumberInput),
+                   "ml_threshold": narrow(4, forms.NumberInput), "ticker": narrow(8, placeholder="{contract}"),
+                   "ml_failure_policy": narrow(11, forms.Select), "roll_policy": narrow(11, forms.Select),
+                   "instrument": narrow(9, forms.Select)}
+
+
 class StrategyInstrumentInline(admin.TabularInline):
+    """A row per instrument, narrow enough for 1280 px: the long help texts and choice labels are on each
+    column's heading and in its menu; overrides as one line of JSON."""
     formfield_overrides = FINITE_DECIMALS
-    form = VersionedForm
+    form = LegForm
     formset = LegFormSet
     model = StrategyInstrument
     extra = 0
     fields = ("instrument", "enabled", "size", "commission_per_side", "ticker", "ml_enabled", "ml_threshold",
               "ml_failure_policy", "roll_policy", "overrides", SEEN)
-    autocomplete_fields = ("instrument",)
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "instrument" and isinstance(field.widget, RelatedFieldWidgetWrapper):
+            field.widget = field.widget.widget  # a plain menu: instruments are added and edited on their own page
+        return field
 
 
 @admin.register(Strategy)
 class StrategyAdmin(VersionedAdmin):
     formfield_overrides = FINITE_DECIMALS
     list_display = ("name", "mode", "enabled", "instrument_list", "max_positions", "daily_stop_loss", "time_in_force",
-                    "broker_status")
+                    "broker")
     list_filter = ("enabled", "mode")
     search_fields = ("name", "description")
     readonly_fields = ("broker_status", "discord_status", "updated_at")
@@ -75,6 +113,11 @@ class StrategyAdmin(VersionedAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("legs__instrument")
 
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        # The instruments table needs the page's whole width at 1280 px: no navigation sidebar on this form.
+        return super().changeform_view(request, object_id, form_url,
+                                       {**(extra_context or {}), "is_nav_sidebar_enabled": False})
+
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
         warn_disabled_with_positions(request, form.instance)
@@ -84,10 +127,14 @@ class StrategyAdmin(VersionedAdmin):
         return " ".join(leg.instrument.root for leg in obj.legs.all() if leg.enabled)
 
     @admin.display(description="broker webhook")
+    def broker(self, obj):
+        return self.broker_status(obj)
+
+    @admin.display(description="resolves to")
     def broker_status(self, obj):
         return describe(obj.broker_webhook, "broker_webhook") if obj.pk else "—"
 
-    @admin.display(description="discord webhook")
+    @admin.display(description="resolves to")
     def discord_status(self, obj):
         return describe(obj.discord_webhook, "discord_webhook") if obj.pk and obj.discord_webhook else "—"
 
