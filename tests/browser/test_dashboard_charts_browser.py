@@ -97,5 +97,7 @@ def test_charts_panels_and_processes_read_as_the_books_at_1280_px(page, live_ser
     assert rows["hub"] == "1" and rows["sendorders (ibs_a)"] == "1" and rows["celery beat (schedules)"] == "0"
     assert "4242" in page.locator('tr.process-row[data-process="sendorders (ibs_a)"]').inner_text()
 
+    # The session's hours where they matter, in Chicago time: Tuesday 17:00 to Wednesday 16:00.
+    assert page.inner_text("#session-hours") == "(Tue 10-13 17:00 to Wed 10-14 16:00 Chicago)"
     assert page.evaluate("document.documentElement.scrollWidth") <= 1280
     screenshot(page, "dashboard")

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from django import forms
 from django.contrib import admin, messages
@@ -24,6 +25,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
 
+from strategies.calendar import session_close, session_open
 from strategies.calendar import session_date as cme_session_date
 from trading.execution.exits import exit_state, latest_flatten
 from trading.health.heartbeat import is_fresh
@@ -41,6 +43,7 @@ from trading.redis_client import get_redis, key
 from trading.risk.killswitch import current_mode, env_override, set_mode
 
 log = logging.getLogger(__name__)
+CHICAGO = ZoneInfo("America/Chicago")
 VIEW_PERMISSIONS = ("trading.view_trade", "trading.view_position")
 DAILY_BARS = 60  # sessions in the daily P&L chart
 BEAT_FRESH_SECONDS = 120  # the beat's most frequent schedules run every few seconds (written at once)
@@ -171,7 +174,10 @@ def dashboard_context(now=None, market=None, alert_kind: str | None = None) -> d
             for p in row.open_positions:
                 p.exit_state = f"UNMANAGED (no {row.strategy.name} worker) · {p.exit_state}"
     return {
-        "now": now, "session_date": today, "market_now": market, "market_clock": describe(market), "rows": rows,
+        "now": now, "session_date": today, "market_now": market,
+        # As text: a template's date filter would show an aware time in UTC again.
+        "session_hours": f"{session_open(today).astimezone(CHICAGO):%a %m-%d %H:%M} to "
+                         f"{session_close(today).astimezone(CHICAGO):%a %m-%d %H:%M} Chicago", "market_clock": describe(market), "rows": rows,
         "total": total, "prices_unavailable": prices is None,
         "heartbeats": beats,
         "killswitch_mode": KillSwitch.Mode(current_mode()).label, "killswitch_forced": env_override() is not None,
