@@ -38,7 +38,7 @@ def test_a_backtest_started_in_the_browser_shows_its_report(browser, live_server
         shown = page.locator("td.bt-total").inner_text().replace(",", "")
         assert Decimal(shown) == total == Decimal(str(run.metrics["total_pnl"]))
         assert page.locator("td.bt-trades").inner_text() == str(len(run.trades))
-        assert page.locator("svg.backtest-equity polyline.equity-line").count() == 1
+        assert page.locator("svg.backtest-equity polyline.curve").count() == 1
         screenshot(page, "backtest-report")
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), \
             page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")

@@ -1,14 +1,15 @@
 """The report of an admin backtest as HTML: the CLI's metrics, the terms it ran with, the equity plot (inline SVG,
-as the CLI's plot: equity above, drawdown below) and the trade list. Every value from the row is escaped where
+the drawdown from the running peak shaded) and the trade list. Every value from the row is escaped where
 it is written; nothing here loads a script or a stylesheet from elsewhere (the appliance has no network)."""
 from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
-from django.utils.html import escape, format_html, format_html_join
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
+from trading.charts import line_chart
 from trading.models import BacktestRun
 
 STYLE = """<style>
@@ -91,40 +92,11 @@ def terms_table(terms: dict) -> SafeString:
 
 
 def equity_svg(points: list, width: int = 1000, height: int = 300) -> SafeString:
-    """Cumulative P&L at each exit (above) and its drawdown from the running peak (below), as the CLI plots."""
+    """Cumulative P&L at each exit, its drawdown from the running peak shaded (as the CLI plots it)."""
     if not points:
         return SafeString("<p>no trade closed: no equity to plot</p>")
-    values = [float(v) for _, v in points]
-    peak, drawdown = 0.0, []
-    for v in values:
-        peak = max(peak, v)
-        drawdown.append(v - peak)
-    left, right, top_h, gap = 70, 15, 200, 25
-    bottom_h = height - top_h - gap - 30
-    n = len(values)
-    x = lambda i: left + (i * (width - left - right) / max(n - 1, 1))  # noqa: E731
-    lo, hi = min(values + [0.0]), max(values + [0.0])
-    y = lambda v: 10 + (hi - v) * (top_h - 20) / ((hi - lo) or 1.0)  # noqa: E731
-    deepest = min(drawdown) or -1.0
-    yd = lambda v: top_h + gap + v / deepest * bottom_h  # noqa: E731
-    line = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values))
-    area = f"{x(0):.1f},{yd(0):.1f} " + " ".join(f"{x(i):.1f},{yd(v):.1f}" for i, v in enumerate(drawdown)) + \
-        f" {x(n - 1):.1f},{yd(0):.1f}"
-    first, last = escape(_time(points[0][0])), escape(_time(points[-1][0]))
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="backtest-equity" viewBox="0 0 {width} {height}" '
-             f'width="{width}" role="img" aria-label="equity curve and drawdown">',
-             f'<line x1="{left}" x2="{width - right}" y1="{y(0):.1f}" y2="{y(0):.1f}" stroke="#999" stroke-dasharray="4"/>',
-             f'<text x="2" y="{y(hi) + 4:.1f}" font-size="11">{hi:,.0f}</text>',
-             f'<text x="2" y="{y(lo) + 4:.1f}" font-size="11">{lo:,.0f}</text>',
-             f'<polyline class="equity-line" fill="none" stroke="#2b7bb9" stroke-width="2" points="{line}"/>',
-             f'<text x="{left}" y="{top_h + gap - 8}" font-size="11" fill="#2b7bb9">equity $</text>',
-             f'<polygon class="drawdown" fill="#c0392b" fill-opacity="0.5" points="{area}"/>',
-             f'<text x="2" y="{yd(deepest) + 4:.1f}" font-size="11">{deepest:,.0f}</text>',
-             f'<text x="{left + 80}" y="{top_h + gap - 8}" font-size="11" fill="#c0392b">drawdown $</text>',
-             f'<text x="{left}" y="{height - 4}" font-size="11">{first}</text>',
-             f'<text x="{width - right}" y="{height - 4}" font-size="11" text-anchor="end">{last}</text>',
-             "</svg>"]
-    return mark_safe("".join(parts))  # noqa: S308 — numbers and escaped text only
+    return line_chart({"equity $": [(str(at), float(v)) for at, v in points]}, shade="equity $", width=width,
+                      height=height, label="equity curve and drawdown", css="backtest-equity")
 
 
 def trade_table(trades: list[dict]) -> SafeString:
