@@ -17,12 +17,9 @@ PASSWORD = "chromium-model-pw-3391"
 
 
 @pytest.fixture
-def small_page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    page.set_default_timeout(15000)
-    yield page
-    context.close()
+def small_page(page):
+    page.set_viewport_size({"width": 1280, "height": 800})
+    return page
 
 
 def test_the_model_page_shows_folds_comparison_and_marks_generated_data(small_page, live_server, django_user_model,
