@@ -12,8 +12,11 @@ if [ "$(id -u)" = 0 ] && [ "${PINEOPS_ALLOW_ROOT:-0}" != 1 ]; then
   exit 64
 fi
 
-# Settings read .env themselves; supervisord needs RUNTIME_DIR and where Redis is.
-eval "$("$PINEOPS_PYTHON" manage.py appliance_env)"
+# Settings read .env themselves; supervisord needs RUNTIME_DIR, where Redis is and which programs this
+# container's roles start (PINEOPS_ROLES). A wrong value stops here, its line naming the variable.
+exports="$("$PINEOPS_PYTHON" manage.py appliance_env)"
+eval "$exports"
+echo "entrypoint: roles $PINEOPS_ROLES" >&2
 mkdir -p "$RUNTIME_DIR/redis" "$RUNTIME_DIR/supervisor"
 
 if [ -z "${PINEOPS_START_REDIS:-}" ]; then
@@ -21,7 +24,7 @@ if [ -z "${PINEOPS_START_REDIS:-}" ]; then
 fi
 export PINEOPS_START_REDIS
 
-if [ "$PINEOPS_START_HUB" != true ]; then
+if [ "$PINEOPS_START_HUB" != true ] && [[ ",$PINEOPS_ROLES," == *,hub,* ]]; then
   echo "entrypoint: DATABENTO_API_KEY is not set: the market-data hub is not started (no bars, no trading)" >&2
 fi
 # One process (manage.py boot): wait for the database (and an external Redis); migrate under

@@ -5,6 +5,7 @@ without a traceback. Values are never echoed for variables that may hold a secre
 from __future__ import annotations
 
 import math
+import re
 from urllib.parse import urlsplit
 
 BOOLEAN = {"true", "false", "1", "0", "yes", "no", "on", "off", ""}
@@ -12,7 +13,7 @@ BOOLEANS = ("DEBUG", "PINEOPS_START_REDIS", "SECURE_SSL_REDIRECT", "SESSION_COOK
             "SECURE_HSTS_INCLUDE_SUBDOMAINS", "SECURE_HSTS_PRELOAD")
 FLAGS = ("PINEOPS_ALLOW_ROOT", "PINEOPS_DEMO", "PINEOPS_LOAD_DEMO")  # 0 or 1, as the shell scripts test them
 COUNTS = {"PINEOPS_WEB_WORKERS": 1, "PINEOPS_WAIT_SECONDS": 0, "SECURE_HSTS_SECONDS": 0,
-          "PINEOPS_CLAIM_LEASE_SECONDS": 1}
+          "PINEOPS_CLAIM_LEASE_SECONDS": 1, "PINEOPS_BEAT_LOCK_SECONDS": 3}
 KILLSWITCH = {"", "true", "1", "yes", "on", "entries", "false", "0", "no", "off", "halt", "flatten"}
 MARKET_CLOCKS = {"wall", "data"}
 LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
@@ -46,6 +47,35 @@ def _host_port_problem(name: str, text: str, example: str) -> str:
     if not sep or not host or not port.isdigit() or not _port_ok(int(port)):
         return f"{name}: {text!r} is not host:port with a port in 1-65535; use {example}"
     return ""
+
+
+# The programs of a container (supervisord.conf): the same image runs any set of them (README "Scaling out").
+ROLES = ("web", "hub", "workers", "celery", "beat")
+ROLES_EXAMPLE = "a comma list of web, hub, workers, celery, beat (default: all of them)"
+STRATEGY_NAME = re.compile(r"^[a-z][a-z0-9_]*$")  # as Strategy.name is validated
+HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # no ':' (lock and claim tokens are host:pid:start)
+
+
+def roles(text: str | None) -> tuple[str, ...]:
+    """The roles named in PINEOPS_ROLES, in the canonical order; unset or empty: every role."""
+    names = [part.strip().lower() for part in (text or "").split(",")]
+    if not any(names):
+        return ROLES
+    wrong = [n for n in names if n not in ROLES]
+    if wrong:
+        raise ValueError(f"{', '.join(repr(w[:20]) for w in wrong)} {'is not a role' if len(wrong) == 1 else 'are not roles'}")
+    return tuple(r for r in ROLES if r in names)
+
+
+def worker_strategies(text: str | None) -> tuple[str, ...] | None:
+    """The strategies named in PINEOPS_WORKER_STRATEGIES; None (unset or empty): every enabled strategy."""
+    names = [part.strip() for part in (text or "").split(",")]
+    if not any(names):
+        return None
+    wrong = [n for n in names if not STRATEGY_NAME.match(n)]
+    if wrong:
+        raise ValueError(f"{', '.join(repr(w[:40]) for w in wrong)}: not a strategy name")
+    return tuple(sorted(set(names)))
 
 
 RATE_LIMITS_EXAMPLE = "60/60,500/3600 (60 orders a minute and 500 an hour, TradersPost's limits)"
@@ -108,6 +138,20 @@ def environment_problems(environ) -> list[str]:
     if get("PINEOPS_MARKET_CLOCK") is not None and get("PINEOPS_MARKET_CLOCK").strip().lower() not in MARKET_CLOCKS:
         problems.append(f"PINEOPS_MARKET_CLOCK: {get('PINEOPS_MARKET_CLOCK')[:20]!r} is not a market clock; use wall "
                         "(live trading: the market's time is now) or data (a replay: the time of the latest bar)")
+    if get("PINEOPS_ROLES") is not None:
+        try:
+            roles(get("PINEOPS_ROLES"))
+        except ValueError as exc:
+            problems.append(f"PINEOPS_ROLES: {exc}; use {ROLES_EXAMPLE}")
+    if get("PINEOPS_WORKER_STRATEGIES") is not None:
+        try:
+            worker_strategies(get("PINEOPS_WORKER_STRATEGIES"))
+        except ValueError as exc:
+            problems.append(f"PINEOPS_WORKER_STRATEGIES: {exc}; use strategy names separated by commas, e.g. "
+                            "ibs_a,ibs_b (default: every enabled strategy)")
+    if get("PINEOPS_HOST_NAME") and not HOST_NAME.match(get("PINEOPS_HOST_NAME")):
+        problems.append(f"PINEOPS_HOST_NAME: {get('PINEOPS_HOST_NAME')[:40]!r} is not a host name; use letters, digits, "
+                        "'.', '-' and '_' (no ':'), unique per host (default: the system's host name)")
     if get("LOG_LEVEL") is not None and get("LOG_LEVEL").strip().upper() not in LOG_LEVELS:
         problems.append(f"LOG_LEVEL: {get('LOG_LEVEL')[:20]!r} is not one of {', '.join(sorted(LOG_LEVELS))}")
     return [p for p in problems if p]

@@ -12,7 +12,7 @@ from pathlib import Path
 import environ
 
 from pineops.env import BASE_DIR, load_env
-from pineops.envcheck import environment_problems, rate_limits
+from pineops.envcheck import environment_problems, rate_limits, roles, worker_strategies
 
 load_env()
 env = environ.Env()
@@ -240,6 +240,12 @@ LOGGING = {
 }
 
 # --- Processes (supervisord) -------------------------------------------------------------------
+# The programs this container runs (web, hub, workers, celery, beat; default all), and the strategies
+# its workers take (None: every enabled strategy). README "Scaling out".
+ROLES = roles(os.environ.get("PINEOPS_ROLES"))
+WORKER_STRATEGIES = worker_strategies(os.environ.get("PINEOPS_WORKER_STRATEGIES"))
+# Celery beat runs once across every host: the beat holding this Redis lease ticks, any other waits.
+BEAT_LOCK_SECONDS = env.int("PINEOPS_BEAT_LOCK_SECONDS", default=30)
 # Command of a strategy's worker program; {strategy} is replaced by its name.
 WORKER_COMMAND = env.str("PINEOPS_WORKER_COMMAND",
                          default="%(ENV_PINEOPS_PYTHON)s manage.py runworker --strategy {strategy}")

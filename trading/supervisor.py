@@ -1,5 +1,9 @@
 """Worker programs follow the database: one supervisord program per enabled strategy.
 
+Only in a container with the `workers` role, and only for the strategies PINEOPS_WORKER_STRATEGIES names
+when it names some (settings.ROLES, settings.WORKER_STRATEGIES): containers on several hosts share the
+strategies between them, and a worker lock in Redis keeps any strategy to one running worker.
+
 Renders `{RUNTIME_DIR}/supervisor/workers.conf` (included by supervisord.conf) and applies a
 change through supervisord's XML-RPC interface on its unix socket — what `supervisorctl update`
 does — so enabling a strategy in the admin starts its worker without touching files by hand.
@@ -51,8 +55,14 @@ def render(names: list[str]) -> str:
 
 
 def enabled_strategy_names() -> list[str]:
-    """The strategies that get a worker program (Strategy.objects.needing_worker)."""
-    return list(Strategy.objects.needing_worker().order_by("name").values_list("name", flat=True))
+    """The strategies that get a worker program here: those needing a worker (Strategy.objects.needing_worker),
+    of this container's PINEOPS_WORKER_STRATEGIES when set, none without the `workers` role."""
+    if "workers" not in settings.ROLES:
+        return []
+    names = Strategy.objects.needing_worker().order_by("name").values_list("name", flat=True)
+    if settings.WORKER_STRATEGIES is not None:
+        names = names.filter(name__in=settings.WORKER_STRATEGIES)
+    return list(names)
 
 
 def write_config(text: str) -> bool:

@@ -19,6 +19,8 @@ BAD = [
     ("LOG_LEVEL", "LOUD"), ("PINEOPS_TRADERSPOST_RATE_LIMITS", "60"), ("PINEOPS_TRADERSPOST_RATE_LIMITS", "0/60"),
     ("PINEOPS_TRADERSPOST_RATE_LIMITS", "60/0"), ("PINEOPS_TRADERSPOST_RATE_LIMITS", "60/60,,500/3600"),
     ("PINEOPS_TRADERSPOST_RATE_LIMITS", "60/inf"), ("PINEOPS_MARKET_CLOCK", "replay"), ("PINEOPS_MARKET_CLOCK", ""),
+    ("PINEOPS_ROLES", "web,wrokers"), ("PINEOPS_ROLES", "all"), ("PINEOPS_WORKER_STRATEGIES", "ibs_a,IBS B"),
+    ("PINEOPS_WORKER_STRATEGIES", "ibs_a,,ibs_b"), ("PINEOPS_HOST_NAME", "host:1"), ("PINEOPS_BEAT_LOCK_SECONDS", "2"),
 ]
 
 
@@ -49,6 +51,18 @@ def test_good_values_pass():
         "DATABENTO_GATEWAY": "127.0.0.1:13000", "PINEOPS_WEB_BIND": "0.0.0.0:8000", "DEBUG": "False",
         "PINEOPS_DEMO": "1", "POLICY_KILLSWITCH": "Halt", "PINEOPS_DEMO_SPEED": "1200", "LOG_LEVEL": "info",
         "SECURE_HSTS_SECONDS": "3600", "PINEOPS_TRADERSPOST_RATE_LIMITS": "60/60, 500/3600"}) == []
+
+
+def test_roles_and_worker_strategies_read_comma_lists_with_every_role_by_default():
+    from pineops.envcheck import ROLES, roles, worker_strategies
+
+    assert roles(None) == roles("") == roles(" ") == ROLES == ("web", "hub", "workers", "celery", "beat")
+    assert roles("beat, Web,web") == ("web", "beat")
+    assert worker_strategies(None) is worker_strategies("") is None
+    assert worker_strategies("ibs_b, ibs_a") == ("ibs_a", "ibs_b")
+    problems = environment_problems({"PINEOPS_ROLES": "hub,wrokers,bat"})
+    assert problems == ["PINEOPS_ROLES: 'wrokers', 'bat' are not roles; use a comma list of web, hub, workers, "
+                        "celery, beat (default: all of them)"]
 
 
 def test_the_rate_limits_setting_reads_count_per_seconds_pairs():

@@ -21,17 +21,27 @@ def _flag(value: bool) -> str:
 
 
 class Command(BaseCommand):
-    help = "Print RUNTIME_DIR, the Redis location and which programs to start as shell exports (deploy/entrypoint.sh)."
+    help = ("Print RUNTIME_DIR, the Redis location, the roles and which programs to start as shell exports "
+            "(deploy/entrypoint.sh).")
 
     def handle(self, *args, **options):
         redis = urlsplit(settings.REDIS_URL)
         demo = os.environ.get("PINEOPS_DEMO", "0") == "1"
+        roles = settings.ROLES
         values = {
             "RUNTIME_DIR": str(settings.RUNTIME_DIR),
+            # The roles of this container (PINEOPS_ROLES, checked by pineops.envcheck): each switches its
+            # programs in supervisord.conf (autostart); Redis follows REDIS_URL, the demo stand-ins the demo.
+            "PINEOPS_ROLES": ",".join(roles),
+            "PINEOPS_START_WEB": _flag("web" in roles),
+            "PINEOPS_START_WORKERS": _flag("workers" in roles),
+            "PINEOPS_START_CELERY": _flag("celery" in roles),
+            "PINEOPS_START_BEAT": _flag("beat" in roles),
             "PINEOPS_REDIS_HOST": redis.hostname or "127.0.0.1",
             "PINEOPS_REDIS_PORT": str(redis.port or 6379),
-            # The hub needs a Databento key; without one it is not started (the entrypoint says so).
-            "PINEOPS_START_HUB": _flag(bool(os.environ.get("DATABENTO_API_KEY", "").strip())),
+            # The hub needs its role and a Databento key; without the key it is not started (the entrypoint
+            # says so).
+            "PINEOPS_START_HUB": _flag("hub" in roles and bool(os.environ.get("DATABENTO_API_KEY", "").strip())),
             # Demo only: the local Databento gateway and the TradersPost/Discord stand-ins listen
             # where .env says those services are (all on 127.0.0.1).
             "PINEOPS_DEMO": "1" if demo else "0",
