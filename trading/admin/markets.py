@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.utils.safestring import SafeString
 
 from strategies.calendar import is_trading, session_open, trade_date_offset
@@ -78,8 +78,8 @@ def market_panels(market: datetime, session) -> tuple[list[Panel], bool]:
                                                                 ts__lte=market)
                                       .order_by("root", "ts").values_list("root", "ts", "close", "contract")):
         bars[root].append((ts, close, contract))
-    trades = list(Trade.objects.filter(symbol__in=roots).filter(Q(entry_time__gte=since) | Q(exit_time__gte=since))
-                  .select_related("strategy"))
+    # (a trade entered in the window exited in it too, or later: its exit time alone finds it, on an index)
+    trades = list(Trade.objects.filter(symbol__in=roots, exit_time__gte=since).select_related("strategy"))
     positions = list(Position.objects.open().filter(instrument__root__in=roots, entry_time__gte=since)
                      .select_related("instrument", "strategy"))
     gap = timedelta(minutes=settings.FEED_GAP_MINUTES)
