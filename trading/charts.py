@@ -32,8 +32,9 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     """Round values (1, 2 or 5 × a power of ten apart) covering lo..hi, for a y axis."""
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return []
-    if hi <= lo:
-        hi = lo + (abs(lo) or 1.0)
+    if hi <= lo:  # one value: a narrow band around it (a flat price stays readable to its tick)
+        pad = abs(lo) * 0.01 or 1.0
+        lo, hi = lo - pad, hi + pad
     raw = (hi - lo) / max(count, 1)
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
