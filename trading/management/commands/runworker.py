@@ -14,6 +14,9 @@ log = logging.getLogger(__name__)
 
 class Command(BaseCommand):
     help = "Run the worker of one strategy: hourly bars → decisions → orders → trades."
+    # Django's system checks ran in `manage.py boot` before supervisord started this process (and run in
+    # `manage.py check`); here they would import the admin and the URL conf for nothing (issue 19).
+    requires_system_checks = []
 
     def add_arguments(self, parser):
         parser.add_argument("--strategy", required=True)

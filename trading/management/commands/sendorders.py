@@ -9,6 +9,9 @@ from trading.models import Strategy
 
 class Command(BaseCommand):
     help = "Deliver one strategy's pending orders; runs until its standard input closes (see execution.sender)."
+    # Django's system checks ran in `manage.py boot` before supervisord started this process (and run in
+    # `manage.py check`); here they would import the admin and the URL conf for nothing (issue 19).
+    requires_system_checks = []
 
     def add_arguments(self, parser):
         parser.add_argument("--strategy", required=True)

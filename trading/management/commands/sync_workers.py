@@ -13,6 +13,9 @@ log = logging.getLogger(__name__)
 
 class Command(BaseCommand):
     help = "Render worker programs from the database; with --watch, apply changes to supervisord as they happen."
+    # Django's system checks ran in `manage.py boot` before supervisord started this process (and run in
+    # `manage.py check`); here they would import the admin and the URL conf for nothing (issue 19).
+    requires_system_checks = []
 
     def add_arguments(self, parser):
         parser.add_argument("--watch", action="store_true", help="keep running, polling the database")
