@@ -10,11 +10,14 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from strategies.calendar import session_close, session_date_ns, session_dates
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 UTC = timezone.utc
 TIMEFRAME_SECONDS = {"1m": 60, "1h": 3600}
@@ -311,6 +314,8 @@ def _aggregate(frame: pd.DataFrame, keys: np.ndarray) -> pd.DataFrame:
 
 def trades_to_minutes(ts_ns: np.ndarray, price: np.ndarray, size: np.ndarray) -> pd.DataFrame:
     """Trades (sorted by time) → 1-minute bars; columns ts (int64 ns, minute start), OHLCV, trades."""
+    import pandas as pd  # in the batch functions only: a process reading bars (the order sender) needs no pandas
+
     frame = pd.DataFrame({"open": price, "high": price, "low": price, "close": price, "volume": size,
                           "trades": np.ones(len(price), dtype=np.int64)})
     keys = np.asarray(ts_ns, dtype=np.int64) // (60 * NS) * (60 * NS)
@@ -331,6 +336,8 @@ def to_daily(bars: pd.DataFrame) -> pd.DataFrame:
 
 
 def frame_from_bars(bars: list[Bar]) -> pd.DataFrame:
+    import pandas as pd
+
     return pd.DataFrame({
         "ts": np.array([int(b.ts.timestamp()) * NS for b in bars], dtype=np.int64),
         "open": [b.open for b in bars], "high": [b.high for b in bars], "low": [b.low for b in bars],
@@ -349,6 +356,8 @@ class StepBar:
 
 def step_bars(frame: pd.DataFrame, contracts=None) -> list[StepBar]:
     """A bar frame (ts int64 ns UTC, open, high, low, close) as StepBars; `contracts`: each bar's contract."""
+    import pandas as pd
+
     ts = pd.DatetimeIndex(frame["ts"].to_numpy(dtype=np.int64).view("datetime64[ns]"), tz="UTC").to_pydatetime()
     o, h, l, c = (frame[k].to_numpy(dtype=float).tolist() for k in ("open", "high", "low", "close"))  # noqa: E741
     names = contracts if contracts is not None else [""] * len(frame)

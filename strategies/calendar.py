@@ -12,7 +12,6 @@ from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import numpy as np
-import pandas as pd
 
 CHICAGO = ZoneInfo("America/Chicago")
 SESSION_START = time(17, 0)  # local: trading from here on belongs to the next trade date
@@ -23,11 +22,12 @@ _SPAN = ("2000-01-01", "2045-12-31")
 
 @functools.lru_cache(maxsize=1)
 def _trade_dates() -> np.ndarray:
-    """All CME trade dates in _SPAN as sorted datetime64[D]."""
-    import pandas_market_calendars as pmc
+    """All CME trade dates in _SPAN as sorted datetime64[D]: the weekdays but CME's holidays, from the table
+    strategies.cme_holidays keeps of pandas_market_calendars (so booking a trade never imports pandas)."""
+    from strategies.cme_holidays import holidays
 
-    days = pmc.get_calendar(CALENDAR).valid_days(*_SPAN)
-    return np.array(days.tz_localize(None).values.astype("datetime64[D]"))
+    every = np.arange(np.datetime64(_SPAN[0]), np.datetime64(_SPAN[1]) + 1)
+    return np.setdiff1d(every[np.is_busday(every)], np.array(holidays(), dtype="datetime64[D]"))
 
 
 def is_trade_date(d: date) -> bool:
@@ -103,6 +103,8 @@ def session_date_ns(ts_ns: int) -> date:
 
 def session_dates(ts_ns: np.ndarray) -> np.ndarray:
     """Vectorised `session_date` for int64 UTC nanoseconds; returns datetime64[D]."""
+    import pandas as pd  # here, not at import: the order sender books trades without pandas
+
     local = pd.DatetimeIndex(np.asarray(ts_ns, dtype="int64").view("datetime64[ns]"), tz="UTC").tz_convert(CHICAGO)
     naive_days = local.tz_localize(None).normalize().values.astype("datetime64[D]")
     after_start = np.asarray(local.hour) >= SESSION_START.hour  # SESSION_START is on the hour
@@ -152,6 +154,7 @@ PRODUCT_CALENDARS = {"ES": "CME_Equity", "YM": "CBOT_Equity", "CL": "CMEGlobex_C
 @functools.lru_cache(maxsize=32)
 def _windows(calendar: str) -> tuple[np.ndarray, np.ndarray]:
     """(opens, closes) of every session of `calendar` in _SPAN, int64 ns UTC, sorted."""
+    import pandas as pd
     import pandas_market_calendars as pmc
 
     schedule = pmc.get_calendar(calendar).schedule(*_SPAN)

@@ -12,8 +12,6 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Max, Min
 
-from strategies.calendar import session_date, session_end, session_open
-
 from .bars import StoredBar
 from .instruments import Instrument
 from .strategies import Strategy
@@ -23,6 +21,7 @@ TIMEFRAME = "1h"
 
 def held_sessions(roots: list[str]) -> dict[str, tuple[date, date] | None]:
     """Per root, the first and last CME session of its hourly bars in the bar store (None: no bar)."""
+    from strategies.calendar import session_date  # pandas: not at import, every process imports the models
     spans = {r["root"]: (r["first"], r["last"]) for r in StoredBar.objects.filter(root__in=roots, timeframe=TIMEFRAME)
              .values("root").annotate(first=Min("ts"), last=Max("ts"))}
     return {root: (session_date(spans[root][0]), session_date(spans[root][1])) if root in spans else None
@@ -38,12 +37,14 @@ def describe_held(spans: dict[str, tuple[date, date] | None]) -> str:
 
 def roots_without_bars(roots: list[str], start: date, end: date) -> list[str]:
     """The roots that have no hourly bar in the sessions start…end (inclusive)."""
+    from strategies.calendar import session_end, session_open
     found = set(StoredBar.objects.filter(root__in=roots, timeframe=TIMEFRAME, ts__gte=session_open(start),
                                          ts__lt=session_end(end)).values_list("root", flat=True).distinct())
     return [root for root in roots if root not in found]
 
 
 def no_bars_message(missing: list[str], start: date, end: date, roots: list[str]) -> str:
+    from strategies.calendar import session_end, session_open
     return (f"no hourly bars of {', '.join(missing)} in the bar store for the sessions {start} to {end} "
             f"({session_open(start):%Y-%m-%d %H:%M} to {session_end(end):%Y-%m-%d %H:%M} UTC); the bar store holds "
             f"{describe_held(held_sessions(roots))} (fill it with `manage.py warmup`)")
