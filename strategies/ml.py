@@ -15,17 +15,19 @@ import re
 import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import sklearn
-import skops.io as sio
-from sklearn.ensemble import RandomForestClassifier
 
 from strategies.features import build_features, feature_names
 from strategies.modelfile import MAX_FILE_BYTES, ModelFileError, read_forest
 from strategies.params import IBSParams
+
+if TYPE_CHECKING:  # sklearn and skops are imported where a model is saved or loaded, not by every importer
+    from sklearn.ensemble import RandomForestClassifier
 
 FORMAT = "pineops-ibs-filter/1"
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -62,6 +64,8 @@ class LoadedModel:
 def save(model, meta: dict, out_dir: Path) -> tuple[Path, Path]:
     """Write `{root}.skops` and `{root}.json`. A model file that already holds the same forest (same
     trees, same parameters) is kept byte for byte, so retraining on the same data changes no score."""
+    import skops.io as sio
+
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path, meta_path = out_dir / f"{meta['root']}.skops", out_dir / f"{meta['root']}.json"
     fresh = out_dir / f".{meta['root']}.skops.new"
@@ -98,11 +102,12 @@ def _same_forest(blob: bytes, model: RandomForestClassifier, n_features: int) ->
 
 
 # --- loading ---------------------------------------------------------------------------------
-def load(root: str, models_dir: Path, expected_features: list[str]) -> LoadedModel:
+def load(root: str, models_dir: Path, expected_features: list[str], *, reader=read_forest) -> LoadedModel:
     """Load and verify `{root}.skops` + `{root}.json`; ModelError names the file and what is wrong.
 
     Nothing in the model file is executed: its sha256 must be the metadata's, and every node of it
-    a type the trainer writes (strategies.modelfile) before skops constructs anything.
+    a type the trainer writes (strategies.modelfile) before skops constructs anything. `reader`:
+    strategies.forest.read_array_forest serves the same forest from its arrays, without sklearn.
     """
     model_path, meta_path = models_dir / f"{root}.skops", models_dir / f"{root}.json"
     if not model_path.is_file() or not meta_path.is_file():
@@ -131,12 +136,12 @@ def load(root: str, models_dir: Path, expected_features: list[str]) -> LoadedMod
                                        "same names in another order" if not missing and not extra else "") if p)
         raise ModelMismatchError(f"{meta_path}: model features differ from the code's ({detail}); retrain with "
                                  f"`manage.py train_models`")
+    running = metadata.version("scikit-learn")  # sklearn itself is imported by the reader that needs it
     trained = str((meta.get("versions") or {}).get("sklearn", ""))
-    if trained.split(".")[:2] != sklearn.__version__.split(".")[:2]:
-        raise ModelError(f"{model_path}: trained with scikit-learn {trained or '?'}, running {sklearn.__version__}; "
-                         f"retrain")
+    if trained.split(".")[:2] != running.split(".")[:2]:
+        raise ModelError(f"{model_path}: trained with scikit-learn {trained or '?'}, running {running}; retrain")
     try:
-        model = read_forest(blob, len(features))
+        model = reader(blob, len(features))
     except ModelFileError as exc:
         raise ModelError(f"{model_path}: refused: {exc}") from None
     return LoadedModel(root, model, meta)

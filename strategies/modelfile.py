@@ -11,12 +11,12 @@ import io
 import json
 import math
 import zipfile
+from typing import TYPE_CHECKING
 
 import numpy as np
-import skops.io as sio
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.tree import DecisionTreeClassifier
-from sklearn.tree._tree import Tree
+
+if TYPE_CHECKING:  # skops and sklearn are imported when a file is read, not by every importer
+    from sklearn.ensemble import RandomForestClassifier
 
 MAX_FILE_BYTES = 32 << 20  # a forest of the trainer's size is ~150 KB compressed
 MAX_UNPACKED_BYTES = 128 << 20  # schema and arrays together, as the zip declares them
@@ -50,6 +50,22 @@ class ModelFileError(ValueError):
 
 def read_forest(blob: bytes, n_features: int) -> RandomForestClassifier:
     """The forest in a skops file, after checking every node and array of it; ModelFileError otherwise."""
+    check_file(blob, n_features)
+    import skops.io as sio
+
+    try:
+        model = sio.loads(blob, trusted=TRUSTED)
+    except RecursionError:
+        raise ModelFileError("cannot be constructed (nodes refer to themselves)") from None
+    except Exception as exc:  # noqa: BLE001 — any decoding failure is a corrupt file
+        raise ModelFileError(f"cannot be read as a skops model ({exc.__class__.__name__}: {exc})") from None
+    check_forest(model, n_features)
+    return model
+
+
+def check_file(blob: bytes, n_features: int) -> dict:
+    """Every node and array of a skops file checked, nothing constructed; its schema (ModelFileError otherwise).
+    strategies.forest serves the trees from the arrays themselves, without sklearn."""
     if len(blob) > MAX_FILE_BYTES:
         raise ModelFileError(f"{len(blob)} bytes, more than a model file may have ({MAX_FILE_BYTES})")
     try:
@@ -94,14 +110,7 @@ def read_forest(blob: bytes, n_features: int) -> RandomForestClassifier:
     if not (isinstance(schema, dict) and (schema.get("__module__"), schema.get("__class__"))
             == ("sklearn.ensemble._forest", "RandomForestClassifier")):
         raise ModelFileError("the top object is not a RandomForestClassifier")
-    try:
-        model = sio.loads(blob, trusted=TRUSTED)
-    except RecursionError:
-        raise ModelFileError("cannot be constructed (nodes refer to themselves)") from None
-    except Exception as exc:  # noqa: BLE001 — any decoding failure is a corrupt file
-        raise ModelFileError(f"cannot be read as a skops model ({exc.__class__.__name__}: {exc})") from None
-    check_forest(model, n_features)
-    return model
+    return schema
 
 
 def _walk(value, files: set[str], trees: list[dict], foreign: set[str], by_id: dict) -> None:
@@ -182,6 +191,9 @@ def _check_array_file(archive: zipfile.ZipFile, members: dict, name: str) -> Non
 
 def check_forest(model, n_features: int) -> None:
     """The loaded object is the trainer's forest: classes 0/1, the feature count, sound trees."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.tree import DecisionTreeClassifier
+
     if type(model) is not RandomForestClassifier:
         raise ModelFileError(f"holds a {type(model).__module__}.{type(model).__name__}, not a RandomForestClassifier")
     _no_shadowed_methods(model)
@@ -223,6 +235,8 @@ def _no_shadowed_methods(obj) -> None:
 
 def _check_tree(i: int, tree, n_features: int) -> None:
     """Children point forward inside the tree, leaves have none, splits use existing features."""
+    from sklearn.tree._tree import Tree
+
     if type(tree) is not Tree:
         raise ModelFileError(f"tree {i} has no sklearn Tree")
     n = tree.node_count

@@ -13,6 +13,7 @@ import pandas as pd
 from django.conf import settings
 
 from strategies.features import feature_names, feature_row
+from strategies.forest import read_array_forest
 from strategies.ml import ModelError, load
 from trading.delivery.alerts import enqueue
 from trading.modelcard import alert_warnings
@@ -32,7 +33,9 @@ class ModelRegistry:
             if not leg.row.ml_enabled:
                 continue
             try:
-                self.models[root] = load(root, settings.MODELS_DIR, feature_names(roots, root))
+                # The forest served from its file's arrays: the same scores, no sklearn in the worker (issue 19).
+                self.models[root] = load(root, settings.MODELS_DIR, feature_names(roots, root),
+                                         reader=read_array_forest)
             except ModelError as exc:
                 self.failed(root, str(exc))
             else:
