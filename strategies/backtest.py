@@ -1,38 +1,34 @@
 """Backtest of the IBS strategy with the exact fill model, for one instrument or a whole strategy.
 
-It drives the same `strategies.ibs.InstrumentBook` the live worker uses, bar by bar, and the same
-coordinator. Bad input is refused with one error naming the row or parameter, and no output
-file is left behind half-written. CLI: `python -m strategies.backtest --help`.
+Over arrays (strategies.arraybacktest) when it can; else (rolls, a caller's veto, an opening book) bar by bar
+through the `Portfolio.step` the live worker runs, the reference the parity tests hold the arrays to. Bad
+input is refused with one error naming the row or parameter, and no output file is left behind half-written.
+CLI: `python -m strategies.backtest --help`; sklearn and skops are imported only when a model is loaded.
 """
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
-import os
 import sys
-import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from strategies import rolls
+from strategies import arraybacktest, rolls
+from strategies.backtest_output import TRADE_COLUMNS, _write_atomically, plot, write_trades_csv  # noqa: F401
 from strategies.bars import StepBar, step_bars
-from strategies.calendar import PRODUCT_HOURS, session_dates
-from strategies.ibs import ClosedTrade
+from strategies.calendar import CHICAGO, SESSION_START, _trade_dates, session_dates
+from strategies.ibs import ClosedTrade, bar_length
 from strategies.instruments import CONTRACT_SPECS, DEFAULT_COMMISSION
-from strategies.ml import ModelError
 from strategies.params import IBSParams, ParameterError, parse_value
 from strategies.portfolio import Portfolio
 from strategies.pnl import pnl_percent, trade_money
 
 UTC = timezone.utc
-TRADE_COLUMNS = ["symbol", "side", "entry_time", "entry_price", "exit_time", "exit_price", "size", "pnl",
-                 "pnl_percent", "exit_reason", "ibs_entry", "ibs_exit", "ml_score", "bars_held"]
 
 
 class BacktestInputError(ValueError):
@@ -55,13 +51,27 @@ class Leg:
     opening: dict | None = None  # the book at the first bar (InstrumentBook fields: position, pending_entry, …)
 
 
-@dataclass
 class BacktestResult:
-    trades: list[dict]
-    skipped: list[dict] = field(default_factory=list)
-    pending_entries: list[dict] = field(default_factory=list)  # decided on the last bar, never filled
-    bars: int = 0
-    bars_in_position: int = 0
+    """Trades (sorted by exit, symbol, entry), skipped signals, entries decided on the last bar and never
+    filled, bars and bars in a position; `engine`: "arrays" or "per-bar (why the arrays could not)"; `table`:
+    the array path's trades as columns (strategies.arraybacktest.TradeTable), rows made only when asked for."""
+
+    def __init__(self, trades: list[dict] | None = None, skipped=None, pending_entries=None, bars: int = 0,
+                 bars_in_position: int = 0, engine: str = "", table=None):
+        self._trades, self.table, self.engine = trades, table, engine
+        self.skipped, self.pending_entries = skipped or [], pending_entries or []
+        self.bars, self.bars_in_position = bars, bars_in_position
+
+    @property
+    def trades(self) -> list[dict]:
+        """The trade rows (dicts, trade_row's keys), made from the table once, on first use."""
+        if self._trades is None:
+            self._trades = self.table.rows() if self.table is not None else []
+        return self._trades
+
+    @trades.setter
+    def trades(self, value: list[dict]) -> None:
+        self._trades = value
 
 
 def _rows(frame: pd.DataFrame, contracts=None) -> list[StepBar]:
@@ -83,16 +93,31 @@ def trade_row(leg: Leg, t: ClosedTrade) -> dict:
             "exit_signal_time": _iso(t.exit_signal_ts or t.exit_ts), "exit_decided": t.decided_reason or t.reason}
 
 
-def run(legs: list[Leg], *, timeframe: str = "1h", max_positions: int | None = None,
-        use_ml: bool = True, product_hours: bool = True, entry_block=None, progress=None) -> BacktestResult:
+def run(legs: list[Leg], *, timeframe: str = "1h", max_positions: int | None = None, use_ml: bool = True,
+        product_hours: bool = True, entry_block=None, progress=None, engine: str = "auto") -> BacktestResult:
     """Run the strategy over every leg's bars in time order; trades sorted by exit then symbol.
     `product_hours`: decide by each product's real trading hours, as live (no entry while its market is
-    closed or right before an early close, an exit forced before such a close); off only to compare with
-    a reference that knows no calendar. `entry_block(root, bar_ts)`: a veto of entries, as the live risk
-    controls (None: allowed). A leg's `opening` is its book before the first bar (a session's open).
-    `progress(done, total)`: told of the bar times stepped, about every 2% (it decides nothing)."""
+    closed or right before an early close, an exit forced before such a close; past the calendar's last
+    session, 2045, without them); off only to compare with a reference that knows no calendar.
+    `entry_block(root, bar_ts)`: a veto of entries, as the live risk controls (None: allowed). A leg's
+    `opening` is its book before the first bar (a session's open). `progress(done, total)`: told how far it
+    is, about every 2% bar by bar (it decides nothing). `engine`: "auto" (the arrays when they can), "per_bar"."""
+    why = "asked for" if engine == "per_bar" else arraybacktest.unsupported(legs, entry_block)
+    if not why:
+        out = arraybacktest.run_arrays(legs, seconds=bar_length(timeframe), max_positions=max_positions,
+                                       use_ml=use_ml, hours=product_hours, progress=progress)
+        return BacktestResult(**out, engine="arrays")
+    result = run_per_bar(legs, timeframe=timeframe, max_positions=max_positions, use_ml=use_ml,
+                         product_hours=product_hours, entry_block=entry_block, progress=progress)
+    result.engine = f"per-bar ({why})"
+    return result
+
+
+def run_per_bar(legs: list[Leg], *, timeframe: str = "1h", max_positions: int | None = None, use_ml: bool = True,
+                product_hours: bool = True, entry_block=None, progress=None) -> BacktestResult:
+    """`run` bar time by bar time through Portfolio.step, as the live worker steps: the reference path."""
     portfolio = Portfolio({leg.root: leg.params for leg in legs}, timeframe=timeframe, max_positions=max_positions,
-                          hours=PRODUCT_HOURS if product_hours else None)
+                          hours=arraybacktest.BACKTEST_HOURS if product_hours else None)
     for leg in legs:
         for name, value in (leg.opening or {}).items():
             setattr(portfolio.books[leg.root], name, value)
@@ -230,7 +255,20 @@ def parse_sets(pairs: list[str]) -> dict:
     return overrides
 
 
-# --- report and plot -------------------------------------------------------------------------
+# --- report ----------------------------------------------------------------------------------
+def _session_days(exits: np.ndarray) -> np.ndarray:
+    """The CME trade date of each exit (ns); past the calendar's last one (2045) by the 17:00 Chicago rule
+    alone, holidays unknown, rather than refusing a report on synthetic data that runs that far."""
+    local = pd.DatetimeIndex(exits.view("datetime64[ns]"), tz="UTC").tz_convert(CHICAGO)
+    rule = local.tz_localize(None).normalize().values.astype("datetime64[D]") + (
+        np.asarray(local.hour) >= SESSION_START.hour).astype("timedelta64[D]")
+    past = rule > _trade_dates()[-1]
+    if not past.any():
+        return session_dates(exits)
+    rule[~past] = session_dates(exits[~past])
+    return rule
+
+
 def report(result: BacktestResult) -> dict:
     trades = result.trades
     pnl = np.array([t["pnl"] for t in trades], dtype=float)
@@ -240,7 +278,7 @@ def report(result: BacktestResult) -> dict:
     sharpe = None
     if trades:
         exits = pd.to_datetime([t["exit_time"] for t in trades], utc=True).as_unit("ns").asi8
-        daily = pd.Series(pnl).groupby(session_dates(exits)).sum()
+        daily = pd.Series(pnl).groupby(_session_days(exits)).sum()
         if len(daily) > 1 and daily.std(ddof=1) > 0:
             sharpe = float(daily.mean() / daily.std(ddof=1) * math.sqrt(252))
     return {
@@ -257,48 +295,17 @@ def report(result: BacktestResult) -> dict:
     }
 
 
-def plot(result: BacktestResult, path: Path) -> None:
-    import matplotlib
+def _with_scores(legs: list[Leg], roots: list[str], models: Path, timeframe: str) -> list[Leg]:
+    """The legs with their models' scores; sklearn and skops are imported here, only when a model is loaded."""
+    from strategies import ml
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    times = pd.to_datetime([t["exit_time"] for t in result.trades], utc=True)
-    equity = np.cumsum([t["pnl"] for t in result.trades])
-    drawdown = equity - np.maximum.accumulate(equity) if len(equity) else equity
-    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(10, 6), height_ratios=[3, 1])
-    top.plot(times, equity, color="#2b7bb9")
-    top.set_ylabel("equity $")
-    top.set_title("Equity curve")
-    bottom.fill_between(times, drawdown, 0, color="#c0392b", alpha=0.5)
-    bottom.set_ylabel("drawdown $")
-    fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
-
-
-# --- output (all or nothing) -----------------------------------------------------------------
-def _write_atomically(outputs: dict[Path, callable]) -> None:
-    """Write every output to a temp file first; rename them only when all succeeded."""
-    temps = {}
     try:
-        for target, writer in outputs.items():
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-            os.close(fd)
-            temps[target] = Path(tmp)
-            writer(Path(tmp))
-        for target, tmp in temps.items():
-            os.replace(tmp, target)
-    finally:
-        for tmp in temps.values():
-            tmp.unlink(missing_ok=True)
-
-
-def write_trades_csv(trades: list[dict], path: Path) -> None:
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=TRADE_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(trades)
+        if len(legs) == 1:
+            return [replace(legs[0], ml_scores=ml.scores_for_backtest(roots[0], legs[0].bars, models, timeframe))]
+        frames = {leg.root: leg.bars for leg in legs}
+        return [replace(leg, ml_scores=ml.scores(frames, leg.root, models)) for leg in legs]
+    except ml.ModelError as exc:
+        raise BacktestInputError(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -338,15 +345,12 @@ def main(argv: list[str] | None = None) -> int:
                 raise ParameterError("commission", f"{commission} cannot be negative")
             bars = load_bars_csv(path)
             legs.append(Leg(root, bars, params, point_value, commission, args.size))
+        past = [leg.root for leg in legs if leg.bars["ts"].iloc[-1] >= arraybacktest.calendar_end(leg.root)]
+        if past:
+            print(f"note: {', '.join(past)}: bars past the CME calendar's last session (2045) are decided without "
+                  "product hours, and their sessions by the 17:00 Chicago rule alone", file=sys.stderr)
         if not args.no_ml:
-            from strategies import ml
-
-            if len(legs) == 1:
-                legs[0] = replace(legs[0], ml_scores=ml.scores_for_backtest(roots[0], legs[0].bars, Path(args.models),
-                                                                            args.timeframe))
-            else:
-                frames = {leg.root: leg.bars for leg in legs}
-                legs = [replace(leg, ml_scores=ml.scores(frames, leg.root, Path(args.models))) for leg in legs]
+            legs = _with_scores(legs, roots, Path(args.models), args.timeframe)
         result = run(legs, timeframe=args.timeframe, max_positions=args.max_positions, use_ml=not args.no_ml)
         outputs = {args.trades: lambda p: write_trades_csv(result.trades, p)}
         if args.report:
@@ -355,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.plot:
             outputs[args.plot] = lambda p: plot(result, p)
         _write_atomically(outputs)
-    except (BacktestInputError, ParameterError, ModelError) as exc:
+    except (BacktestInputError, ParameterError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     summary = report(result)
