@@ -173,6 +173,35 @@ def insert_trades(trades: list[dict], batch: int) -> None:
                       point_value=t["leg"].instrument.point_value, session_date=t["session_date"],
                       entry_signal=e, exit_signal=x)
                 for t, e, x in zip(chunk, entries, exits)], batch_size=batch)
+        book_days(trades)
+
+
+def book_days(trades: list[dict]) -> None:
+    """The daily summary each booked exit keeps (trading.risk.daily.record_realized), for the inserted trades
+    at once: a row per strategy and session with its P&L, trades, winners, gross win and gross loss."""
+    from decimal import Decimal
+
+    from trading.models import DailyRiskState
+
+    days: dict[tuple, DailyRiskState] = {}
+    for t in trades:
+        strategy, pnl = t["leg"].strategy, Decimal(str(t["pnl"]))
+        row = days.setdefault((strategy.pk, t["session_date"]), DailyRiskState(
+            strategy=strategy, session_date=t["session_date"], realized_pnl=Decimal(0), won=Decimal(0), lost=Decimal(0)))
+        row.realized_pnl += pnl
+        row.trades += 1
+        row.wins += pnl > 0
+        row.won += max(pnl, Decimal(0))
+        row.lost += min(pnl, Decimal(0))
+    from django.db.models import F
+
+    existing = set(DailyRiskState.objects.values_list("strategy_id", "session_date"))
+    for (strategy_id, day), row in days.items():
+        if (strategy_id, day) in existing:  # a session of trades inserted before: added to, as each exit does
+            DailyRiskState.objects.filter(strategy_id=strategy_id, session_date=day).update(
+                realized_pnl=F("realized_pnl") + row.realized_pnl, trades=F("trades") + row.trades,
+                wins=F("wins") + row.wins, won=F("won") + row.won, lost=F("lost") + row.lost)
+    DailyRiskState.objects.bulk_create([r for k, r in days.items() if k not in existing], batch_size=2000)
 
 
 def seed_open_positions(legs: list[LegInfo], now: datetime) -> list[str]:

@@ -49,6 +49,11 @@ PAPER_ORDERS = ("import json; from trading.models import PaperOrder, Notificatio
                 " 'titles': list(Notification.objects.filter(strategy__name='ibs_a_paper').values_list('title', flat=True))}))")
 
 
+BOOKS = ("import json; from trading.performance import daily_rows, daily_rows_from_trades\n"
+         "summary, trades = daily_rows(), daily_rows_from_trades()\n"
+         "print(json.dumps([summary == trades, sum(len(days) for days in trades.values())]))")
+
+
 def test_orders_received_equal_the_backtest_and_a_paper_copy_beside_it_trades_it_on_paper(tmp_path, market):
     paths, fronts, days = market
     with TradingRun(tmp_path, paths, fronts, days, key=KEY, paper_beside=True) as run:
@@ -56,6 +61,7 @@ def test_orders_received_equal_the_backtest_and_a_paper_copy_beside_it_trades_it
         frames, summary, paper_summary = run.frames(), run.summary(), run.summary("ibs_a_paper")
         drift = run.env.shell_json(DRIFT)
         paper = run.env.shell_json(PAPER_ORDERS)
+        books = run.env.shell_json(BOOKS)
         decided = [to_ts(at) for at, in run.env.query(
             "SELECT g.created_at FROM trading_signal g JOIN trading_strategy s ON s.id = g.strategy_id WHERE s.name = 'ibs_a'")]
     broker = run.broker
@@ -91,6 +97,8 @@ def test_orders_received_equal_the_backtest_and_a_paper_copy_beside_it_trades_it
         assert entry_t[:19] == t["entry_time"][:19] and exit_t[:19] == t["exit_time"][:19]
         assert abs(float(entry_p) - t["entry_price"]) < tick and abs(float(exit_p) - t["exit_price"]) < tick
         assert Decimal(pnl) == Decimal(repr(t["pnl"])), (sym, exit_t, pnl, t["pnl"])  # to the cent: one money rule
+    # The daily summary the dashboard reads (kept with each trade booked) equals the trades, session by session.
+    assert books[0] and books[1] >= 5, books
     # Uninterrupted, every closed session's drift report finds the worker equal to the backtest.
     assert len(drift) >= 5 and sum(m for m, *_ in drift.values()) >= len(expected.closed)
     assert {day: d for day, (_, n, d, _) in drift.items() if n} == {}

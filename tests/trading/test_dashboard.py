@@ -10,6 +10,7 @@ from django.utils import timezone
 from strategies.calendar import session_date
 from trading.models import KillSwitch, KillSwitchEvent, Position, Signal, Strategy, Trade
 from trading.redis_client import get_redis, key
+from trading.risk.daily import record_realized
 
 pytestmark = pytest.mark.django_db
 
@@ -30,6 +31,7 @@ def demo_trading(webhook_env, settings, redis_prefix):
                              entry_size=1, exit_time=now - timedelta(hours=1), exit_price=Decimal("70.25"), exit_size=1,
                              pnl=pnl, pnl_percent=0.3, exit_reason="ibs_exit", commission=Decimal("2.5"),
                              point_value=Decimal("1000"), session_date=today, entry_signal=sig)
+        record_realized(strategy, today, pnl)  # the daily summary, as a booked exit keeps it
     sig = Signal.objects.create(key="open", strategy=strategy, instrument=cl, bar_time=now - timedelta(hours=2),
                                 action="buy", quantity=2, signal_price=Decimal("71"), reason="entry")
     Position.objects.create(strategy=strategy, instrument=cl, contract="CLF7", size=2, entry_time=now - timedelta(hours=1), signal_time=now - timedelta(hours=2), filled=True,

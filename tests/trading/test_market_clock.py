@@ -12,6 +12,7 @@ from strategies.calendar import session_date
 from trading.admin.dashboard import dashboard_context
 from trading.health.heartbeat import beat
 from trading.marketdata.clock import market_now
+from trading.risk.daily import record_realized
 from trading.models import DailyRiskState, Notification, Signal, Strategy, StoredBar, Trade
 from trading.tasks import follow_market_clock
 
@@ -32,10 +33,12 @@ def trade(strategy, day, pnl: str, at: datetime) -> Trade:
     cl = strategy.legs.get(instrument__root="CL").instrument
     sig = Signal.objects.create(key=f"k{at.timestamp()}", strategy=strategy, instrument=cl, bar_time=at,
                                 action="buy", quantity=1, signal_price=Decimal("70"), reason="entry")
-    return Trade.objects.create(strategy=strategy, symbol="CL", entry_time=at, entry_price=Decimal("70"), entry_size=1,
-                                exit_time=at + timedelta(hours=1), exit_price=Decimal("70.1"), exit_size=1,
-                                pnl=Decimal(pnl), pnl_percent=0.1, exit_reason="ibs_exit", commission=Decimal("2.5"),
-                                point_value=Decimal("1000"), session_date=day, entry_signal=sig)
+    trade = Trade.objects.create(strategy=strategy, symbol="CL", entry_time=at, entry_price=Decimal("70"), entry_size=1,
+                                 exit_time=at + timedelta(hours=1), exit_price=Decimal("70.1"), exit_size=1,
+                                 pnl=Decimal(pnl), pnl_percent=0.1, exit_reason="ibs_exit", commission=Decimal("2.5"),
+                                 point_value=Decimal("1000"), session_date=day, entry_signal=sig)
+    record_realized(strategy, day, trade.pnl)  # the daily summary, as a booked exit keeps it
+    return trade
 
 
 def test_the_replay_clock_is_the_end_of_the_hubs_latest_bar_and_the_wall_clock_is_now(replay, settings):
@@ -59,7 +62,7 @@ def test_the_dashboard_shows_the_replayed_session_and_its_pnl_with_heartbeats_by
     trade(replay, day, "312.40", REPLAYED - timedelta(hours=3))
     trade(replay, day, "-40.15", REPLAYED - timedelta(hours=2))
     trade(replay, session_date(djtz.now()), "999.00", djtz.now() - timedelta(hours=2))  # the wall clock's session
-    DailyRiskState.objects.create(strategy=replay, session_date=day, stopped=True, stop_reason="test")
+    DailyRiskState.objects.filter(strategy=replay, session_date=day).update(stopped=True, stop_reason="test")
     context = dashboard_context()
     assert context["session_date"] == day and context["market_now"] == REPLAYED + timedelta(minutes=1)
     row = next(r for r in context["rows"] if r.strategy == replay)
@@ -72,8 +75,8 @@ def test_the_replay_clock_opens_each_session_and_summarises_the_one_that_closed(
     from trading.models import Heartbeat
 
     day = session_date(REPLAYED)
-    DailyRiskState.objects.create(strategy=replay, session_date=day, stopped=True, stop_reason="test")
     trade(replay, day, "120.00", REPLAYED)
+    DailyRiskState.objects.filter(strategy=replay, session_date=day).update(stopped=True, stop_reason="test")
     follow_market_clock()
     assert Notification.objects.filter(kind="summary").count() == 0  # the session is still open
     # The replay passes 16:00 Chicago (21:00 UTC in daylight time): that session's summary, once.

@@ -11,6 +11,7 @@ import pytest
 from django.core.management import call_command
 
 from trading.models import Position, Signal, Strategy, Trade
+from trading.risk.daily import record_realized
 
 pytestmark = pytest.mark.django_db
 UTC = timezone.utc
@@ -46,6 +47,7 @@ def books(webhook_env, settings, redis_prefix):
                                  entry_size=1, exit_time=at + timedelta(hours=1), exit_price=Decimal("70.1"), exit_size=1,
                                  pnl=Decimal(pnl), pnl_percent=0.1, exit_reason="ibs_exit", commission=Decimal("2.5"),
                                  point_value=Decimal("1000"), session_date=day, entry_signal=sig)
+            record_realized(strategies[name], day, Decimal(pnl))  # the daily summary, as a booked exit keeps it
             n += 1
     sig = Signal.objects.create(key="open", strategy=strategies["ibs_a"], instrument=cl, bar_time=datetime(2026, 10, 14, 13, tzinfo=UTC),
                                 action="buy", quantity=2, signal_price=Decimal("71"), reason="entry")
@@ -95,3 +97,18 @@ def test_a_position_without_a_stop_makes_the_open_risk_unknown_not_zero(books, a
     page = admin_client.get("/admin/dashboard/").content.decode()
     assert shown(page, "ibs_a")["open-risk"] is None and shown(page, "total")["open-risk"] is None
     assert "— (a position without a stop)" in page
+
+
+def test_the_migration_fills_the_daily_summary_of_sessions_traded_before_it(books):
+    """Trades booked before the summary had winners and gross sums: the migration fills every session from its
+    trades (the books), and the summary then equals the trades session by session."""
+    import importlib
+
+    from django.apps import apps
+
+    from trading.models import DailyRiskState
+    from trading.performance import daily_rows, daily_rows_from_trades
+
+    DailyRiskState.objects.all().delete()
+    importlib.import_module("trading.migrations.0019_daily_summary").from_trades(apps, None)
+    assert daily_rows() == daily_rows_from_trades() and len(daily_rows_from_trades()) == 3

@@ -62,12 +62,17 @@ class KillSwitchEvent(models.Model):
 
 
 class DailyRiskState(models.Model):
-    """Realised P&L and the daily stop of one strategy for one CME trading day."""
+    """Realised P&L and the daily stop of one strategy for one CME trading day. Kept with each trade booked
+    (in the trade's transaction: trading.risk.daily.record_realized), it is the daily summary the dashboard's
+    figures read instead of every trade: P&L, trades, winners, gross win and gross loss of the session."""
 
     strategy = models.ForeignKey(Strategy, on_delete=models.CASCADE, related_name="daily_states")
     session_date = models.DateField()
     realized_pnl = models.DecimalField(max_digits=14, decimal_places=2, default=0)
     trades = models.PositiveIntegerField(default=0)
+    wins = models.PositiveIntegerField(default=0, help_text="Trades with P&L > 0")
+    won = models.DecimalField(max_digits=14, decimal_places=2, default=0, help_text="Gross win $")
+    lost = models.DecimalField(max_digits=14, decimal_places=2, default=0, help_text="Gross loss $ (≤ 0)")
     stopped = models.BooleanField(default=False)
     stopped_at = models.DateTimeField(null=True, blank=True)
     stop_reason = models.CharField(max_length=200, blank=True)

@@ -25,8 +25,10 @@ def record_realized(strategy: Strategy, session_date: date, pnl: Decimal, *, now
     now = now or timezone.now()
     with transaction.atomic():
         DailyRiskState.objects.get_or_create(strategy=strategy, session_date=session_date)
+        pnl = Decimal(pnl)
         DailyRiskState.objects.filter(strategy=strategy, session_date=session_date).update(
-            realized_pnl=F("realized_pnl") + Decimal(pnl), trades=F("trades") + 1)
+            realized_pnl=F("realized_pnl") + pnl, trades=F("trades") + 1, wins=F("wins") + int(pnl > 0),
+            won=F("won") + max(pnl, Decimal(0)), lost=F("lost") + min(pnl, Decimal(0)))
         state = DailyRiskState.objects.select_for_update().get(strategy=strategy, session_date=session_date)
         limit = Decimal(strategy.daily_stop_loss)
         if not state.stopped and state.realized_pnl <= -limit:
