@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from strategies.calendar import session_close, session_date_ns, session_dates
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 UTC = timezone.utc
@@ -314,7 +313,8 @@ def _aggregate(frame: pd.DataFrame, keys: np.ndarray) -> pd.DataFrame:
 
 def trades_to_minutes(ts_ns: np.ndarray, price: np.ndarray, size: np.ndarray) -> pd.DataFrame:
     """Trades (sorted by time) → 1-minute bars; columns ts (int64 ns, minute start), OHLCV, trades."""
-    import pandas as pd  # in the batch functions only: a process reading bars (the order sender) needs no pandas
+    import numpy as np
+    import pandas as pd  # in the batch functions only: a process reading bars (the order sender) needs neither
 
     frame = pd.DataFrame({"open": price, "high": price, "low": price, "close": price, "volume": size,
                           "trades": np.ones(len(price), dtype=np.int64)})
@@ -325,17 +325,22 @@ def trades_to_minutes(ts_ns: np.ndarray, price: np.ndarray, size: np.ndarray) ->
 
 def to_hourly(minutes: pd.DataFrame) -> pd.DataFrame:
     """1-minute bars (ts int64 ns) → hourly bars stamped at the hour start."""
+    import numpy as np
+
     keys = minutes["ts"].to_numpy(dtype=np.int64) // (3600 * NS) * (3600 * NS)
     return _aggregate(minutes, keys).rename_axis("ts").reset_index()
 
 
 def to_daily(bars: pd.DataFrame) -> pd.DataFrame:
     """Intraday bars (ts int64 ns) → CME trading-day bars; ts = session date at 00:00 UTC in ns."""
+    import numpy as np
+
     days = session_dates(bars["ts"].to_numpy(dtype=np.int64)).astype("datetime64[ns]").astype(np.int64)
     return _aggregate(bars, days).rename_axis("ts").reset_index()
 
 
 def frame_from_bars(bars: list[Bar]) -> pd.DataFrame:
+    import numpy as np
     import pandas as pd
 
     return pd.DataFrame({
@@ -356,6 +361,7 @@ class StepBar:
 
 def step_bars(frame: pd.DataFrame, contracts=None) -> list[StepBar]:
     """A bar frame (ts int64 ns UTC, open, high, low, close) as StepBars; `contracts`: each bar's contract."""
+    import numpy as np
     import pandas as pd
 
     ts = pd.DatetimeIndex(frame["ts"].to_numpy(dtype=np.int64).view("datetime64[ns]"), tz="UTC").to_pydatetime()

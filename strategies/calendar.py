@@ -7,11 +7,14 @@ the next one. Never hard-code a UTC boundary: it is 22:00 or 23:00 UTC depending
 """
 from __future__ import annotations
 
+import bisect
 import functools
 from datetime import date, datetime, time, timedelta, timezone
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 CHICAGO = ZoneInfo("America/Chicago")
 SESSION_START = time(17, 0)  # local: trading from here on belongs to the next trade date
@@ -21,60 +24,68 @@ _SPAN = ("2000-01-01", "2045-12-31")
 
 
 @functools.lru_cache(maxsize=1)
-def _trade_dates() -> np.ndarray:
-    """All CME trade dates in _SPAN as sorted datetime64[D]: the weekdays but CME's holidays, from the table
-    strategies.cme_holidays keeps of pandas_market_calendars (so booking a trade never imports pandas)."""
+def _trade_ordinals() -> tuple[int, ...]:
+    """All CME trade dates in _SPAN as sorted date ordinals: the weekdays but CME's holidays, from the table
+    strategies.cme_holidays keeps of pandas_market_calendars. Plain Python: booking a trade (the order
+    sender) imports neither pandas nor numpy."""
     from strategies.cme_holidays import holidays
 
-    every = np.arange(np.datetime64(_SPAN[0]), np.datetime64(_SPAN[1]) + 1)
-    return np.setdiff1d(every[np.is_busday(every)], np.array(holidays(), dtype="datetime64[D]"))
+    closed = {date.fromisoformat(d).toordinal() for d in holidays()}
+    first, last = (date.fromisoformat(d).toordinal() for d in _SPAN)
+    return tuple(o for o in range(first, last + 1) if (o - 1) % 7 < 5 and o not in closed)  # ordinal 1: a Monday
+
+
+@functools.lru_cache(maxsize=1)
+def _trade_dates() -> np.ndarray:
+    """The same trade dates as sorted datetime64[D], for the vectorised functions."""
+    import numpy as np
+
+    return (np.array(_trade_ordinals(), dtype=np.int64) - date(1970, 1, 1).toordinal()).astype("datetime64[D]")
 
 
 def is_trade_date(d: date) -> bool:
-    days = _trade_dates()
-    i = np.searchsorted(days, np.datetime64(d, "D"))
-    return bool(i < len(days) and days[i] == np.datetime64(d, "D"))
+    days, o = _trade_ordinals(), d.toordinal()
+    i = bisect.bisect_left(days, o)
+    return i < len(days) and days[i] == o
 
 
 def next_trade_date(d: date, *, inclusive: bool = True) -> date:
-    days = _trade_dates()
-    target = np.datetime64(d, "D")
-    i = np.searchsorted(days, target, side="left" if inclusive else "right")
+    days = _trade_ordinals()
+    i = (bisect.bisect_left if inclusive else bisect.bisect_right)(days, d.toordinal())
     if i >= len(days):
         raise ValueError(f"{d} is beyond the trading calendar ({_SPAN[1]})")
-    return days[i].astype(date)
+    return date.fromordinal(days[i])
 
 
 def previous_trade_date(d: date) -> date:
-    days = _trade_dates()
-    i = np.searchsorted(days, np.datetime64(d, "D"), side="left") - 1
+    days = _trade_ordinals()
+    i = bisect.bisect_left(days, d.toordinal()) - 1
     if i < 0:
         raise ValueError(f"{d} is before the trading calendar ({_SPAN[0]})")
-    return days[i].astype(date)
+    return date.fromordinal(days[i])
 
 
 def trade_date_offset(d: date, n: int) -> date:
     """The trade date `n` CME business days after (n > 0) or before (n < 0) `d`; `d` itself when
     n == 0 and it is a trade date (else the next one). E.g. 3 business days before the 25th: (25th, -3)."""
-    days = _trade_dates()
-    target = np.datetime64(d, "D")
+    days, o = _trade_ordinals(), d.toordinal()
     if n < 0:
-        i = int(np.searchsorted(days, target, side="left")) + n
+        i = bisect.bisect_left(days, o) + n
     elif n > 0:
-        i = int(np.searchsorted(days, target, side="right")) - 1 + n
+        i = bisect.bisect_right(days, o) - 1 + n
     else:
-        i = int(np.searchsorted(days, target, side="left"))
+        i = bisect.bisect_left(days, o)
     if not 0 <= i < len(days):
         raise ValueError(f"{n} trade dates from {d} is outside the trading calendar {_SPAN}")
-    return days[i].astype(date)
+    return date.fromordinal(days[i])
 
 
 def trade_dates_of_month(year: int, month: int) -> list[date]:
     """The CME trade dates (business days) of a calendar month, in order."""
-    days = _trade_dates()
-    first = np.datetime64(f"{year:04d}-{month:02d}", "M").astype("datetime64[D]")
-    last = (np.datetime64(f"{year:04d}-{month:02d}", "M") + 1).astype("datetime64[D]")
-    return [d.astype(date) for d in days[np.searchsorted(days, first):np.searchsorted(days, last)]]
+    days = _trade_ordinals()
+    first = date(year, month, 1).toordinal()
+    last = date(year + month // 12, month % 12 + 1, 1).toordinal()
+    return [date.fromordinal(o) for o in days[bisect.bisect_left(days, first):bisect.bisect_left(days, last)]]
 
 
 def _require_aware(ts: datetime) -> None:
@@ -103,7 +114,8 @@ def session_date_ns(ts_ns: int) -> date:
 
 def session_dates(ts_ns: np.ndarray) -> np.ndarray:
     """Vectorised `session_date` for int64 UTC nanoseconds; returns datetime64[D]."""
-    import pandas as pd  # here, not at import: the order sender books trades without pandas
+    import numpy as np
+    import pandas as pd  # here, not at import: the order sender books trades without pandas or numpy
 
     local = pd.DatetimeIndex(np.asarray(ts_ns, dtype="int64").view("datetime64[ns]"), tz="UTC").tz_convert(CHICAGO)
     naive_days = local.tz_localize(None).normalize().values.astype("datetime64[D]")
@@ -173,6 +185,8 @@ def _as_dt(ns: int) -> datetime:
 
 def trading_window(root: str, ts: datetime) -> tuple[datetime, datetime] | None:
     """The (open, close) of `root`'s trading session that `ts` falls in; None while it does not trade."""
+    import numpy as np
+
     opens, closes = _windows(PRODUCT_CALENDARS.get(root, CALENDAR))
     t = _ns(ts)
     i = int(np.searchsorted(opens, t, side="right")) - 1
@@ -187,6 +201,8 @@ def is_trading(root: str, ts: datetime) -> bool:
 
 def next_window(root: str, ts: datetime) -> tuple[datetime, datetime]:
     """The session `ts` falls in, or else the next one to open."""
+    import numpy as np
+
     opens, closes = _windows(PRODUCT_CALENDARS.get(root, CALENDAR))
     t = _ns(ts)
     i = int(np.searchsorted(closes, t, side="right"))  # the first session that closes after ts
