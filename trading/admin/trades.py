@@ -1,12 +1,14 @@
 from decimal import Decimal
 
 from django.contrib import admin
+from django.contrib.admin.views.main import ORDER_VAR
 from django.core.paginator import Paginator
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils.html import format_html
 
-from trading.models import Instrument, Position, Trade
+from trading.models import DailyRiskState, Instrument, Position, Trade
 
 from .base import ReadOnlyAdmin, csv_response
 
@@ -90,9 +92,17 @@ class TradeAdmin(ReadOnlyAdmin):
         response = super().changelist_view(request, extra_context)
         cl = getattr(response, "context_data", {}).get("cl")
         if cl is not None:  # the totals of what the filters selected, every page of it
-            response.context_data["totals"] = cl.queryset.order_by().aggregate(
-                n=Count("id"), total=Sum("pnl"), wins=Count("id", filter=Q(pnl__gt=0)))
+            response.context_data["totals"] = self.totals(cl)
         return response
+
+    @staticmethod
+    def totals(cl) -> dict:
+        """Unfiltered, from the daily summary kept with each trade booked (a row per strategy and session, not
+        every trade); filtered or searched, from the trades selected."""
+        if not set(cl.params) - {ORDER_VAR} and not cl.query:  # nothing but an order asked for
+            return DailyRiskState.objects.aggregate(n=Coalesce(Sum("trades"), 0), total=Sum("realized_pnl"),
+                                                    wins=Coalesce(Sum("wins"), 0))
+        return cl.queryset.order_by().aggregate(n=Count("id"), total=Sum("pnl"), wins=Count("id", filter=Q(pnl__gt=0)))
 
     @admin.display(description="exit (UTC)", ordering="exit_time")
     def exit_at(self, obj):
