@@ -303,8 +303,10 @@ class TradeTable:
     def __len__(self) -> int:
         return len(self.columns["exit_ns"])
 
-    def rows(self) -> list[dict]:
-        c, n = self.columns, len(self)
+    def rows(self, lo: int = 0, hi: int | None = None) -> list[dict]:
+        """Trades lo..hi (all by default) as the per-bar path's dicts."""
+        c = {k: v[lo:hi] for k, v in self.columns.items()} if (lo, hi) != (0, None) else self.columns
+        n = len(c["exit_ns"])
         if not n:
             return []
         none = lambda values, mask: [None if m else v for v, m in zip(values.tolist(), mask.tolist())]  # noqa: E731

@@ -8,8 +8,6 @@ CLI: `python -m strategies.backtest --help`; sklearn and skops are imported only
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -19,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from strategies import arraybacktest, rolls
-from strategies.backtest_output import TRADE_COLUMNS, _write_atomically, plot, write_trades_csv  # noqa: F401
+from strategies.backtest_output import (TRADE_COLUMNS, _write_atomically, plot, report,  # noqa: F401
+                                       write_report_json, write_trades_csv)
 from strategies.bars import StepBar, step_bars
-from strategies.calendar import CHICAGO, SESSION_START, _trade_dates, session_dates
 from strategies.ibs import ClosedTrade, bar_length
 from strategies.instruments import CONTRACT_SPECS, DEFAULT_COMMISSION
 from strategies.params import IBSParams, ParameterError, parse_value
@@ -72,6 +70,27 @@ class BacktestResult:
     @trades.setter
     def trades(self, value: list[dict]) -> None:
         self._trades = value
+
+    def trade_rows(self, chunk: int = 20_000):
+        """The trade rows one by one; from a table made a chunk at a time and not kept (a million bars'
+        trades written without holding all their dicts)."""
+        if self._trades is not None or self.table is None:
+            yield from self.trades
+            return
+        for lo in range(0, len(self.table), chunk):
+            yield from self.table.rows(lo, lo + chunk)
+
+    def columns(self) -> tuple[np.ndarray, np.ndarray, list]:
+        """(P&L $, exit times as int64 ns, exit reasons) of the trades, from the table when there is one."""
+        if self._trades is None and self.table is not None:
+            c = self.table.columns
+            if not len(self.table):
+                return np.zeros(0), np.zeros(0, dtype=np.int64), []
+            return c["pnl"], c["exit_ns"], [arraybacktest.REASONS[x] for x in c["reason"].tolist()]
+        trades = self.trades
+        exits = pd.to_datetime([t["exit_time"] for t in trades], utc=True).as_unit("ns").asi8 if trades else []
+        return (np.array([t["pnl"] for t in trades], dtype=float), np.asarray(exits, dtype=np.int64),
+                [t["exit_reason"] for t in trades])
 
 
 def _rows(frame: pd.DataFrame, contracts=None) -> list[StepBar]:
@@ -191,16 +210,36 @@ def _iso(ts: datetime) -> str:
 REQUIRED = ["ts", "open", "high", "low", "close", "volume"]
 
 
+CHUNK_ROWS = 200_000  # a bars CSV is read this many rows at a time, each chunk kept as compact columns
+
+
 def load_bars_csv(path: str | Path) -> pd.DataFrame:
     """Read and validate a bars CSV; BacktestInputError names the file and the first bad row."""
-    path = Path(path)
+    path, parts = Path(path), []
     try:
-        frame = pd.read_csv(path)
+        for k, chunk in enumerate(pd.read_csv(path, chunksize=CHUNK_ROWS)):
+            parts.append(pd.DataFrame({c: _times(chunk[c], str(path), k * CHUNK_ROWS) if c == "ts" else
+                                       pd.to_numeric(chunk[c], errors="coerce") for c in REQUIRED if c in chunk}))
+        frame = pd.concat(parts, ignore_index=True) if parts else pd.read_csv(path, nrows=0)
     except FileNotFoundError:
         raise BacktestInputError(f"{path}: no such file") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise BacktestInputError(f"{path}: not a readable CSV ({exc})") from None
     return validate_bars(frame, str(path))
+
+
+def _times(column: pd.Series, name: str, first: int = 0) -> np.ndarray:
+    """A ts column as int64 ns UTC (ISO-8601 read fast, anything else as pandas can); `first`: its first row."""
+    if pd.api.types.is_integer_dtype(column):
+        return column.to_numpy(dtype=np.int64)
+    text = column.astype(str)
+    parsed = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
+    if parsed.isna().any():
+        parsed = pd.to_datetime(text, utc=True, errors="coerce", format="mixed")
+    if parsed.isna().any():
+        bad = int(np.flatnonzero(parsed.isna().to_numpy())[0])
+        raise BacktestInputError(f"{name}: line {first + bad + 2}: cannot parse ts {column.iloc[bad]!r}")
+    return pd.DatetimeIndex(parsed).as_unit("ns").asi8
 
 
 def validate_bars(frame: pd.DataFrame, name: str = "bars") -> pd.DataFrame:
@@ -213,14 +252,7 @@ def validate_bars(frame: pd.DataFrame, name: str = "bars") -> pd.DataFrame:
     def row_of(mask) -> int:  # CSV line number: header is line 1
         return int(np.flatnonzero(np.asarray(mask))[0]) + 2
 
-    if pd.api.types.is_integer_dtype(frame["ts"]):
-        ts = frame["ts"].to_numpy(dtype=np.int64)
-    else:
-        parsed = pd.to_datetime(frame["ts"].astype(str), utc=True, errors="coerce", format="mixed")
-        if parsed.isna().any():
-            bad = row_of(parsed.isna())
-            raise BacktestInputError(f"{name}: line {bad}: cannot parse ts {frame['ts'].iloc[bad - 2]!r}")
-        ts = pd.DatetimeIndex(parsed).as_unit("ns").asi8
+    ts = _times(frame["ts"], name)
     out = pd.DataFrame({"ts": ts})
     for col in ("open", "high", "low", "close", "volume"):
         values = pd.to_numeric(frame[col], errors="coerce")
@@ -253,46 +285,6 @@ def parse_sets(pairs: list[str]) -> dict:
             raise ParameterError(pair, "expected NAME=VALUE")
         overrides[name.strip()] = parse_value(name.strip(), value.strip())
     return overrides
-
-
-# --- report ----------------------------------------------------------------------------------
-def _session_days(exits: np.ndarray) -> np.ndarray:
-    """The CME trade date of each exit (ns); past the calendar's last one (2045) by the 17:00 Chicago rule
-    alone, holidays unknown, rather than refusing a report on synthetic data that runs that far."""
-    local = pd.DatetimeIndex(exits.view("datetime64[ns]"), tz="UTC").tz_convert(CHICAGO)
-    rule = local.tz_localize(None).normalize().values.astype("datetime64[D]") + (
-        np.asarray(local.hour) >= SESSION_START.hour).astype("timedelta64[D]")
-    past = rule > _trade_dates()[-1]
-    if not past.any():
-        return session_dates(exits)
-    rule[~past] = session_dates(exits[~past])
-    return rule
-
-
-def report(result: BacktestResult) -> dict:
-    trades = result.trades
-    pnl = np.array([t["pnl"] for t in trades], dtype=float)
-    wins, losses = pnl[pnl > 0].sum(), -pnl[pnl < 0].sum()
-    equity = np.cumsum(pnl)
-    drawdown = float((np.maximum.accumulate(np.r_[0.0, equity]) - np.r_[0.0, equity]).max()) if len(pnl) else 0.0
-    sharpe = None
-    if trades:
-        exits = pd.to_datetime([t["exit_time"] for t in trades], utc=True).as_unit("ns").asi8
-        daily = pd.Series(pnl).groupby(_session_days(exits)).sum()
-        if len(daily) > 1 and daily.std(ddof=1) > 0:
-            sharpe = float(daily.mean() / daily.std(ddof=1) * math.sqrt(252))
-    return {
-        "trades": len(trades),
-        "win_rate": float((pnl > 0).mean()) if len(pnl) else None,
-        "total_pnl": round(float(pnl.sum()), 2),
-        "average_pnl": round(float(pnl.mean()), 2) if len(pnl) else None,
-        "profit_factor": (round(float(wins / losses), 4) if losses > 0 else None),
-        "max_drawdown": round(drawdown, 2),
-        "sharpe_daily": sharpe,
-        "exposure": round(result.bars_in_position / result.bars, 4) if result.bars else 0.0,
-        "skipped_signals": len(result.skipped),
-        "exit_reasons": pd.Series([t["exit_reason"] for t in trades]).value_counts().to_dict() if trades else {},
-    }
 
 
 def _with_scores(legs: list[Leg], roots: list[str], models: Path, timeframe: str) -> list[Leg]:
@@ -352,10 +344,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_ml:
             legs = _with_scores(legs, roots, Path(args.models), args.timeframe)
         result = run(legs, timeframe=args.timeframe, max_positions=args.max_positions, use_ml=not args.no_ml)
-        outputs = {args.trades: lambda p: write_trades_csv(result.trades, p)}
+        outputs = {args.trades: lambda p: write_trades_csv(result.trade_rows(), p)}
         if args.report:
-            outputs[args.report] = lambda p: p.write_text(json.dumps(
-                {**report(result), "trade_list": result.trades, "skipped": result.skipped}, indent=1, default=str))
+            outputs[args.report] = lambda p: write_report_json(report(result), result.trade_rows(), result.skipped, p)
         if args.plot:
             outputs[args.plot] = lambda p: plot(result, p)
         _write_atomically(outputs)
