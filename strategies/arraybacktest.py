@@ -7,6 +7,7 @@ to the per-bar `Portfolio.step` path, trade for trade, skip for skip. It decides
 """
 from __future__ import annotations
 
+import gc
 import heapq
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -252,9 +253,12 @@ def _chain(arrays: list[LegArrays], max_positions: int | None):
 
 
 def _iso(ns: np.ndarray) -> list:
-    """'YYYY-MM-DDTHH:MM:SSZ' of each time (ns), as the per-bar path's strftime writes it."""
+    """'YYYY-MM-DDTHH:MM:SSZ' of each time (ns), as the per-bar path's strftime writes it (years 1000-9999)."""
     seconds = (np.asarray(ns, dtype=np.int64) // NS).view("datetime64[s]")
-    return [text + "Z" for text in np.datetime_as_string(seconds).tolist()]
+    text = np.datetime_as_string(seconds).astype("<U20")
+    if len(text):
+        text.view(np.uint32).reshape(len(text), 20)[:, 19] = ord("Z")  # the 20th character of each
+    return text.tolist()
 
 
 def _skip_reason(a: LegArrays, i: int, why: int) -> str:
@@ -310,6 +314,15 @@ class TradeTable:
         if not n:
             return []
         none = lambda values, mask: [None if m else v for v, m in zip(values.tolist(), mask.tolist())]  # noqa: E731
+        enabled = gc.isenabled()
+        gc.disable()  # a hundred thousand dicts, all kept: no collection halfway through them
+        try:
+            return self._dicts(c, n, none)
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _dicts(self, c: dict, n: int, none) -> list[dict]:
         return [dict(zip(TRADE_KEYS, row)) for row in zip(
             [self.roots[r] for r in c["rank"].tolist()], ["long"] * n, _iso(c["entry_ns"]), c["entry_price"].tolist(),
             _iso(c["exit_ns"]), c["exit_price"].tolist(), c["size"].tolist(), c["pnl"].tolist(),
