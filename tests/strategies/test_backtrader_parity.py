@@ -1,4 +1,4 @@
-"""Our backtest and backtrader's broker agree trade for trade (the bench does 200k bars)."""
+"""Our backtest, backtrader's broker and the bench's plain loop agree trade for trade (the bench does 1M bars)."""
 import importlib.util
 import sys
 from pathlib import Path
@@ -27,3 +27,14 @@ def test_same_trades_as_backtrader(seed, overrides):
     assert len(ours) > 50
     assert ours == theirs
     assert {t[4] for t in ours} >= {"stop_loss", "take_profit", "ibs_exit"}
+
+
+@pytest.mark.parametrize("seed, overrides", [(4, {}), (5, {"stop_loss_pct": 0.3, "take_profit_pct": 0.3,
+                                                          "max_bars_held": 2}), (6, {"flat_time": "none"})])
+def test_same_trades_as_the_plain_loop(seed, overrides):
+    frame = bench.bench_bars(120_000, seed=seed)  # three blocks: the joins between them too
+    params = IBSParams().with_overrides(overrides)
+    ours = [(t["entry_time"], t["entry_price"], t["exit_time"], t["exit_price"], t["exit_reason"])
+            for t in run([Leg("CL", frame, params, 1000.0)], product_hours=False).trades]
+    plain = [(bench.iso(a), b, bench.iso(c), d, r) for a, b, c, d, r in bench.run_plain(frame, params)]
+    assert len(ours) > 5000 and ours == plain
