@@ -218,14 +218,18 @@ def load_bars_csv(path: str | Path) -> pd.DataFrame:
     path, parts = Path(path), []
     try:
         for k, chunk in enumerate(pd.read_csv(path, chunksize=CHUNK_ROWS)):
-            parts.append(pd.DataFrame({c: _times(chunk[c], str(path), k * CHUNK_ROWS) if c == "ts" else
-                                       pd.to_numeric(chunk[c], errors="coerce") for c in REQUIRED if c in chunk}))
-        frame = pd.concat(parts, ignore_index=True) if parts else pd.read_csv(path, nrows=0)
+            parts.append({c: _times(chunk[c], str(path), k * CHUNK_ROWS) if c == "ts" else
+                          pd.to_numeric(chunk[c], errors="coerce").to_numpy() for c in REQUIRED if c in chunk})
+            del chunk
+        if not parts:
+            return validate_bars(pd.read_csv(path, nrows=0), str(path))
+        columns = {c: np.concatenate([part.pop(c) for part in parts]) for c in list(parts[0])}
+        del parts
     except FileNotFoundError:
         raise BacktestInputError(f"{path}: no such file") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise BacktestInputError(f"{path}: not a readable CSV ({exc})") from None
-    return validate_bars(frame, str(path))
+    return validate_bars(pd.DataFrame(columns, copy=False), str(path))
 
 
 def _times(column: pd.Series, name: str, first: int = 0) -> np.ndarray:
