@@ -1,4 +1,5 @@
-"""Celery application: Redis broker, django-celery-beat DatabaseScheduler, tasks from trading."""
+"""Celery application: Redis broker, django-celery-beat DatabaseScheduler (once across hosts: trading.beat),
+tasks from trading."""
 import os
 
 from celery import Celery

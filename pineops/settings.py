@@ -183,7 +183,7 @@ REDIS_PREFIX = env.str("REDIS_PREFIX", default="pineops")
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULER = "trading.beat:SingleBeatScheduler"  # django-celery-beat's, once across hosts
 CELERY_BEAT_SYNC_EVERY = 1  # each schedule's last run reaches the database at once: the dashboard shows beat alive
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

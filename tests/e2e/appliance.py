@@ -295,7 +295,7 @@ class Appliance(ProcessEnv):
 # carries the Redis prefix so the run's broker keys can be found and removed afterwards.
 WORKER = ["worker", "--loglevel=INFO", "--concurrency=2", "--without-gossip", "--without-mingle",
           "--without-heartbeat"]
-BEAT = ["beat", "--loglevel=INFO", "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler", "--pidfile="]
+BEAT = ["beat", "--loglevel=INFO", "--scheduler", "trading.beat:SingleBeatScheduler", "--pidfile="]
 SUCCEEDED = re.compile(r"Task (trading\.\w+)\[[0-9a-f-]+\] succeeded")
 
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.utils import timezone
 
+from trading.health.process import host_name
 from trading.models import Heartbeat
 from trading.redis_client import get_redis, key
 
@@ -40,7 +40,7 @@ def beat(process: str, *, state: str, interval: int, last_bar_time: datetime | N
          now: datetime | None = None) -> dict:
     """Record one heartbeat; the database write must succeed, the file and Redis are best effort."""
     now = now or timezone.now()
-    payload = {"process": process, "pid": os.getpid(), "host": socket.gethostname(), "time": now.isoformat(),
+    payload = {"process": process, "pid": os.getpid(), "host": host_name(), "time": now.isoformat(),
                "last_bar_time": last_bar_time.isoformat() if last_bar_time else None,
                "open_positions": open_positions, "state": state, "interval": interval, **(details or {})}
     Heartbeat.objects.update_or_create(process=process, defaults=dict(

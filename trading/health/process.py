@@ -1,7 +1,8 @@
 """Liveness of a local process, and the host:pid:start tokens that name lock and claim holders.
 
 The start time (clock ticks since boot, from /proc) makes a token name one process for good: a pid
-the kernel hands to a new process later is not mistaken for the holder that died.
+the kernel hands to a new process later is not mistaken for the holder that died. The host is the system's
+host name, or PINEOPS_HOST_NAME (unique per host: a token of another host is judged by its lease only).
 """
 import os
 import socket
@@ -34,17 +35,22 @@ def process_alive(pid: int, start: str = "") -> bool:
     return fields[0] != "Z" and (not start or fields[19] == start)
 
 
+def host_name() -> str:
+    """This host's name in tokens and heartbeats."""
+    return os.environ.get("PINEOPS_HOST_NAME") or socket.gethostname()
+
+
 def process_token() -> str:
     """host:pid:start of this process, as locks and claims record their holder."""
     fields = _stat(os.getpid()) or [""] * 20
-    return f"{socket.gethostname()}:{os.getpid()}:{fields[19]}"
+    return f"{host_name()}:{os.getpid()}:{fields[19]}"
 
 
 def _local(token: str) -> tuple[int, str] | None:
     """(pid, start) of a token naming a process of this host, else None."""
     host, _, rest = (token or "").partition(":")
     pid, _, start = rest.partition(":")
-    return (int(pid), start) if host == socket.gethostname() and pid.isdigit() else None
+    return (int(pid), start) if host == host_name() and pid.isdigit() else None
 
 
 def holder_dead(token: str) -> bool:
