@@ -36,6 +36,8 @@ def unsupported(legs, entry_block=None) -> str:
     if len({leg.root for leg in legs}) != len(legs):
         return "a root appears twice"
     for leg in legs:
+        if not len(leg.bars):
+            return f"{leg.root} has no bars"
         if leg.opening:
             return f"{leg.root} starts with an opening book"
         if leg.held:
