@@ -10,10 +10,11 @@ from urllib.parse import urlsplit
 
 BOOLEAN = {"true", "false", "1", "0", "yes", "no", "on", "off", ""}
 BOOLEANS = ("DEBUG", "PINEOPS_START_REDIS", "SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE",
-            "SECURE_HSTS_INCLUDE_SUBDOMAINS", "SECURE_HSTS_PRELOAD")
+            "SECURE_HSTS_INCLUDE_SUBDOMAINS", "SECURE_HSTS_PRELOAD", "PINEOPS_WORKER_WAITS_FOR_LOCK")
 FLAGS = ("PINEOPS_ALLOW_ROOT", "PINEOPS_DEMO", "PINEOPS_LOAD_DEMO")  # 0 or 1, as the shell scripts test them
 COUNTS = {"PINEOPS_WEB_WORKERS": 1, "PINEOPS_WAIT_SECONDS": 0, "SECURE_HSTS_SECONDS": 0,
-          "PINEOPS_CLAIM_LEASE_SECONDS": 1, "PINEOPS_BEAT_LOCK_SECONDS": 3}
+          "PINEOPS_CLAIM_LEASE_SECONDS": 1, "PINEOPS_BEAT_LOCK_SECONDS": 3,
+          "PINEOPS_WORKER_LOCK_SECONDS": 3}
 KILLSWITCH = {"", "true", "1", "yes", "on", "entries", "false", "0", "no", "off", "halt", "flatten"}
 MARKET_CLOCKS = {"wall", "data"}
 LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}

@@ -246,6 +246,10 @@ ROLES = roles(os.environ.get("PINEOPS_ROLES"))
 WORKER_STRATEGIES = worker_strategies(os.environ.get("PINEOPS_WORKER_STRATEGIES"))
 # Celery beat runs once across every host: the beat holding this Redis lease ticks, any other waits.
 BEAT_LOCK_SECONDS = env.int("PINEOPS_BEAT_LOCK_SECONDS", default=30)
+# One worker per strategy across every host: its lock's lease in Redis. Worker programs run as standbys
+# (supervisor.PROGRAM sets PINEOPS_WORKER_WAITS_FOR_LOCK): a second copy waits instead of exiting.
+WORKER_LOCK_SECONDS = env.int("PINEOPS_WORKER_LOCK_SECONDS", default=30)
+WORKER_WAITS_FOR_LOCK = env.bool("PINEOPS_WORKER_WAITS_FOR_LOCK", default=False)
 # Command of a strategy's worker program; {strategy} is replaced by its name.
 WORKER_COMMAND = env.str("PINEOPS_WORKER_COMMAND",
                          default="%(ENV_PINEOPS_PYTHON)s manage.py runworker --strategy {strategy}")

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 PROGRAM = """[program:worker-{name}]
 command={command}
 directory=%(ENV_PINEOPS_HOME)s
+; A standby when another host's worker holds the strategy's lock: it takes over once that lease runs out.
+environment=PINEOPS_WORKER_WAITS_FOR_LOCK="true"
 autostart=true
 autorestart=true
 startsecs=3

@@ -15,6 +15,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
+from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 from redis.exceptions import RedisError
 
@@ -245,7 +246,8 @@ class Worker:
         log.info("config reloaded strategy=%s roots=%s added=%s", self.name, ",".join(fresh.legs), added)
 
     def run(self) -> None:
-        self.lock.acquire()
+        if not self.lock.acquire(wait=settings.WORKER_WAITS_FOR_LOCK, stopping=self.stopping):
+            return  # stopped while a standby: it never held the lock, never traded
         try:
             self.setup()
             self.sender.start(self.config.strategy)
