@@ -128,3 +128,16 @@ def test_bars_past_the_calendar_are_backtested_and_reported_with_a_note(tmp_path
     frame.assign(ts=pd.to_datetime(frame["ts"], utc=True).astype(str)).to_csv(tmp_path / "cl.csv", index=False)
     assert main([str(tmp_path / "cl.csv"), "--symbol", "CL", "--no-ml", "--trades", str(tmp_path / "t.csv")]) == 0
     assert "past the CME calendar" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("day", ["2026-11-27", "2026-12-24"])
+def test_early_closes_with_bars_after_the_close_are_the_same(day):
+    """tests/execution/test_early_closes.py's session (the worker against the backtest), arrays against steps."""
+    start = pd.Timestamp(day, tz="UTC").to_pydatetime().replace(hour=6)
+    signal = (100.0, 100.5, 99.5, 99.55)
+    rows = [signal if h in (8, 13, 17, 19, 20) else MID for h in range(6, 22)]
+    legs = [leg(root, rows, start=start, point_value=1.0, flat_time="none", max_bars_held=20)
+            for root in ("6A", "CL", "ES")]
+    result = same(legs, max_positions=3, use_ml=False)
+    assert "early_close" in {t["exit_reason"] for t in result.trades}
+    assert any("market is closed" in s["reason"] for s in result.skipped)
