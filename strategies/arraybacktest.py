@@ -112,7 +112,6 @@ class LegArrays:
     seconds: int | None
     ts: np.ndarray
     open: np.ndarray
-    close: np.ndarray
     ibs: np.ndarray
     scores: np.ndarray | None
     candidates: np.ndarray  # bars whose close is an entry the strategy would take with a free slot
@@ -149,15 +148,14 @@ def prepare(leg, seconds: int | None, use_ml: bool, hours: bool) -> LegArrays:
     session_no = signal & (closed | early)
     ml_no = signal & ~session_no & ((np.isnan(scores) | (scores < p.ml_threshold)) if scores is not None else False)
     refused = np.flatnonzero(session_no | ml_no)
-    why = np.select([closed[refused], early[refused], ml_no[refused] & np.isnan(scores[refused] if scores is not None
-                     else np.zeros(len(refused)))], [CLOSED, CLOSES_EARLY, NO_SCORE], BELOW).astype(np.int8)
+    no_score = np.isnan(scores[refused]) if scores is not None else np.zeros(len(refused), dtype=bool)
+    why = np.select([closed[refused], early[refused], no_score], [CLOSED, CLOSES_EARLY, NO_SCORE], BELOW)
     refused_at = early_at[refused] if hours and seconds is not None else np.zeros(len(refused), dtype=np.int64)
     candidates = np.flatnonzero(signal & ~session_no & ~ml_no)
     del signal, session_no, ml_no
     exits = (value >= p.ibs_exit_low) & (value <= p.ibs_exit_high)
-    out = LegArrays(leg, seconds, ts, o, c, value, scores, candidates, refused, why, refused_at, *_outcomes(
+    return LegArrays(leg, seconds, ts, o, value, scores, candidates, refused, why, refused_at, *_outcomes(
         candidates + 1, o, h, lo, c, exits, flat, early, p))
-    return out
 
 
 def _outcomes(fill: np.ndarray, o, h, lo, c, exits, flat, early, p):
