@@ -64,7 +64,7 @@ test-sqlite:
 PG_SKIP := --ignore=tests/strategies --ignore=tests/sim --ignore=tests/bench --ignore=tests/browser \
 	--ignore=tests/e2e/test_appliance_demo.py \
 	--ignore=tests/e2e/test_celery.py --ignore=tests/e2e/test_hub.py --ignore=tests/e2e/test_trading_path.py \
-	--ignore=tests/deploy/test_roles.py \
+	--ignore=tests/deploy/test_roles.py --ignore=tests/deploy/test_compose.py \
 	--ignore=tests/faults/test_outages.py --ignore=tests/faults/test_hostile_headers.py \
 	--ignore=tests/faults/test_environment.py --ignore=tests/marketdata/test_dbn_inputs.py \
 	--ignore=tests/marketdata/test_hub_inputs.py --ignore=tests/marketdata/test_rolls.py \
