@@ -49,7 +49,7 @@ XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist worksteal)
 SQLITE_SKIP := --ignore=tests/faults/test_db_outage.py --ignore=tests/e2e/test_drift_path.py \
 	--ignore=tests/faults/test_frozen_sender.py --ignore=tests/faults/test_celery_kills.py \
 	--ignore=tests/e2e/test_hub_contracts.py --ignore=tests/faults/test_feed_gap.py \
-	--ignore=tests/faults/test_flatten_kills.py \
+	--ignore=tests/faults/test_flatten_kills.py --ignore=tests/deploy/test_host_partition.py \
 	--deselect tests/faults/test_worker_kills.py::test_worker_killed_while_its_order_is_in_flight_sends_it_once
 test-sqlite:
 	@echo "== tests on SQLite"

@@ -1,0 +1,152 @@
+"""Hosts on a real network: two network namespaces (veth pairs on a bridge, addresses of their own) as hosts B
+and C, each running a real `runworker --strategy ibs_a` as supervisord's worker programs run them, with
+PostgreSQL and Redis reached over that network. Host B's link is cut: its worker is alive but unreachable, and
+C's standby takes ibs_a over within the lock lease; when B's link returns, B's worker finds its lock gone and
+stops without trading. Needs root (ip netns); skipped otherwise."""
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import redis
+
+from tests.conftest import remember_secret
+from tests.e2e.appliance import ROOT, ProcessEnv, free_port, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120),
+              pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("socat"),
+                                 reason="needs root, ip (network namespaces) and socat")]
+
+LEASE = 5  # s (PINEOPS_WORKER_LOCK_SECONDS)
+
+
+def sh(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True, timeout=20)
+
+
+class Network:
+    """A bridge with this machine at .1 and one namespace per host at .2, .3, …: the hosts reach this machine's
+    services (PostgreSQL through a forwarder, a Redis of the test's own) over their veth link only."""
+
+    def __init__(self, hosts: list[str]):
+        self.id = uuid.uuid4().hex[:4]
+        self.net = f"10.222.{random.randint(1, 250)}"
+        self.address = f"{self.net}.1"
+        self.bridge = f"pob{self.id}"
+        self.hosts = {h: (f"pon{self.id}{h}", f"pov{self.id}{h}", f"{self.net}.{i + 2}") for i, h in enumerate(hosts)}
+        self.procs: list[subprocess.Popen] = []
+
+    def up(self) -> "Network":
+        sh("ip", "link", "add", self.bridge, "type", "bridge")
+        sh("ip", "addr", "add", f"{self.address}/24", "dev", self.bridge)
+        sh("ip", "link", "set", self.bridge, "up")
+        for ns, veth, address in self.hosts.values():
+            sh("ip", "netns", "add", ns)
+            sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            sh("ip", "link", "set", veth, "master", self.bridge, "up")
+            sh("ip", "-n", ns, "addr", "add", f"{address}/24", "dev", "eth0")
+            sh("ip", "-n", ns, "link", "set", "eth0", "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        return self
+
+    def link(self, host: str, state: str) -> None:
+        sh("ip", "link", "set", self.hosts[host][1], state)
+
+    def serve(self, *cmd: str) -> subprocess.Popen:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def down(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+        for ns, veth, _ in self.hosts.values():
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+            subprocess.run(["ip", "link", "del", veth], capture_output=True)
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+
+
+@pytest.fixture
+def hosts(tmp_path):
+    network = Network(["b", "c"]).up()
+    database = f"pineops_netns_{uuid.uuid4().hex[:10]}"
+    env = None
+    try:
+        redis_port, pg_port = free_port(), free_port()
+        (tmp_path / "redis").mkdir()
+        network.serve("redis-server", "--bind", network.address, "--port", str(redis_port), "--dir",
+                      str(tmp_path / "redis"), "--protected-mode", "no", "--save", "")
+        network.serve("socat", f"TCP-LISTEN:{pg_port},bind={network.address},fork,reuseaddr", "TCP:127.0.0.1:5432")
+        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-c", f"CREATE DATABASE {database}"],
+                       check=True, capture_output=True)
+        env = ProcessEnv(tmp_path, {
+            "DATABASE_URL": f"postgres://postgres@{network.address}:{pg_port}/{database}",
+            "REDIS_URL": f"redis://{network.address}:{redis_port}/0",
+            "PINEOPS_WORKER_LOCK_SECONDS": str(LEASE), "PINEOPS_WORKER_WAITS_FOR_LOCK": "true", "LOG_LEVEL": "INFO",
+            "TRADERSPOST_IBS_A_WEBHOOK": remember_secret(f"http://{network.address}:9/trading/webhook/netns-a-8b1f"),
+            "DISCORD_WEBHOOK_URL": remember_secret(f"http://{network.address}:9/api/webhooks/22/netns-4c2d"),
+        })
+        wait_until(lambda: redis.Redis.from_url(env.env["REDIS_URL"]).ping(), 20, "Redis on the bridge")
+        env.migrate_with_demo()
+        env.network, env.workers = network, {}
+        yield env
+    finally:
+        if env is not None:
+            for proc in env.children:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(10)
+        network.down()
+        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-c",
+                        f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"], capture_output=True)
+
+
+def start_worker(env, host: str) -> subprocess.Popen:
+    ns = env.network.hosts[host][0]
+    log = (env.tmp / f"worker-{host}.log").open("ab")
+    proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "manage.py", "runworker", "--strategy", "ibs_a"],
+                            cwd=ROOT, env={**env.env, "PINEOPS_HOST_NAME": f"host-{host}"}, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    env.children.append(proc)
+    env.workers[host] = proc
+    return proc
+
+
+def worker_log(env, host: str) -> str:
+    return (env.tmp / f"worker-{host}.log").read_text(errors="replace")
+
+
+def test_a_host_cut_off_the_network_loses_its_strategy_to_the_standby_and_does_not_trade_it_on_return(hosts):
+    env = hosts
+    client = redis.Redis.from_url(env.env["REDIS_URL"], decode_responses=True)
+    lock_key = f"{env.redis_prefix}:lock:worker:ibs_a"
+    beating = lambda: env.query("SELECT host FROM trading_heartbeat WHERE process = %s", ("worker:ibs_a",))  # noqa: E731
+
+    start_worker(env, "b")
+    wait_until(lambda: (client.get(lock_key) or "").startswith("host-b:"), 60, "host B's worker holding the lock")
+    wait_until(lambda: beating() == [("host-b",)], 30, "host B's worker beating")
+    start_worker(env, "c")
+    wait_until(lambda: "worker standby strategy=ibs_a" in worker_log(env, "c"), 60, "host C's standby waiting")
+
+    env.network.link("b", "down")  # host B is cut off; its worker runs on, unable to reach Redis or PostgreSQL
+    cut = time.monotonic()
+    took = wait_until(lambda: (client.get(lock_key) or "").startswith("host-c:") and time.monotonic(), LEASE + 15,
+                      "host C taking ibs_a over", interval=0.05)
+    assert took - cut <= LEASE + 2.5, f"host C took ibs_a {took - cut:.1f} s after the cut (lease {LEASE} s)"
+    wait_until(lambda: beating() == [("host-c",)], 30, "host C's worker beating")
+    assert env.workers["b"].poll() is None, "host B's worker is cut off, not dead"
+
+    env.network.link("b", "up")  # host B returns: its worker finds the lock gone and stops, trading nothing more
+    assert wait_until(lambda: env.workers["b"].poll() is not None, 60, "host B's worker stopping") != 0
+    assert "lost the lock of strategy ibs_a" in worker_log(env, "b")
+    assert (client.get(lock_key) or "").startswith("host-c:") and beating() == [("host-c",)]
+    assert worker_log(env, "b").count("worker ready") == 1, "host B's worker started trading ibs_a again"
