@@ -50,6 +50,7 @@ SQLITE_SKIP := --ignore=tests/faults/test_db_outage.py --ignore=tests/e2e/test_d
 	--ignore=tests/faults/test_frozen_sender.py --ignore=tests/faults/test_celery_kills.py \
 	--ignore=tests/e2e/test_hub_contracts.py --ignore=tests/faults/test_feed_gap.py \
 	--ignore=tests/faults/test_flatten_kills.py --ignore=tests/deploy/test_host_partition.py \
+	--ignore=tests/deploy/test_lost_host.py \
 	--deselect tests/faults/test_worker_kills.py::test_worker_killed_while_its_order_is_in_flight_sends_it_once
 test-sqlite:
 	@echo "== tests on SQLite"

@@ -111,6 +111,11 @@ else:
     if "postgresql" in DATABASES["default"]["ENGINE"]:
         # A database host that stops answering fails a connect in 5 s instead of hanging a worker past its lock.
         DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+        # A session left in a transaction by a host that was lost (powered off, cut off the network) holds its
+        # row locks until PostgreSQL ends it: this ends it after PINEOPS_DB_IDLE_TRANSACTION_SECONDS, so the
+        # host that took the strategy over is not blocked for the hours TCP takes to notice.
+        idle = env.int("PINEOPS_DB_IDLE_TRANSACTION_SECONDS", default=60)
+        DATABASES["default"]["OPTIONS"].setdefault("options", f"-c idle_in_transaction_session_timeout={idle * 1000}")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Login throttling (django-axes): failures are counted per username and, separately, per address;

@@ -6,8 +6,6 @@ stops without trading. Needs root (ip netns); skipped otherwise."""
 from __future__ import annotations
 
 import os
-import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,61 +16,13 @@ import pytest
 import redis
 
 from tests.conftest import remember_secret
+from tests.deploy.netns import AVAILABLE, Network
 from tests.e2e.appliance import ROOT, ProcessEnv, free_port, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120),
-              pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("socat"),
-                                 reason="needs root, ip (network namespaces) and socat")]
+              pytest.mark.skipif(not AVAILABLE, reason="needs root, ip (network namespaces) and socat")]
 
 LEASE = 5  # s (PINEOPS_WORKER_LOCK_SECONDS)
-
-
-def sh(*args: str) -> None:
-    subprocess.run(args, check=True, capture_output=True, timeout=20)
-
-
-class Network:
-    """A bridge with this machine at .1 and one namespace per host at .2, .3, …: the hosts reach this machine's
-    services (PostgreSQL through a forwarder, a Redis of the test's own) over their veth link only."""
-
-    def __init__(self, hosts: list[str]):
-        self.id = uuid.uuid4().hex[:4]
-        self.net = f"10.222.{random.randint(1, 250)}"
-        self.address = f"{self.net}.1"
-        self.bridge = f"pob{self.id}"
-        self.hosts = {h: (f"pon{self.id}{h}", f"pov{self.id}{h}", f"{self.net}.{i + 2}") for i, h in enumerate(hosts)}
-        self.procs: list[subprocess.Popen] = []
-
-    def up(self) -> "Network":
-        sh("ip", "link", "add", self.bridge, "type", "bridge")
-        sh("ip", "addr", "add", f"{self.address}/24", "dev", self.bridge)
-        sh("ip", "link", "set", self.bridge, "up")
-        for ns, veth, address in self.hosts.values():
-            sh("ip", "netns", "add", ns)
-            sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
-            sh("ip", "link", "set", veth, "master", self.bridge, "up")
-            sh("ip", "-n", ns, "addr", "add", f"{address}/24", "dev", "eth0")
-            sh("ip", "-n", ns, "link", "set", "eth0", "up")
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-        return self
-
-    def link(self, host: str, state: str) -> None:
-        sh("ip", "link", "set", self.hosts[host][1], state)
-
-    def serve(self, *cmd: str) -> subprocess.Popen:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        self.procs.append(proc)
-        return proc
-
-    def down(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
-        for ns, veth, _ in self.hosts.values():
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-            subprocess.run(["ip", "link", "del", veth], capture_output=True)
-        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
 
 
 @pytest.fixture
@@ -85,7 +35,7 @@ def hosts(tmp_path):
         (tmp_path / "redis").mkdir()
         network.serve("redis-server", "--bind", network.address, "--port", str(redis_port), "--dir",
                       str(tmp_path / "redis"), "--protected-mode", "no", "--save", "")
-        network.serve("socat", f"TCP-LISTEN:{pg_port},bind={network.address},fork,reuseaddr", "TCP:127.0.0.1:5432")
+        network.forward(pg_port, 5432)
         subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-c", f"CREATE DATABASE {database}"],
                        check=True, capture_output=True)
         env = ProcessEnv(tmp_path, {
@@ -111,11 +61,10 @@ def hosts(tmp_path):
 
 
 def start_worker(env, host: str) -> subprocess.Popen:
-    ns = env.network.hosts[host][0]
     log = (env.tmp / f"worker-{host}.log").open("ab")
-    proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "manage.py", "runworker", "--strategy", "ibs_a"],
-                            cwd=ROOT, env={**env.env, "PINEOPS_HOST_NAME": f"host-{host}"}, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = env.network.run_in(host, [sys.executable, "manage.py", "runworker", "--strategy", "ibs_a"], cwd=ROOT,
+                              env={**env.env, "PINEOPS_HOST_NAME": f"host-{host}"}, stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
     env.children.append(proc)
     env.workers[host] = proc
     return proc

@@ -66,9 +66,11 @@ class Ledger:
     # --- one step -----------------------------------------------------------------------------------
     def apply(self, ts: datetime, bars: dict, outcome: StepOutcome, params: dict, books: dict,
               kill: KillState | None = None, *, now: datetime | None = None,
-              managed: dict | None = None) -> list[Signal]:
+              managed: dict | None = None, fence=None) -> list[Signal]:
         """Write the step at `ts` and advance the cursor, atomically; returns the signals to send now.
-        `managed`: root → the bar a position was managed on instead of the front's (execution.rolls)."""
+        `managed`: root → the bar a position was managed on instead of the front's (execution.rolls).
+        `fence`: called last inside the transaction; raising there rolls the whole step back (the worker lock:
+        a worker whose host was cut off while it decided must not commit once another host holds it)."""
         from trading.risk.killswitch import state
 
         kill = kill or state()
@@ -121,6 +123,8 @@ class Ledger:
                 self._refused(skip, bars, params, now)
             WorkerCursor.objects.update_or_create(strategy=self.strategy,
                                                   defaults={"last_bar_ms": int(ts.timestamp() * 1000)})
+            if fence is not None:
+                fence()
         return [s for s in created if s.state == State.PENDING]
 
     def _exit_filled(self, pos: Position, trade) -> None:

@@ -28,6 +28,7 @@ class WorkerLock:
     def __init__(self, client: redis.Redis, strategy: str):
         self.strategy = strategy
         self.lock = ProcessLock(client, key("lock", "worker", strategy), settings.WORKER_LOCK_SECONDS)
+        self.held = False  # taken by acquire(); what the step fence checks
 
     def acquire(self, *, wait: bool = False, stopping=lambda: False) -> bool:
         """Take the lock. Held by another worker: refused, or with `wait`, taken once its holder is gone
@@ -36,6 +37,7 @@ class WorkerLock:
         while True:
             try:
                 if self.lock.acquire():
+                    self.held = True
                     if said is not None:
                         log.warning("worker lock taken strategy=%s holder=%s (the previous holder %s is gone)",
                                     self.strategy, self.lock.token, said)
@@ -62,5 +64,12 @@ class WorkerLock:
             raise WorkerLockError(f"lost the lock of strategy {self.strategy}; stopping so that two workers never "
                                   "trade")
 
+    def fence(self) -> None:
+        """Inside a step's transaction, just before it commits: the lock must still be this worker's (a host cut
+        off mid-step must not commit once another holds the strategy). Nothing to check for a lock never taken."""
+        if self.held:
+            self.refresh()
+
     def release(self) -> None:
+        self.held = False
         self.lock.release()

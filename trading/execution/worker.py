@@ -148,8 +148,9 @@ class Worker:
         roll = rolls.plan(self.config.strategy, bars, held or {}, self.contracts, self.config.legs)
         outcome = self.portfolio.step(ts, bars, score=self.score, entry_block=lambda r: self.entry_veto(r, kill, day),
                                       manage=roll.manage, force=roll.force)
+        # Fenced by the lock: a step decided while this host was cut off commits only if the lock is still ours.
         pending = self.ledger.apply(ts, bars, outcome, self.config.params, self.portfolio.books, kill,
-                                    managed=roll.manage)
+                                    managed=roll.manage, fence=self.lock.fence)
         self.cursor_ms = ts_ms
         self.last_bar_time = ts
         self.sender.send_now(self.config.strategy, [sig.pk for sig in pending])
@@ -171,6 +172,8 @@ class Worker:
                 self.process_hour(ts_ms, self.hours.buffer.get(ts_ms, {}), self.hours.held.get(ts_ms, {}))
             except INFRASTRUCTURE:
                 raise  # the database or Redis: rebuilt and retried for as long as it takes, nothing skipped
+            except WorkerLockError:
+                raise  # another host holds the strategy now: the step was rolled back, this worker stops
             except Exception as exc:  # noqa: BLE001
                 if not self.hour_failed(ts_ms, exc):
                     raise  # rebuilt from the database and tried again
