@@ -50,7 +50,7 @@ SQLITE_SKIP := --ignore=tests/faults/test_db_outage.py --ignore=tests/e2e/test_d
 	--ignore=tests/faults/test_frozen_sender.py --ignore=tests/faults/test_celery_kills.py \
 	--ignore=tests/e2e/test_hub_contracts.py --ignore=tests/faults/test_feed_gap.py \
 	--ignore=tests/faults/test_flatten_kills.py --ignore=tests/deploy/test_host_partition.py \
-	--ignore=tests/deploy/test_lost_host.py \
+	--ignore=tests/deploy/test_lost_host.py --ignore=tests/deploy/test_single_beat.py \
 	--deselect tests/faults/test_worker_kills.py::test_worker_killed_while_its_order_is_in_flight_sends_it_once
 test-sqlite:
 	@echo "== tests on SQLite"
@@ -65,7 +65,7 @@ test-sqlite:
 PG_SKIP := --ignore=tests/strategies --ignore=tests/sim --ignore=tests/bench --ignore=tests/browser \
 	--ignore=tests/e2e/test_appliance_demo.py \
 	--ignore=tests/e2e/test_celery.py --ignore=tests/e2e/test_hub.py --ignore=tests/e2e/test_trading_path.py \
-	--ignore=tests/deploy/test_roles.py --ignore=tests/deploy/test_compose.py \
+	--ignore=tests/deploy/test_roles.py --ignore=tests/deploy/test_compose.py --ignore=tests/trading/test_process_startup.py \
 	--ignore=tests/faults/test_outages.py --ignore=tests/faults/test_hostile_headers.py \
 	--ignore=tests/faults/test_environment.py --ignore=tests/marketdata/test_dbn_inputs.py \
 	--ignore=tests/marketdata/test_hub_inputs.py --ignore=tests/marketdata/test_rolls.py \
