@@ -94,7 +94,7 @@ def test_manage_backtest_equals_the_library_on_the_same_bars(stored_strategy, ca
 
 
 def test_manage_train_models_writes_verified_artifacts(stored_strategy, tmp_path, capsys):
-    call_command("train_models", strategy="ibs_a", seed=3, out=tmp_path)
+    call_command("train_models", strategy="ibs_a", seed=3, out=tmp_path, folds=2)
     meta = json.loads((tmp_path / "CL.json").read_text())
     assert meta["seed"] == 3 and "x_GC_ret_24" in meta["features"] and "bar store" in meta["note"]
     call_command("backtest", strategy="ibs_a")  # the ML form, with the shipped models of MODELS_DIR
