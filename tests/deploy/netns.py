@@ -7,6 +7,7 @@ import random
 import shutil
 import signal
 import subprocess
+import sys
 import uuid
 
 AVAILABLE = os.geteuid() == 0 and bool(shutil.which("ip")) and bool(shutil.which("socat"))
@@ -66,3 +67,21 @@ class Network:
 
     def run_in(self, host: str, cmd: list[str], **popen) -> subprocess.Popen:
         return subprocess.Popen(["ip", "netns", "exec", self.hosts[host][0], *cmd], **popen)
+
+
+def start_on(env, host: str, name: str, *args: str) -> subprocess.Popen:
+    """`manage.py *args` on network namespace `host`, as host-<host> (its lock tokens), logging to <name>.log;
+    kept in env.procs[name] and stopped with the environment."""
+    from tests.e2e.appliance import ROOT
+
+    log = (env.tmp / f"{name}.log").open("ab")
+    proc = env.network.run_in(host, [sys.executable, "manage.py", *args], cwd=ROOT, stdout=log,
+                              env={**env.env, "PINEOPS_HOST_NAME": f"host-{host}"}, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    env.children.append(proc)
+    env.procs[name] = proc
+    return proc
+
+
+def log_of(env, name: str) -> str:
+    return (env.tmp / f"{name}.log").read_text(errors="replace")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 
@@ -16,8 +15,8 @@ import pytest
 import redis
 
 from tests.conftest import remember_secret
-from tests.deploy.netns import AVAILABLE, Network
-from tests.e2e.appliance import ROOT, ProcessEnv, free_port, wait_until
+from tests.deploy.netns import AVAILABLE, Network, log_of, start_on
+from tests.e2e.appliance import ProcessEnv, free_port, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120),
               pytest.mark.skipif(not AVAILABLE, reason="needs root, ip (network namespaces) and socat")]
@@ -47,7 +46,7 @@ def hosts(tmp_path):
         })
         wait_until(lambda: redis.Redis.from_url(env.env["REDIS_URL"]).ping(), 20, "Redis on the bridge")
         env.migrate_with_demo()
-        env.network, env.workers = network, {}
+        env.network, env.procs = network, {}
         yield env
     finally:
         if env is not None:
@@ -61,17 +60,11 @@ def hosts(tmp_path):
 
 
 def start_worker(env, host: str) -> subprocess.Popen:
-    log = (env.tmp / f"worker-{host}.log").open("ab")
-    proc = env.network.run_in(host, [sys.executable, "manage.py", "runworker", "--strategy", "ibs_a"], cwd=ROOT,
-                              env={**env.env, "PINEOPS_HOST_NAME": f"host-{host}"}, stdout=log,
-                              stderr=subprocess.STDOUT, start_new_session=True)
-    env.children.append(proc)
-    env.workers[host] = proc
-    return proc
+    return start_on(env, host, f"worker-{host}", "runworker", "--strategy", "ibs_a")
 
 
 def worker_log(env, host: str) -> str:
-    return (env.tmp / f"worker-{host}.log").read_text(errors="replace")
+    return log_of(env, f"worker-{host}")
 
 
 def test_a_host_cut_off_the_network_loses_its_strategy_to_the_standby_and_does_not_trade_it_on_return(hosts):
@@ -92,10 +85,10 @@ def test_a_host_cut_off_the_network_loses_its_strategy_to_the_standby_and_does_n
                       "host C taking ibs_a over", interval=0.05)
     assert took - cut <= LEASE + 2.5, f"host C took ibs_a {took - cut:.1f} s after the cut (lease {LEASE} s)"
     wait_until(lambda: beating() == [("host-c",)], 30, "host C's worker beating")
-    assert env.workers["b"].poll() is None, "host B's worker is cut off, not dead"
+    assert env.procs["worker-b"].poll() is None, "host B's worker is cut off, not dead"
 
     env.network.link("b", "up")  # host B returns: its worker finds the lock gone and stops, trading nothing more
-    assert wait_until(lambda: env.workers["b"].poll() is not None, 60, "host B's worker stopping") != 0
+    assert wait_until(lambda: env.procs["worker-b"].poll() is not None, 60, "host B's worker stopping") != 0
     assert "lost the lock of strategy ibs_a" in worker_log(env, "b")
     assert (client.get(lock_key) or "").startswith("host-c:") and beating() == [("host-c",)]
     assert worker_log(env, "b").count("worker ready") == 1, "host B's worker started trading ibs_a again"

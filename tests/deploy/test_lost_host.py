@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from datetime import date
@@ -17,8 +16,8 @@ from datetime import date
 import pytest
 import redis
 
-from tests.deploy.netns import AVAILABLE, Network
-from tests.e2e.appliance import ROOT, ProcessEnv, free_port, wait_until
+from tests.deploy.netns import AVAILABLE, Network, log_of, start_on
+from tests.e2e.appliance import ProcessEnv, free_port, wait_until
 from tests.e2e.reference import expected_bars
 from tests.e2e.trading_setup import Expected, TradingRun, configure_ibs_a, hourly_frames, received
 from trading.sim.gateway import LiveGateway
@@ -91,31 +90,17 @@ def desk(tmp_path, market):
                         f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"], capture_output=True)
 
 
-def start(env, host: str, name: str, *args: str) -> subprocess.Popen:
-    log = (env.tmp / f"{name}.log").open("ab")
-    proc = env.network.run_in(host, [sys.executable, "manage.py", *args], cwd=ROOT, stdout=log,
-                              env={**env.env, "PINEOPS_HOST_NAME": f"host-{host}"}, stderr=subprocess.STDOUT,
-                              start_new_session=True)
-    env.children.append(proc)
-    env.procs[name] = proc
-    return proc
-
-
-def log_of(env, name: str) -> str:
-    return (env.tmp / f"{name}.log").read_text(errors="replace")
-
-
 def test_host_b_lost_mid_session_moves_ibs_a_to_host_c_with_no_order_lost_or_twice(desk):
     env = desk
     client = redis.Redis.from_url(env.env["REDIS_URL"], decode_responses=True)
     prefix, lock_key = env.redis_prefix, f"{env.redis_prefix}:lock:worker:ibs_a"
     worker = ["runworker", "--strategy", "ibs_a", "--block-ms", "200"]
 
-    start(env, "b", "worker-b", *worker)
+    start_on(env, "b", "worker-b", *worker)
     wait_until(lambda: (client.get(lock_key) or "").startswith("host-b:"), 60, "host B's worker holding ibs_a")
-    start(env, "c", "worker-c", *worker)
+    start_on(env, "c", "worker-c", *worker)
     wait_until(lambda: "worker standby strategy=ibs_a" in log_of(env, "worker-c"), 60, "host C's standby")
-    start(env, "a", "hub", "runhub", "--heartbeat", "0.5")
+    start_on(env, "a", "hub", "runhub", "--heartbeat", "0.5")
 
     # Mid-session: B has sent orders, the replay goes on. B is cut off.
     wait_until(lambda: len(env.broker.orders()) >= 4, 120, "host B's first orders at TradersPost", interval=0.05)
