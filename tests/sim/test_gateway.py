@@ -139,3 +139,14 @@ def test_a_hold_outlives_a_client_that_leaves_while_held(files):
     assert first["trades"] and max(t for _, t, _ in first["trades"]) < hold
     assert second["trades"] and max(t for _, t, _ in second["trades"]) < hold
     assert third["trades"][0][1] >= hold and not gateway.held.is_set()
+
+
+def test_a_paced_market_starts_where_its_first_client_left_off(files):
+    """A gateway restarted with its client (the demo appliance restarted): the client's restart point is the
+    market's present, so what follows it arrives at once at the replay's pace, not after the whole replay
+    up to there has been paced again (minutes of heartbeats, seen as a feed without trades)."""
+    source = read_records(files["CL"])
+    later = source.records[len(source.records) * 3 // 4].ts_event
+    with LiveGateway(list(files.values()), key=KEY, heartbeat_interval=0.1, speed=60) as gateway:
+        got, _ = collect(gateway, start=later, until=lambda got: len(got["trades"]) >= 3)
+    assert len(got["trades"]) >= 3 and got["trades"][0][1] >= later

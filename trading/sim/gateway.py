@@ -172,17 +172,21 @@ class LiveGateway:
                                code=dbn.ErrorCode.INVALID_SUBSCRIPTION)
             conn.sendall(_metadata(dataset, subs) + bytes(err))
             return
-        plan = self.source.plan(subs, self.market_now() if self.speed else None)
+        starts = [int(sub["start"]) for sub in subs if sub.get("schema") != "definition" and sub.get("start")]
+        plan = self.source.plan(subs, self.market_now(min(starts) if starts else None) if self.speed else None)
         conn.sendall(_metadata(dataset, subs) + b"".join(plan.heads))
         self._replay(conn, plan.items, plan.parents, interval)
 
-    def market_now(self) -> int:
+    def market_now(self, start: int | None = None) -> int:
         """The replayed market's present (ns) when pacing: it starts with the first session and runs
-        `speed` times faster than the wall clock, whoever is connected."""
+        `speed` times faster than the wall clock, whoever is connected. A first client that asks to start
+        later (a hub restarted with the gateway, as a demo appliance restarts) finds the market there: a
+        live feed's present is never behind where its client left off."""
         with self._lock:
             if self._epoch is None:  # the first client: the market starts now, with its first trade
                 first = next((r.ts for r in self._records if r.schema != "definition"), None)
-                self._epoch = (time.monotonic(), first if first is not None else time.time_ns())
+                first = first if first is not None else time.time_ns()
+                self._epoch = (time.monotonic(), max(first, start or 0))
                 return self._epoch[1]
             wall0, data0 = self._epoch
         return data0 + int((time.monotonic() - wall0) * self.speed * 1e9)
