@@ -5,8 +5,6 @@ C's standby takes ibs_a over within the lock lease; when B's link returns, B's w
 stops without trading. Needs root (ip netns); skipped otherwise."""
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import time
 import uuid
@@ -15,7 +13,7 @@ import pytest
 import redis
 
 from tests.conftest import remember_secret
-from tests.deploy.netns import AVAILABLE, Network, log_of, start_on
+from tests.deploy.netns import AVAILABLE, Network, log_of, start_on, tear_down
 from tests.e2e.appliance import ProcessEnv, free_port, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120),
@@ -49,14 +47,7 @@ def hosts(tmp_path):
         env.network, env.procs = network, {}
         yield env
     finally:
-        if env is not None:
-            for proc in env.children:
-                if proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(10)
-        network.down()
-        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-c",
-                        f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"], capture_output=True)
+        tear_down(env, network, database)
 
 
 def start_worker(env, host: str) -> subprocess.Popen:

@@ -6,8 +6,6 @@ on. The orders TradersPost received equal the backtest of the same bars (the sin
 tests/e2e/test_trading_path.py): none lost, none twice. When B's link returns it does not trade ibs_a again."""
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import time
 import uuid
@@ -16,7 +14,7 @@ from datetime import date
 import pytest
 import redis
 
-from tests.deploy.netns import AVAILABLE, Network, log_of, start_on
+from tests.deploy.netns import AVAILABLE, Network, log_of, start_on, tear_down
 from tests.e2e.appliance import ProcessEnv, free_port, wait_until
 from tests.e2e.reference import expected_bars
 from tests.e2e.trading_setup import Expected, TradingRun, configure_ibs_a, hourly_frames, received
@@ -78,16 +76,9 @@ def desk(tmp_path, market):
         env.network, env.broker, env.fronts, env.days, env.procs = network, broker, fronts, days, {}
         yield env
     finally:
-        if env is not None:
-            for proc in env.children:
-                if proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(10)
-        network.down()
+        tear_down(env, network, database)  # processes first: nothing talks to the stand-ins as they stop
         gateway.stop()
         broker.stop()
-        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-c",
-                        f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"], capture_output=True)
 
 
 def test_host_b_lost_mid_session_moves_ibs_a_to_host_c_with_no_order_lost_or_twice(desk):
