@@ -51,6 +51,7 @@ SQLITE_SKIP := --ignore=tests/faults/test_db_outage.py --ignore=tests/e2e/test_d
 	--ignore=tests/e2e/test_hub_contracts.py --ignore=tests/faults/test_feed_gap.py \
 	--ignore=tests/faults/test_flatten_kills.py --ignore=tests/deploy/test_host_partition.py \
 	--ignore=tests/deploy/test_lost_host.py --ignore=tests/deploy/test_single_beat.py \
+	--ignore=tests/deploy/test_scaled_week.py \
 	--deselect tests/faults/test_worker_kills.py::test_worker_killed_while_its_order_is_in_flight_sends_it_once
 test-sqlite:
 	@echo "== tests on SQLite"

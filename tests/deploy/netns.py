@@ -69,13 +69,16 @@ class Network:
         return subprocess.Popen(["ip", "netns", "exec", self.hosts[host][0], *cmd], **popen)
 
 
-def start_on(env, host: str, name: str, *args: str) -> subprocess.Popen:
-    """`manage.py *args` on network namespace `host`, as host-<host> (its lock tokens), logging to <name>.log;
-    kept in env.procs[name] and stopped with the environment."""
+CELERY = ("-m", "celery", "-A", "pineops")  # `program` of start_on for a Celery worker or beat
+
+
+def start_on(env, host: str, name: str, *args: str, program: tuple[str, ...] = ("manage.py",)) -> subprocess.Popen:
+    """`manage.py *args` (or python `program` *args) on network namespace `host`, as host-<host> (its lock
+    tokens), logging to <name>.log; kept in env.procs[name] and stopped with the environment."""
     from tests.e2e.appliance import ROOT
 
     log = (env.tmp / f"{name}.log").open("ab")
-    proc = env.network.run_in(host, [sys.executable, "manage.py", *args], cwd=ROOT, stdout=log,
+    proc = env.network.run_in(host, [sys.executable, *program, *args], cwd=ROOT, stdout=log,
                               env={**env.env, "PINEOPS_HOST_NAME": f"host-{host}"}, stderr=subprocess.STDOUT,
                               start_new_session=True)
     env.children.append(proc)
