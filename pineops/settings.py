@@ -255,6 +255,9 @@ BEAT_LOCK_SECONDS = env.int("PINEOPS_BEAT_LOCK_SECONDS", default=30)
 # (supervisor.PROGRAM sets PINEOPS_WORKER_WAITS_FOR_LOCK): a second copy waits instead of exiting.
 WORKER_LOCK_SECONDS = env.int("PINEOPS_WORKER_LOCK_SECONDS", default=30)
 WORKER_WAITS_FOR_LOCK = env.bool("PINEOPS_WORKER_WAITS_FOR_LOCK", default=False)
+# One hub per feed across every host: the hub holding this Redis lease subscribes and writes bars, any other
+# waits (trading.marketdata.lease).
+HUB_LOCK_SECONDS = env.int("PINEOPS_HUB_LOCK_SECONDS", default=30)
 # Command of a strategy's worker program; {strategy} is replaced by its name.
 WORKER_COMMAND = env.str("PINEOPS_WORKER_COMMAND",
                          default="%(ENV_PINEOPS_PYTHON)s manage.py runworker --strategy {strategy}")

@@ -74,15 +74,17 @@ class RecordFeed:
 
 def run_live(hub: Hub, *, key: str, dataset: str, roots: list[str], gateway: str | None, port: int | None,
              stopping, heartbeat=lambda hub: None, heartbeat_every: float = 5.0, schema: str = "trades",
-             max_backoff: float = 30.0, first_start: int | None = None) -> None:
+             max_backoff: float = 30.0, first_start: int | None = None, renew=lambda: None) -> None:
     """Subscribe through the official client, feed the hub, reconnect with backfill until `stopping()`.
-    `first_start`: the first subscription's `start=` (a restarted hub's `restart_point`)."""
+    `first_start`: the first subscription's `start=` (a restarted hub's `restart_point`); `renew`: called at
+    every turn of the loop (the feed's lease, trading.marketdata.lease): what it raises stops the session."""
     import databento as db
 
     backoff = 0.5
     last_beat = 0.0
     feed = RecordFeed()
     while not stopping():
+        renew()
         feed = RecordFeed()
         kwargs = {"key": key, "heartbeat_interval_s": 5}
         if gateway:
@@ -107,24 +109,32 @@ def run_live(hub: Hub, *, key: str, dataset: str, roots: list[str], gateway: str
         hub.counters["connections"] += 1
         log.info("databento session started roots=%s start=%s", ",".join(roots), start)
         backoff = 0.5
-        while True:
-            records = feed.take(timeout=0.25)
-            if records:
-                hub.process_many(records)
-            if feed.empty():
-                hub.flush()  # the feed is drained: what is built goes out now
-            if time.monotonic() - last_beat >= heartbeat_every:
-                heartbeat(hub)
-                last_beat = time.monotonic()
-            if stopping():
+        try:
+            while True:
+                records = feed.take(timeout=0.25)
+                if records:
+                    hub.process_many(records)
+                renew()
+                if feed.empty():
+                    hub.flush()  # the feed is drained: what is built goes out now
+                if time.monotonic() - last_beat >= heartbeat_every:
+                    heartbeat(hub)
+                    last_beat = time.monotonic()
+                if stopping():
+                    client.stop()
+                    break
+                if not client.is_connected() and feed.empty():
+                    hub.counters["disconnects"] += 1
+                    log.warning("databento connection lost; reconnecting from the earliest unfinished minute")
+                    hub.forget_open_minutes()
+                    time.sleep(backoff)
+                    break
+        except BaseException:  # the lease lost, a bug: the session ends with this hub's part in it
+            try:
                 client.stop()
-                break
-            if not client.is_connected() and feed.empty():
-                hub.counters["disconnects"] += 1
-                log.warning("databento connection lost; reconnecting from the earliest unfinished minute")
-                hub.forget_open_minutes()
-                time.sleep(backoff)
-                break
+            except Exception:  # noqa: BLE001 — already closed
+                pass
+            raise
     while not feed.empty():
         hub.process_many(feed.take(timeout=0))
     hub.flush_closed()

@@ -1,5 +1,6 @@
-"""The hub process's wiring: the hub, its bar writer, the database's side of its rolls, contract definitions
-and held contracts, its heartbeat, and the live subscription. `manage.py runhub` only starts `HubService`."""
+"""The hub process's wiring: the feed's lease (one hub per feed, trading.marketdata.lease), the hub, its bar
+writer and bar-store writer, the database's side of its rolls, contract definitions and held contracts, its
+heartbeat, and the live subscription. `manage.py runhub` only starts `HubService`."""
 from __future__ import annotations
 
 import logging
@@ -15,11 +16,13 @@ from trading.config import resolve
 from trading.delivery.alerts import enqueue
 from trading.health.heartbeat import beat
 from trading.marketdata import streams
-from trading.marketdata.barstore import store_bar
 from trading.marketdata.contractstore import front_state, save_contracts
 from trading.marketdata.feed import FeedHealth
 from trading.marketdata.hub import Hub
+from trading.marketdata.lease import HubLease, LeaseLost
 from trading.marketdata.live import restart_point, run_live
+from trading.marketdata.storewriter import BarStoreWriter
+from trading.redis_client import get_redis
 from trading.models import ContractRoll, Instrument, Position, StrategyInstrument
 
 log = logging.getLogger(__name__)
@@ -111,20 +114,13 @@ class ContractRecorder:
                 log.info("contracts stored from definitions: %d changed of %d", changed, len(batch))
 
 
-def store_hourly(bar) -> None:
-    """`on_fresh` of the bar writer: a root's new hourly and daily bars also go to the bar store (warmups
-    and backtests read it); a held contract's bars stay in the streams only."""
-    if bar.timeframe in ("1h", "1d") and bar.stream == bar.symbol:
-        try:
-            store_bar(bar)
-        except Exception as exc:  # noqa: BLE001 — the streams are what trading needs now
-            log.error("bar not stored root=%s ts=%s: %s", bar.symbol, bar.ts, exc.__class__.__name__)
-
-
 class HubService:
-    """The hub process: one Hub fed by Databento Live (or the gateway named by DATABENTO_GATEWAY, host:port),
-    its bars written by one BarPublisher, and a heartbeat every `heartbeat` seconds that also writes what
-    the database could not take before (rolls, definitions) and refreshes the contracts held."""
+    """The hub process: it stands by until it holds the feed's lease, then runs one Hub fed by Databento Live
+    (or the gateway named by DATABENTO_GATEWAY, host:port), its bars written by one BarPublisher (checked
+    against the lease) and its hourly and daily bars stored by a BarStoreWriter, with a heartbeat every
+    `heartbeat` seconds that also writes what the database could not take before (rolls, definitions) and
+    refreshes the contracts held. A hub that loses the lease to another stops writing, alerts, and stands by
+    again with its state rebuilt from the database and the streams."""
 
     def __init__(self, *, heartbeat: float = 5.0, stopping=lambda: False):
         instruments = subscribed_instruments()
@@ -134,7 +130,15 @@ class HubService:
         self.gateway = os.environ.get("DATABENTO_GATEWAY", "")
         self.heartbeat_every = heartbeat
         self.stopping = stopping
-        self.publisher = streams.BarPublisher(on_fresh=store_hourly)
+        self.lease = HubLease(get_redis(), DATASET)
+        self.store = BarStoreWriter()
+        self.heartbeat_file = settings.RUNTIME_DIR / "hub_heartbeat.json"
+        self.build(instruments)
+
+    def build(self, instruments: list[Instrument] | None = None) -> None:
+        """A fresh hub (fronts and held contracts from the database) with its writers and recorders."""
+        instruments = instruments or subscribed_instruments()
+        self.publisher = streams.BarPublisher(on_fresh=self.store.put, lease=self.lease)
         self.contracts = ContractRecorder()
         fronts = {i.root: front_state(i) for i in instruments}
         self.rolls = RollRecorder(clock=lambda: self.hub.clock)
@@ -145,7 +149,6 @@ class HubService:
         self.roots = sorted(fronts)
         self.feed = FeedHealth(timedelta(minutes=settings.FEED_GAP_MINUTES),
                                alert=lambda kind, title, body: enqueue(kind, title, body=body))
-        self.heartbeat_file = settings.RUNTIME_DIR / "hub_heartbeat.json"
 
     def restart_point(self) -> int | None:
         """Where the replay starts again (the earliest unfinished minute of the streams). Redis away at the
@@ -160,15 +163,51 @@ class HubService:
                 time.sleep(1)
 
     def run(self) -> None:
+        try:
+            while self.lease.wait(self.stopping):
+                try:
+                    self.run_feed()
+                    return
+                except LeaseLost as exc:
+                    log.error("hub lost the feed: %s", exc)
+                    self.alert("emergency", "Hub lost the feed to another hub", f"{exc}. Check that one hub runs "
+                               "per feed: this one was frozen or cut off from Redis past its lease.")
+                    self.rebuild()  # stands by again; taking the feed back starts afresh from the streams
+        finally:
+            self.lease.release()
+            self.store.close()
+
+    def rebuild(self) -> None:
+        """`build` again, waiting for the database while it is away."""
+        while True:
+            try:
+                return self.build()
+            except Exception as exc:  # noqa: BLE001 — the database away: a standby waits for it
+                if self.stopping():
+                    return
+                log.error("hub waiting for the database to rebuild its state: %s", exc.__class__.__name__)
+                time.sleep(1)
+
+    @staticmethod
+    def alert(kind: str, title: str, body: str) -> None:
+        try:
+            close_old_connections()
+            enqueue(kind, title, body=body)
+        except Exception as exc:  # noqa: BLE001 — the database away (or locked by a frozen host): the bars go on
+            log.error("alert not queued title=%r: %s", title, exc.__class__.__name__)
+
+    def run_feed(self) -> None:
+        """The feed while this hub holds the lease: subscribe, build and write bars until stopped."""
         hub = self.hub
         first_start = self.restart_point()
-        log.info("hub starting roots=%s gateway=%s start=%s", ",".join(self.roots), self.gateway or "databento",
-                 first_start and datetime.fromtimestamp(first_start / 1e9, UTC).isoformat())
-        enqueue("startup", "Hub started", body=f"Subscribed roots: {', '.join(self.roots)}")
+        log.info("hub starting roots=%s gateway=%s start=%s holder=%s", ",".join(self.roots),
+                 self.gateway or "databento", first_start and datetime.fromtimestamp(first_start / 1e9, UTC).isoformat(),
+                 self.lease.token)
+        self.alert("startup", "Hub started", f"Subscribed roots: {', '.join(self.roots)}")
         host, _, port = self.gateway.partition(":")
         run_live(hub, key=self.key, dataset=DATASET, roots=self.roots, gateway=host or None,
                  port=int(port) if port else None, stopping=self.stopping, heartbeat=self.heartbeat,
-                 heartbeat_every=self.heartbeat_every, first_start=first_start)
+                 heartbeat_every=self.heartbeat_every, first_start=first_start, renew=self.lease.renew)
         self.publisher.flush()  # the last call's answer: every bar written (or held and logged) before the exit
         log.info("hub stopped counters=%s", dict(hub.counters))
         close_old_connections()

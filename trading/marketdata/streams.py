@@ -55,12 +55,18 @@ class BarPublisher:
     the hub builds bars while Redis writes the last ones. Calls on the one connection run in
     order, and a call whose reply is lost (Redis went away) is sent again: bars it did write come
     back as duplicates, none is lost.
+
+    With `lease` (trading.marketdata.lease.HubLease) each call writes only while that lease is this hub's,
+    checked inside the same script: a call refused so raises LeaseLost (unless the lease was free and is taken
+    back: its bars are then held and sent again), and nothing of it is written.
     """
 
     CHUNK = 1000  # bars per script call (Redis runs a script atomically: keep each call short)
 
-    def __init__(self, client: redis.Redis | None = None, *, batch: int = 500, on_fresh=None, on_duplicate=None):
+    def __init__(self, client: redis.Redis | None = None, *, batch: int = 500, on_fresh=None, on_duplicate=None,
+                 lease=None):
         self.client = client or get_redis()
+        self.lease = lease
         self.batch = batch
         self.on_fresh = on_fresh or (lambda bar: None)  # called for each bar written, after the write
         self.on_duplicate = on_duplicate or (lambda bar: None)  # each bar its stream already held (Hub.duplicate)
@@ -103,7 +109,7 @@ class BarPublisher:
         return written
 
     def _send(self, bars: list[Bar], watermark_ns: int) -> bool:
-        keys, args = _bar_call(bars, watermark_ns)
+        keys, args = _bar_call(bars, watermark_ns, self.lease)
         pool = self.client.connection_pool
         conn = None
         try:
@@ -134,6 +140,13 @@ class BarPublisher:
             self.pending = bars + self.pending
             self._failed(len(self.pending), exc)
             return 0
+        except redis.ResponseError as exc:
+            if not str(exc).startswith("FENCED"):
+                raise
+            self.pending = bars + self.pending
+            log.error("bars refused: this hub does not hold the feed's lease (%s); %d bars held", exc, len(self.pending))
+            self.lease.renew(force=True)  # LeaseLost when another hub holds it; taken back when it was free
+            return 0
         finally:
             self.client.connection_pool.release(conn)
         if self.failures:
@@ -159,50 +172,59 @@ class BarPublisher:
             log.error("redis unavailable, %d bars held for the next flush (%s)", held, exc.__class__.__name__)
 
 
-# KEYS: streams, then 'last' keys, then the watermark key.
-# ARGV: #streams, #last keys, watermark ms ('' for none), MAXLEN per stream, last messages, then
-# (stream number, entry id, message) per bar. Returns per bar 1 (written), 0 (duplicate) or an error.
+# KEYS: streams, then 'last' keys, then the watermark key, then the hub's lease key.
+# ARGV: #streams, #last keys, watermark ms ('' for none), the lease holder's token ('' for no check), MAXLEN per
+# stream, the stream number of each 'last' key, then (stream number, entry id, message) per bar. Returns per bar
+# 1 (written), 0 (duplicate) or an error; with a token that is not the lease's holder, an error and no write.
+# A 'last' key takes the newest bar of its stream written by this call (a replay's older bars leave it alone).
 _WRITE_BARS = """
 local S, L = tonumber(ARGV[1]), tonumber(ARGV[2])
-local out = {}
-for i = 4 + S + L, #ARGV, 3 do
+if ARGV[4] ~= '' then
+  local holder = redis.call('GET', KEYS[S + L + 2])
+  if holder ~= ARGV[4] then return redis.error_reply('FENCED holder=' .. (holder or '(none)')) end
+end
+local out, newest = {}, {}
+for i = 5 + S + L, #ARGV, 3 do
   local s = tonumber(ARGV[i])
-  local r = redis.pcall('XADD', KEYS[s], 'MAXLEN', '~', ARGV[3 + s], ARGV[i + 1], 'bar', ARGV[i + 2])
+  local r = redis.pcall('XADD', KEYS[s], 'MAXLEN', '~', ARGV[4 + s], ARGV[i + 1], 'bar', ARGV[i + 2])
   if type(r) == 'table' and r.err then
     if string.find(r.err, 'equal or smaller', 1, true) then out[#out + 1] = 0 else out[#out + 1] = r.err end
   else
     out[#out + 1] = 1
+    newest[s] = ARGV[i + 2]
   end
 end
-for j = 1, L do redis.call('SET', KEYS[S + j], ARGV[3 + S + j]) end
+for j = 1, L do
+  local m = newest[tonumber(ARGV[4 + S + j])]
+  if m then redis.call('SET', KEYS[S + j], m) end
+end
 if ARGV[3] ~= '' then
-  local v = tonumber(redis.call('GET', KEYS[#KEYS]) or '0')
-  if tonumber(ARGV[3]) > v then redis.call('SET', KEYS[#KEYS], ARGV[3]) end
+  local v = tonumber(redis.call('GET', KEYS[S + L + 1]) or '0')
+  if tonumber(ARGV[3]) > v then redis.call('SET', KEYS[S + L + 1], ARGV[3]) end
 end
 return out
 """
 _WRITE_BARS_SHA = hashlib.sha1(_WRITE_BARS.encode()).hexdigest()
 
 
-def _bar_call(bars: list[Bar], watermark_ns: int) -> tuple[list[str], list]:
-    """Keys and arguments of one _WRITE_BARS call: the bars in order, each root's newest minute as
-    its 'last' bar, then the watermark (monotone)."""
+def _bar_call(bars: list[Bar], watermark_ns: int, lease=None) -> tuple[list[str], list]:
+    """Keys and arguments of one _WRITE_BARS call: the bars in order, each stream's newest minute as its
+    'last' bar, then the watermark (monotone), checked against `lease` (its key and token) when given."""
     streams: dict[tuple[str, str], int] = {}
-    last: dict[str, str] = {}
+    last: dict[str, int] = {}  # name → number of its 1m stream
     entries: list = []
     for bar in bars:
-        message = bar.to_message()
         name = bar.stream  # the root's stream; a held contract's own (strategies.bars.HeldBar)
         number = streams.get((name, bar.timeframe))
         if number is None:
             number = streams[(name, bar.timeframe)] = len(streams) + 1
-        entries += (number, entry_id(bar), message)
-        if bar.timeframe == "1m":
-            last[name] = message
+            if bar.timeframe == "1m":
+                last[name] = number
+        entries += (number, entry_id(bar), bar.to_message())
     keys = [stream_key(root, tf) for root, tf in streams] + [key("last", root) for root in last]
-    keys.append(key("watermark", "1h"))
+    keys += [key("watermark", "1h"), lease.key if lease else key("lock", "hub", "-")]
     args = [len(streams), len(last), str(watermark_ns // 1_000_000) if watermark_ns else "",
-            *(MAXLEN[tf] for _, tf in streams), *last.values(), *entries]
+            lease.token if lease else "", *(MAXLEN[tf] for _, tf in streams), *last.values(), *entries]
     return keys, args
 
 

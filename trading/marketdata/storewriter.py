@@ -1,0 +1,107 @@
+"""The hub's bar-store writes, off its hot path: hourly and daily bars go to the database from a thread of their own.
+
+The hub only queues a bar once Redis has taken it (`BarStoreWriter.put`, the bar writer's `on_fresh`); the thread
+writes what is waiting in one statement, existing rows kept (idempotent). A root's bars are stored under the
+root, a contract held after its roll (strategies.bars.HeldBar) under the contract, as its streams are named, so
+warmups and backtests of a position held past its roll read its own bars (`load_frame("CLZ6")`). The database
+away: the bars are kept and written once it is back, never a reason to slow or stop the bars of trading.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+
+from django.db import close_old_connections, connection
+
+from trading.models import StoredBar
+
+log = logging.getLogger(__name__)
+KEEP = 100_000  # bars held while the database is away; past it the oldest go (warmup refills the bar store)
+
+
+def stored_row(bar) -> StoredBar:
+    return StoredBar(root=bar.stream, timeframe=bar.timeframe, ts=bar.ts, contract=bar.contract, open=bar.open,
+                     high=bar.high, low=bar.low, close=bar.close, volume=bar.volume, trades=bar.trades, source="hub")
+
+
+def write_bars(bars) -> None:
+    """Store hourly and daily bars (a held contract's under its own name); bars already stored stay as they are."""
+    rows = [stored_row(bar) for bar in bars if bar.timeframe in ("1h", "1d")]
+    if rows:
+        StoredBar.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
+
+
+class BarStoreWriter:
+    def __init__(self, *, retry_every: float = 1.0, write=write_bars):
+        self.retry_every = retry_every
+        self.write = write
+        self.waiting: deque = deque()
+        self.written = 0
+        self.failures = 0
+        self.queued = 0  # bars put so far
+        self.handled = 0  # of them: written, or dropped past KEEP
+        self._wake = threading.Event()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="bar-store", daemon=True)
+        self._thread.start()
+
+    def put(self, bar) -> None:
+        """A bar Redis has taken: queued for the bar store when it is an hourly or daily one (cheap: no I/O)."""
+        if bar.timeframe != "1m":
+            self.waiting.append(bar)
+            self.queued += 1
+            self._wake.set()
+
+    def drain(self, timeout: float = 10.0) -> bool:
+        """Wait until every bar queued so far is written (True) or `timeout` passes (False)."""
+        target, deadline = self.queued, time.monotonic() + timeout
+        self._wake.set()
+        while self.handled < target:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                return False
+            time.sleep(0.01)
+        return True
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is waiting (within `timeout`) and end the thread; what is left is logged."""
+        self.drain(timeout)
+        self._stop = True
+        self._wake.set()
+        self._thread.join(timeout=1.0)
+        if self.waiting:
+            log.error("bar store: %d hourly/daily bar(s) not stored at stop (warmup can fill them)", len(self.waiting))
+
+    def _run(self) -> None:
+        try:
+            while not self._stop:
+                self._wake.wait()
+                self._wake.clear()
+                while self.waiting and not self._stop:
+                    if not self._write_waiting():
+                        time.sleep(self.retry_every)
+        finally:
+            connection.close()
+
+    def _write_waiting(self) -> bool:
+        batch = [self.waiting.popleft() for _ in range(min(len(self.waiting), 2000))]
+        try:
+            close_old_connections()
+            self.write(batch)
+        except Exception as exc:  # noqa: BLE001 — the database away: kept, written when it is back
+            self.waiting.extendleft(reversed(batch))
+            while len(self.waiting) > KEEP:
+                self.waiting.popleft()
+                self.handled += 1
+            self.failures += 1
+            if self.failures <= 5 or self.failures % 100 == 0:
+                log.error("bar store unavailable, %d bar(s) kept for it (%s)", len(self.waiting),
+                          exc.__class__.__name__)
+            return False
+        if self.failures:
+            log.warning("bar store back: written after %d failed attempt(s)", self.failures)
+            self.failures = 0
+        self.written += len(batch)
+        self.handled += len(batch)
+        return True
