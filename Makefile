@@ -71,6 +71,7 @@ PG_SKIP := --ignore=tests/strategies --ignore=tests/sim --ignore=tests/bench --i
 	--ignore=tests/faults/test_environment.py --ignore=tests/marketdata/test_dbn_inputs.py \
 	--ignore=tests/marketdata/test_hub_inputs.py --ignore=tests/marketdata/test_rolls.py \
 	--ignore=tests/marketdata/test_hub_batch.py --ignore=tests/marketdata/test_record_feed.py \
+	--ignore=tests/marketdata/test_hub_lease.py --ignore=tests/e2e/test_hub_standby.py \
 	--ignore=tests/risk/test_killswitch_permissions.py --ignore=tests/faults/test_security.py \
 	--ignore=tests/faults/test_stored_xss.py --ignore=tests/test_structure.py --ignore=tests/notify/test_discord.py \
 	--ignore=tests/execution/test_traderspost.py --ignore=tests/execution/test_ratelimit.py \
