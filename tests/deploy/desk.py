@@ -86,14 +86,15 @@ class Bridge:
 class Desk(ProcessEnv):
     """One appliance's data and stand-ins: its processes run on any host of the bridge (`on`)."""
 
-    def __init__(self, tmp, bridge: Bridge, market, *, speed: float, extra_env: dict | None = None):
+    def __init__(self, tmp, bridge: Bridge, market, *, speed: float, extra_env: dict | None = None,
+                 model_positions: bool = True):
         paths, self.fronts, self.days = market
         tmp.mkdir(parents=True, exist_ok=True)
         network = bridge.network
         self.network, self.procs, self.bridge = network, {}, bridge
         self.gateway = LiveGateway(list(paths.values()), key=KEY, heartbeat_interval=0.2, speed=speed)
         self.gateway.start()
-        self.broker = TradersPostStandIn().start()
+        self.broker = TradersPostStandIn(model_positions=model_positions).start()
         bridge.desks.append(self)  # stopped with the bridge from here on
         gw, tp = (network.forward(free_port(), port) for port in (self.gateway.port, self.broker.port))
         token = uuid.uuid4().hex[:8]
