@@ -59,3 +59,88 @@ def test_the_signal_list_names_the_contract_and_why_an_entry_was_refused(admin_c
     assert '<td class="field-contract">CLZ6</td>' in page
     why = re.search(r'<td class="field-why">([^<]+)</td>', page)[1]
     assert why.startswith("killswitch (admin): killswitch: entries blocked x") and why.endswith("…") and len(why) < 90
+
+
+def test_the_list_has_no_row_checkbox_and_its_button_exports_what_the_filters_select(admin_client, webhook_env):
+    import csv
+    import html
+    import io
+
+    call_command("load_demo")
+    ibs_a, ibs_b = Strategy.objects.get(name="ibs_a"), Strategy.objects.get(name="ibs_b")
+    for pnl in ("250.00", "-90.50", "12.25"):
+        make_trade(ibs_a, session_date=date(2026, 10, 14), pnl=Decimal(pnl))
+    make_trade(ibs_a, session_date=date(2026, 10, 12), pnl=Decimal("5.00"))
+    make_trade(ibs_b, session_date=date(2026, 10, 14), pnl=Decimal("-30.00"), root="SI")
+
+    def export(query: str) -> list[dict]:
+        page = admin_client.get(f"/admin/trading/trade/{query}").content.decode()
+        assert 'name="_selected_action"' not in page and "action-checkbox" not in page  # no row checkboxes
+        url = html.unescape(re.search(r'<a href="([^"]+)" id="trade-export"', page)[1])
+        response = admin_client.get(url)
+        assert response.status_code == 200 and response["Content-Type"] == "text/csv"
+        return list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+
+    assert len(export("")) == 5
+    only_a = export(f"?strategy__id__exact={ibs_a.pk}&session_date__gte=2026-10-13&session_date__lt=2026-10-15")
+    assert sorted(r["pnl"] for r in only_a) == ["-90.50", "12.25", "250.00"]
+    assert [r["symbol"] for r in export("?q=SI")] == ["SI"]
+    assert [r["symbol"] for r in export("?symbol=SI&p=1")] == ["SI"]  # the page asked is not a filter
+    assert export("?exit_reason=stop_loss") == []
+    refused = admin_client.get("/admin/trading/trade/export/?no_such_field=1")
+    assert refused.status_code == 302 and "e=1" in refused["Location"]
+
+
+def test_the_totals_of_strategy_and_session_filters_come_from_the_daily_summary_and_equal_the_trades(
+        admin_client, webhook_env):
+    call_command("load_demo")
+    ibs_a = Strategy.objects.get(name="ibs_a")
+    for day, pnl in ((date(2026, 10, 12), "40.00"), (date(2026, 10, 13), "-15.50"), (date(2026, 10, 14), "7.25")):
+        make_trade(ibs_a, session_date=day, pnl=Decimal(pnl))
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    query = f"?strategy__id__exact={ibs_a.pk}&session_date__gte=2026-10-13&session_date__lt=2026-10-15"
+    with CaptureQueriesContext(connection) as ctx:
+        page = admin_client.get(f"/admin/trading/trade/{query}").content.decode()
+    assert re.search(r'id="trade-totals" data-trades="2" data-pnl="-8.25', page)
+    assert "1</strong> winners" in page
+    assert any("trading_dailyriskstate" in q["sql"] and "SUM" in q["sql"] for q in ctx.captured_queries)
+    # A filter the summary cannot answer (the exit reason) is summed over the trades themselves.
+    page = admin_client.get(f"/admin/trading/trade/{query}&exit_reason=ibs_exit").content.decode()
+    assert re.search(r'id="trade-totals" data-trades="2" data-pnl="-8.25', page)
+
+
+def test_the_list_never_reads_every_trade_for_its_filters_or_its_count(admin_client, webhook_env):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    call_command("load_demo")
+    ibs_a = Strategy.objects.get(name="ibs_a")
+    make_trade(ibs_a, session_date=date(2026, 10, 14), pnl=Decimal("1.00"))
+    for query in ("", "?symbol=CL", f"?strategy__id__exact={ibs_a.pk}&p=1"):
+        with CaptureQueriesContext(connection) as ctx:
+            page = admin_client.get(f"/admin/trading/trade/{query}").content.decode()
+        on_trades = [q["sql"] for q in ctx.captured_queries if '"trading_trade"' in q["sql"]]
+        assert on_trades and not [q for q in on_trades if "DISTINCT" in q.upper()], query
+        counts = [q for q in on_trades if "COUNT(" in q.upper() and "dailyriskstate" not in q]
+        assert counts and all("LIMIT" in q.upper() for q in counts if "SUM(" not in q.upper()), counts
+    # The filters' choices: every instrument and every exit reason the books write, traded or not.
+    assert re.search(r'href="\?[^"]*symbol=YM', page) and re.search(r'href="\?[^"]*exit_reason=flatten', page)
+
+
+def test_the_paginator_counts_only_as_far_as_its_links_reach(webhook_env):
+    from trading.admin.trade_list import PAGE_LINKS_AHEAD, ReachPaginator
+
+    call_command("load_demo")
+    ibs_a = Strategy.objects.get(name="ibs_a")
+    for i in range(30):
+        make_trade(ibs_a, session_date=date(2026, 10, 14), pnl=Decimal(i))
+    every = list(Trade.objects.values_list("pk", flat=True))
+    near = ReachPaginator(Trade.objects.all(), 2, page_asked=1)
+    assert near.reach == (1 + PAGE_LINKS_AHEAD) * 2 and near.count == near.reach + 1 and near.more
+    assert near.num_pages == PAGE_LINKS_AHEAD + 2  # the page after the last link is known to exist
+    assert [t.pk for t in near.page(3).object_list] == every[4:6]  # the list's order, by keys first
+    far = ReachPaginator(Trade.objects.all(), 2, page_asked=14)
+    assert far.count == 30 and not far.more and far.num_pages == 15
+    assert [t.pk for t in far.page(15).object_list] == every[28:30]
