@@ -1,6 +1,6 @@
 import json
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
@@ -87,3 +87,77 @@ def test_recent_alerts_show_every_kind_and_filter_by_kind(staff, demo_trading):
     assert set(re.findall(r'<li class="alert" data-kind="(\w+)"', only)) == {"exit"}
     garbage = staff.get("/admin/dashboard/?kind=<script>").content.decode()  # not a kind: every kind, nothing echoed
     assert "entry alert for the dashboard" in garbage and "<script>" not in garbage.split("Recent alerts")[1][:2000]
+
+
+def test_a_market_panel_reads_market_closed_after_its_close_and_stale_only_while_its_market_trades(
+        staff, demo_trading, settings):
+    """The replay clock at Friday's 16:00 Chicago close: every panel reads "market closed", GC's day-old last
+    bar included; the same books an hour before the close: CL live at the hub's last bar, GC STALE."""
+    from datetime import datetime, timezone as dt_timezone
+
+    from strategies.calendar import is_trading
+    from trading.models import Heartbeat, StoredBar
+
+    utc = dt_timezone.utc
+    settings.MARKET_CLOCK = "data"
+    close = datetime(2026, 10, 16, 21, 0, tzinfo=utc)  # Friday 16:00 in Chicago (CDT)
+    for root, last in (("CL", close - timedelta(hours=1)), ("GC", close - timedelta(hours=27))):
+        StoredBar.objects.bulk_create(
+            StoredBar(root=root, timeframe="1h", ts=last - timedelta(hours=h), contract=f"{root}Z6", open=70, high=71,
+                      low=69, close=70.5, volume=100, source="hub") for h in range(6))
+    get_redis().delete(key("last", "GC"))
+
+    def panels(hub_minute: datetime) -> dict[str, tuple[str, str]]:
+        Heartbeat.objects.update_or_create(process="hub", defaults={"last_seen": hub_minute, "state": "running",
+                                                                    "last_bar_time": hub_minute})
+        get_redis().set(key("last", "CL"), json.dumps({"ts": hub_minute.strftime("%Y-%m-%dT%H:%M:00Z"),
+                                                       "close": 70.5, "contract": "CLZ6"}))
+        page = staff.get("/admin/dashboard/").content.decode()
+        found = re.findall(r'<div class="market-panel" data-root="(\w+)" data-state="(\w+)".*?<h3>(.*?)</h3>', page,
+                           re.S)
+        return {root: (state, " ".join(h3.split())) for root, state, h3 in found}
+
+    assert not is_trading("CL", close) and not is_trading("GC", close) and is_trading("GC", close - timedelta(hours=1))
+    after = panels(close - timedelta(minutes=1))  # the hub's last minute bar 15:59: the clock at 16:00
+    assert after["CL"][0] == after["GC"][0] == "closed"
+    assert all(state == "closed" for state, _ in after.values())
+    assert "market closed" in after["GC"][1] and "STALE" not in after["GC"][1] and "live" not in after["CL"][1]
+    before = panels(close - timedelta(hours=1, minutes=1))  # 14:59: both markets trade
+    assert before["CL"][0] == "ok" and "live" in before["CL"][1] and "market closed" not in before["CL"][1]
+    assert before["GC"][0] == "stale" and "STALE" in before["GC"][1]
+
+
+def test_trades_sharing_an_hour_bar_share_one_marker_counted_by_the_database(staff, demo_trading):
+    """Three CL exits in one hour bar: one exit marker titled with how many and their range; a lone trade keeps
+    its own title; the panel counts every trade it marks."""
+    from datetime import datetime, timezone as dt_timezone
+
+    from strategies.calendar import session_date as cme_session_date
+    from trading.admin.markets import market_panels
+    from trading.models import StoredBar
+
+    utc = dt_timezone.utc
+    market = datetime(2026, 10, 14, 18, 1, tzinfo=utc)
+    Trade.objects.all().delete()
+    Position.objects.all().delete()
+    StoredBar.objects.bulk_create(
+        StoredBar(root="CL", timeframe="1h", ts=market - timedelta(hours=h, minutes=1), contract="CLZ6", open=70,
+                  high=71, low=69, close=70.5, volume=100, source="hub") for h in range(1, 12))
+    cl = demo_trading.legs.get(instrument__root="CL").instrument
+    for i, (entry, exit_, price) in enumerate([("10:05", "15:10", "70.10"), ("11:20", "15:30", "70.40"),
+                                              ("12:00", "15:59", "70.25"), ("13:15", "16:45", "69.90")]):
+        at = lambda hm: datetime(2026, 10, 14, *map(int, hm.split(":")), tzinfo=utc)  # noqa: E731
+        sig = Signal.objects.create(key=f"m{i}", strategy=demo_trading, instrument=cl, bar_time=at(entry), action="buy",
+                                    quantity=1, signal_price=Decimal("70"), reason="entry")
+        Trade.objects.create(strategy=demo_trading, symbol="CL", entry_time=at(entry), entry_price=Decimal("70.00"),
+                             entry_size=1, exit_time=at(exit_), exit_price=Decimal(price), exit_size=1, pnl=Decimal(1),
+                             pnl_percent=0.1, exit_reason="stop_loss" if i == 3 else "ibs_exit",
+                             commission=Decimal("2.5"), point_value=Decimal("1000"), session_date=date(2026, 10, 14),
+                             entry_signal=sig)
+    panels, _ = market_panels(market, cme_session_date(market))
+    panel = next(p for p in panels if p.instrument.root == "CL")
+    assert panel.markers == 8  # 4 entries and 4 exits
+    titles = re.findall(r'<polygon class="marker (entry|exit)"[^>]*>\s*<title>([^<]*)</title>', str(panel.chart))
+    exits = sorted(t for kind, t in titles if kind == "exit")
+    assert exits == ["3 exits 70.10 to 70.40", "ibs_a exit 69.90 (stop_loss)"]
+    assert sorted(t for kind, t in titles if kind == "entry") == ["ibs_a entry 70.00"] * 4
