@@ -128,8 +128,10 @@ class Trade(models.Model):
             models.Index(fields=["-exit_time", "-id"], name="trade_list_order"),
             models.Index(fields=["strategy", "-exit_time"]),
             models.Index(fields=["strategy", "session_date"]),
-            models.Index(fields=["symbol", "-exit_time"]),
-            models.Index(fields=["exit_reason"]),
+            # The list's symbol and exit-reason filters in its order; their P&L too, so the totals of what
+            # such a filter selects are summed from the index alone.
+            models.Index(fields=["symbol", "-exit_time", "-id", "pnl"], name="trade_symbol_order"),
+            models.Index(fields=["exit_reason", "-exit_time", "-id", "pnl"], name="trade_reason_order"),
         ]
         constraints = [models.UniqueConstraint(fields=["entry_signal"], name="one_trade_per_entry")]
 
