@@ -118,13 +118,14 @@ def test_the_list_never_reads_every_trade_for_its_filters_or_its_count(admin_cli
     call_command("load_demo")
     ibs_a = Strategy.objects.get(name="ibs_a")
     make_trade(ibs_a, session_date=date(2026, 10, 14), pnl=Decimal("1.00"))
-    for query in ("", "?symbol=CL", f"?strategy__id__exact={ibs_a.pk}&p=1"):
+    for query in ("", "?symbol=CL", f"?strategy__id__exact={ibs_a.pk}&p=1", "?_facets"):
         with CaptureQueriesContext(connection) as ctx:
             page = admin_client.get(f"/admin/trading/trade/{query}").content.decode()
         on_trades = [q["sql"] for q in ctx.captured_queries if '"trading_trade"' in q["sql"]]
         assert on_trades and not [q for q in on_trades if "DISTINCT" in q.upper()], query
         counts = [q for q in on_trades if "COUNT(" in q.upper() and "dailyriskstate" not in q]
         assert counts and all("LIMIT" in q.upper() for q in counts if "SUM(" not in q.upper()), counts
+        assert "Show counts" not in page  # no count per filter choice either
     # The filters' choices: every instrument and every exit reason the books write, traded or not.
     assert re.search(r'href="\?[^"]*symbol=YM', page) and re.search(r'href="\?[^"]*exit_reason=flatten', page)
 
