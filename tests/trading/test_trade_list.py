@@ -145,3 +145,13 @@ def test_the_paginator_counts_only_as_far_as_its_links_reach(webhook_env):
     far = ReachPaginator(Trade.objects.all(), 2, page_asked=14)
     assert far.count == 30 and not far.more and far.num_pages == 15
     assert [t.pk for t in far.page(15).object_list] == every[28:30]
+
+
+@pytest.mark.parametrize("price, tick", [
+    (70.25, "0.01"), (0.65005, "0.00005"), (5289.1175, "0.25"), (5289.0, "0.25"), (44000.0, "1"), (70.1, "0.01"),
+    (0.058, "0.000005"), (1.27, "0.0001"), (42902.5, "1"), (1e-05, "0.000001"), (1234567.0, "0.5"),
+])
+def test_a_float_price_is_shown_to_its_tick_as_a_decimal_one_is(price, tick):
+    from trading.admin.markets import float_at_tick
+
+    assert float_at_tick(price, Decimal(tick)) == at_tick(Decimal(repr(price)), Decimal(tick))

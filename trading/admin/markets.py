@@ -14,9 +14,10 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from typing import NamedTuple
 
 from django.conf import settings
-from django.db.models import Avg, CharField, Count, Func, Max, Min
+from django.db.models import Avg, CharField, Count, FloatField, Func, Max, Min
 from django.utils.safestring import SafeString
 
 from strategies.calendar import is_trading, session_open, trade_date_offset
@@ -126,16 +127,15 @@ class HourOf(Func):
         return super().as_sql(compiler, connection, template="substr(%(expressions)s, 1, 13)", **extra)
 
 
-@dataclass
-class HourTrades:
+class HourTrades(NamedTuple):
     """The trades of one root entered (or exited) in one hour: how many, their mean and range of prices."""
     root: str
     hour: datetime
     kind: str  # "entry" or "exit"
     n: int
-    price: Decimal  # their mean price, where the marker sits
-    low: Decimal
-    high: Decimal
+    price: float  # their mean price, where the marker sits
+    low: float
+    high: float
     strategy: int  # the first strategy id (the trade's, when n is 1)
     reason: str  # the first exit reason (the trade's, when n is 1; "" for entries)
 
@@ -143,19 +143,31 @@ class HourTrades:
 def trades_by_hour(roots: list[str], since: datetime) -> list[HourTrades]:
     """Entries and exits of the roots' trades from `since` on, grouped by root, hour and kind in the
     database (a trade entered in the window exited in it too, or later: its exit time alone finds it, on an
-    index)."""
+    index). Prices come as floats: they place markers, and a title shows them to the tick."""
     window = Trade.objects.filter(symbol__in=roots, exit_time__gte=since).order_by()
     out = []
-    for kind, time, price, reason in (("entry", "entry_time", "entry_price", None),
+    for kind, time, price, reason in (("entry", "entry_time", "entry_price", "symbol"),
                                       ("exit", "exit_time", "exit_price", "exit_reason")):
-        rows = (window.filter(**{f"{time}__gte": since}).annotate(hour=HourOf(time))
-                .values("symbol", "hour").annotate(n=Count("id"), price=Avg(price), low=Min(price), high=Max(price),
-                                                  strategy=Min("strategy_id"), reason=Min(reason or "symbol")))
-        for r in rows:
-            out.append(HourTrades(r["symbol"], datetime.strptime(r["hour"], "%Y-%m-%d %H").replace(tzinfo=UTC), kind,
-                                  r["n"], Decimal(str(r["price"])), r["low"], r["high"], r["strategy"],
-                                  r["reason"] if reason else ""))
+        rows = (window.filter(**{f"{time}__gte": since}).annotate(hour=HourOf(time)).values("symbol", "hour")
+                .annotate(n=Count("id"), price=Avg(price, output_field=FloatField()),
+                          low=Min(price, output_field=FloatField()), high=Max(price, output_field=FloatField()),
+                          strategy=Min("strategy_id"), reason=Min(reason))
+                .values_list("symbol", "hour", "n", "price", "low", "high", "strategy", "reason"))
+        for root, hour, n, mean, low, high, strategy, why in rows:
+            at = datetime(int(hour[:4]), int(hour[5:7]), int(hour[8:10]), int(hour[11:13]), tzinfo=UTC)
+            out.append(HourTrades(root, at, kind, n, mean, low, high, strategy, why if kind == "exit" else ""))
     return out
+
+
+def float_at_tick(value: float, tick, decimals: int | None = None) -> str:
+    """at_tick for a float price (the database's mean or bound of a group): the tick's decimals, more only when
+    the price has them, read off the float's shortest form without a Decimal's cost."""
+    text = repr(value)
+    if "e" in text or "." not in text:
+        return at_tick(Decimal(text), tick)
+    if decimals is None:
+        decimals = max(0, -Decimal(tick).normalize().as_tuple().exponent)
+    return f"{value:,.{max(decimals, len(text.split('.')[1].rstrip('0')))}f}"
 
 
 def _markers(root: str, tick, trades: list[HourTrades], positions, bars, names: dict) -> tuple[list[Marker], int]:
@@ -166,16 +178,21 @@ def _markers(root: str, tick, trades: list[HourTrades], positions, bars, names: 
         return [], 0
     first, last = bars[0][0], bars[-1][0] + timedelta(hours=1)
     out, marked = [], 0
+
+    decimals = max(0, -Decimal(tick).normalize().as_tuple().exponent)
+
+    def price(value: float) -> str:
+        return float_at_tick(value, tick, decimals)
+
     for h in trades:
         if h.root != root or not first <= h.hour < last:
             continue
         marked += h.n
         if h.n == 1:
-            title = f"{names.get(h.strategy, '?')} {h.kind} {at_tick(h.low, tick)}" + \
-                (f" ({h.reason})" if h.kind == "exit" else "")
+            title = f"{names.get(h.strategy, '?')} {h.kind} {price(h.low)}" + (f" ({h.reason})" if h.kind == "exit" else "")
         else:
-            title = f"{h.n} {'exits' if h.kind == 'exit' else 'entries'} {at_tick(h.low, tick)} to {at_tick(h.high, tick)}"
-        out.append(Marker(_x(h.hour), float(h.price), h.kind, title))
+            title = f"{h.n} {'exits' if h.kind == 'exit' else 'entries'} {price(h.low)} to {price(h.high)}"
+        out.append(Marker(_x(h.hour), h.price, h.kind, title))
     for p in positions:
         if p.instrument.root == root and first <= p.entry_time < last:
             out.append(Marker(_x(p.entry_time.replace(minute=0, second=0, microsecond=0)), float(p.entry_price),
