@@ -75,6 +75,7 @@ PG_SKIP := --ignore=tests/strategies --ignore=tests/sim --ignore=tests/bench --i
 	--ignore=tests/risk/test_killswitch_permissions.py --ignore=tests/faults/test_security.py \
 	--ignore=tests/faults/test_stored_xss.py --ignore=tests/test_structure.py --ignore=tests/notify/test_discord.py \
 	--ignore=tests/execution/test_traderspost.py --ignore=tests/execution/test_ratelimit.py \
+	--ignore=tests/deploy/test_beat_fencing.py \
 	--deselect "tests/faults/test_worker_kills.py::test_killed_at_random_moments[hub]" \
 	--deselect "tests/faults/test_worker_kills.py::test_killed_at_random_moments[worker]"
 test-postgres:

@@ -5,7 +5,8 @@ The holder of `{REDIS_PREFIX}:lock:beat` renews it at every tick (lease: PINEOPS
 other beat sends nothing, logs who holds the lock, and takes over once the lease has run out (at once when
 the holder is a process of this host known dead, as every ProcessLock). A new holder reads every schedule
 from the database first, so a task its predecessor sent (last_run_at is saved at each send) is not sent
-again. It must never send a task without the lock.
+again. It must never send a task without the lock: the lease is confirmed again right before each send, since a
+tick can stall after its first check (a host cut off mid-tick, waiting on the database) past the lease.
 """
 from __future__ import annotations
 
@@ -76,6 +77,27 @@ class SingleBeatScheduler(DatabaseScheduler):
             log.info("another beat holds the lock key=%s holder=%s: this beat (%s) waits and takes over when the "
                      "holder's lease of %ss runs out", lock.key, lock.holder, lock.token, lock.ttl)
             self._said = (lock.holder, time.monotonic())
+        return False
+
+    def is_due(self, entry):
+        """Due, and this beat holds the lock at this moment (renewed now): the check at the start of the tick may
+        be older than the lease by the time a stalled tick gets here, and another beat may have taken over."""
+        due, next_time = super().is_due(entry)
+        if due and not self.confirm_lock():
+            return False, min(STANDBY_POLL, self.renew_every)
+        return due, next_time
+
+    def confirm_lock(self) -> bool:
+        try:
+            if self.lock.refresh():
+                return True
+        except redis.RedisError as exc:
+            log.warning("beat cannot renew its lock key=%s before a send (%s): sending nothing until Redis answers",
+                        self.lock.key, exc.__class__.__name__)
+        else:
+            log.warning("beat lost its lock key=%s before a send (its tick outlasted the lease and another beat took "
+                        "it); sending nothing until it holds the lock again", self.lock.key)
+        self.leading = False
         return False
 
     def reserve(self, entry):

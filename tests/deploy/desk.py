@@ -56,7 +56,7 @@ class Bridge:
 
     def __init__(self, tmp, hosts: list[str]):
         self.network = Network(hosts).up()
-        self.desks: list[Desk] = []
+        self.desks: list[ProcessEnv] = []  # every environment attached (desks and others)
         try:
             self.redis_port, self.pg_port = free_port(), free_port()
             (tmp / "redis").mkdir()
@@ -72,6 +72,25 @@ class Bridge:
     def desk(self, tmp, market, **kwargs) -> "Desk":
         return Desk(tmp, self, market, **kwargs)
 
+    def attach(self, env: ProcessEnv) -> ProcessEnv:
+        """`env`'s database made (a copy of the demo template) and, like its Redis, reached over the bridge from
+        now on; its processes start on the bridge's hosts (netns.start_on) and stop with it."""
+        env.network, env.procs = self.network, getattr(env, "procs", {})
+        if env not in self.desks:
+            self.desks.append(env)
+        env.env["REDIS_URL"] = self.redis_url
+        if env.pg_db is None:  # the suite on SQLite: a PostgreSQL database of its own, made here
+            env.pg_db = f"pineops_desk_{uuid.uuid4().hex[:10]}"
+            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-c", f"CREATE DATABASE {env.pg_db}"],
+                           check=True, capture_output=True)
+            env.env["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{env.pg_db}"
+            env.manage("migrate", "--no-input", "-v0")
+            env.manage("load_demo")
+        else:
+            env.migrate_with_demo()  # a copy of the suite's demo template, through 127.0.0.1
+        env.env["DATABASE_URL"] = f"postgres://postgres@{self.network.address}:{self.pg_port}/{env.pg_db}"
+        return env
+
     def down(self) -> None:
         """Every desk's processes first (nothing talks to a stand-in as it stops), then the network."""
         for desk in self.desks:
@@ -79,8 +98,9 @@ class Bridge:
                 desk.cleanup()
         self.network.down()
         for desk in self.desks:
-            desk.gateway.stop()
-            desk.broker.stop()
+            if isinstance(desk, Desk):
+                desk.gateway.stop()
+                desk.broker.stop()
 
 
 class Desk(ProcessEnv):
@@ -107,16 +127,7 @@ class Desk(ProcessEnv):
             "PINEOPS_TRADERSPOST_RATE_LIMITS": "{}/{}".format(*TradingRun.RATE_LIMITS),
             "PINEOPS_MARKET_CLOCK": "data", "LOG_LEVEL": "INFO", **(extra_env or {}),
         })
-        if self.pg_db is None:  # the suite on SQLite: a PostgreSQL database of its own, made here
-            self.pg_db = f"pineops_desk_{token}"
-            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-c", f"CREATE DATABASE {self.pg_db}"],
-                           check=True, capture_output=True)
-            self.env["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{self.pg_db}"
-            self.manage("migrate", "--no-input", "-v0")
-            self.manage("load_demo")
-        else:
-            self.migrate_with_demo()  # a copy of the suite's demo template, through 127.0.0.1
-        self.env["DATABASE_URL"] = f"postgres://postgres@{network.address}:{bridge.pg_port}/{self.pg_db}"
+        bridge.attach(self)
         self.shell(CONFIGURE.format(fronts=self.fronts, roots=ROOTS))
         self.client = redis.Redis.from_url(bridge.redis_url, decode_responses=True)
 
