@@ -23,6 +23,10 @@ def enqueue(kind: str, title: str, *, strategy=None, body: str = "", fields: dic
         title = f"[paper] {title}"
     row = Notification(strategy=strategy, kind=kind, title=title[:256], body=body, fields=fields or {},
                        dedupe_key=dedupe_key)
+    if dedupe_key is None:  # nothing it could clash with: no savepoint around it
+        row.save()
+        log.info("notification queued kind=%s strategy=%s title=%r", kind, strategy and strategy.name, title)
+        return row
     try:
         with transaction.atomic():
             row.save()

@@ -8,6 +8,7 @@ missed). Hours removed from a stream under the reader (trimmed, flushed) come fr
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime, timezone
 
 import pandas as pd
@@ -129,6 +130,40 @@ class HourFeed:
                           f"for these hours and check the hub."),
                     fields={"root": root, "missing hours": str(len(missing))},
                     dedupe_key=f"hours-missing:{self.strategy.name}:{root}:{since}:{first}")
+
+
+class BarFrames(Mapping):
+    """The ML features' hourly bars per root (a frame of the last `keep`), appended bar by bar. A frame is made
+    when it is read — only the scoring of an entry candidate reads them — with one concat for every bar since
+    the last read, not one per bar: a worker whose filter is off never builds one."""
+
+    def __init__(self, keep: int = LOOKBACK * 2):
+        self.keep = keep
+        self._frames: dict[str, pd.DataFrame] = {}
+        self._new: dict[str, list[Bar]] = {}  # root → bars appended since its frame was last made
+
+    def __setitem__(self, root: str, frame: pd.DataFrame) -> None:
+        self._frames[root], self._new[root] = frame, []
+
+    def append(self, bar: Bar) -> None:
+        new = self._new[bar.symbol]
+        new.append(bar)
+        if len(new) > self.keep:
+            del new[:-self.keep]  # the frame is then made from these alone
+
+    def __getitem__(self, root: str) -> pd.DataFrame:
+        new = self._new[root]
+        if new:
+            frame = frame_from_bars(new) if len(new) >= self.keep else \
+                pd.concat([self._frames[root], frame_from_bars(new)], ignore_index=True)
+            self._frames[root], self._new[root] = frame.tail(self.keep), []
+        return self._frames[root]
+
+    def __iter__(self):
+        return iter(self._frames)
+
+    def __len__(self) -> int:
+        return len(self._frames)
 
 
 def feature_history(client: redis.Redis, root: str, cursor_ms: int) -> pd.DataFrame:

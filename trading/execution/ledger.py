@@ -109,7 +109,7 @@ class Ledger:
                                    entry.signal.ibs, entry.ml_score, contract=contract, now=now,
                                    params=params[entry.root])
                 created.append(sig)
-                if not Position.objects.filter(entry_signal=sig).exists():
+                if not sig.was_there or not Position.objects.filter(entry_signal=sig).exists():
                     Position.objects.create(
                         strategy=self.strategy, instrument=leg.row.instrument, contract=contract, size=leg.size,
                         signal_time=entry.signal.bar_ts, entry_time=entry.signal.bar_ts + self.bar,
@@ -121,8 +121,10 @@ class Ledger:
                                     "IBS": round(entry.signal.ibs, 3), "ML": entry.ml_score})
             for skip in outcome.skipped:
                 self._refused(skip, bars, params, now)
-            WorkerCursor.objects.update_or_create(strategy=self.strategy,
-                                                  defaults={"last_bar_ms": int(ts.timestamp() * 1000)})
+            cursor_ms = int(ts.timestamp() * 1000)
+            if not WorkerCursor.objects.filter(strategy=self.strategy).update(last_bar_ms=cursor_ms,
+                                                                              updated_at=timezone.now()):
+                WorkerCursor.objects.create(strategy=self.strategy, last_bar_ms=cursor_ms)
             if fence is not None:
                 fence()
         return [s for s in created if s.state == State.PENDING]

@@ -2,8 +2,8 @@
 
 TradersPost has no idempotency key, so a POST cut in half by a kill is an order in an unknown
 state. The worker therefore never POSTs itself: `DetachedSender` runs `manage.py sendorders`
-as a child in its own session, fed by a pipe. A kill -9 of the worker (or of its process group,
-as supervisord does) leaves the sender alive: it finishes the POST in hand, records the answer,
+as a child in its own session, fed by a pipe (the orders themselves, execution.handoff). A kill
+-9 of the worker (or of its process group, as supervisord does) leaves the sender alive: it finishes the POST in hand, records the answer,
 sees the pipe closed and exits without starting another. The next worker starts its own
 sender; claims (`Signal.claimed_by`) keep two senders off one order, and a claim is settled only
 once its sender is known dead. What remains ambiguous is a kill of the sender itself during
@@ -13,6 +13,7 @@ its POST: such an order is failed and alerted, never resent (see outbox.recover_
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import select
@@ -24,7 +25,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import close_old_connections
 
-from trading.execution import outbox
+from trading.execution import handoff, outbox
 from trading.execution.ratelimit import RedisRateLimiter
 from trading.health.process import process_token
 from trading.models import Signal, Strategy
@@ -52,13 +53,15 @@ class InlineSender:
     def __init__(self, strategy_name: str):
         self.name = strategy_name
         self.limiter = limiter()
+        self.sessions = handoff.Sessions()
 
     def start(self, strategy) -> None:
         outbox.recover_interrupted(strategy=strategy)
 
-    def send_now(self, strategy, pks) -> None:
-        for pk in pks:
-            outbox.send_one(pk, limiter=self.limiter)
+    def send_now(self, strategy, signals) -> None:
+        """Send the orders the worker has just committed (Signal rows), in their order."""
+        for sig in signals:
+            handoff.send_handed(handoff.order_message(sig), strategy, limiter=self.limiter, sessions=self.sessions)
 
     def pump(self, strategy) -> None:
         outbox.send_pending_orders(strategy=strategy, limiter=self.limiter)
@@ -79,6 +82,7 @@ class DetachedSender:
         self.proc = subprocess.Popen(
             [self.python, str(Path(settings.BASE_DIR) / "manage.py"), "sendorders", "--strategy", self.name],
             stdin=subprocess.PIPE, cwd=settings.BASE_DIR, start_new_session=True)
+        os.set_blocking(self.proc.stdin.fileno(), False)  # see wake()
         log.info("order sender started strategy=%s pid=%d", self.name, self.proc.pid)
 
     def start(self, strategy) -> None:
@@ -95,17 +99,24 @@ class DetachedSender:
             self._spawn()
         return False
 
-    def send_now(self, strategy, pks) -> None:
-        if pks:
-            self.wake(strategy)
+    def send_now(self, strategy, signals) -> None:
+        """Hand the orders the worker has just committed to the sender, one JSON line each (execution.handoff)."""
+        if signals:
+            self.wake(strategy, [json.dumps(handoff.order_message(sig), default=str).encode() for sig in signals])
 
-    def wake(self, strategy) -> None:
+    def wake(self, strategy, lines=()) -> None:
+        """Write `lines` (or an empty one: look for due orders) to the sender's pipe without ever waiting on it:
+        the pipe of a sender frozen mid-POST fills, and an order left out of it is still a pending row, which
+        the sender's next pass (or the next sender) finds."""
         if not self._alive(strategy):
             return  # a fresh sender looks for due orders as it starts
+        fd = self.proc.stdin.fileno()
         try:
-            self.proc.stdin.write(b"\n")
-            self.proc.stdin.flush()
-        except (BrokenPipeError, ValueError):
+            for line in list(lines) or [b""]:
+                os.write(fd, line + b"\n" if len(line) < select.PIPE_BUF else b"\n")  # atomic, never half a line
+        except BlockingIOError:
+            log.warning("order sender pipe full strategy=%s; its next pass finds the orders", self.name)
+        except (BrokenPipeError, ValueError, OSError):
             self._alive(strategy)
 
     def pump(self, strategy) -> None:
@@ -148,43 +159,70 @@ def settle_own_claims(strategy) -> None:
 
 
 def run_sender(strategy, *, stdin=None, poll: float = POLL_SECONDS) -> int:
-    """The `sendorders` loop: send due orders when woken or every `poll` s; return when stdin closes."""
+    """The `sendorders` loop: send the orders handed over on stdin at once (execution.handoff), and the due
+    pending ones when woken by an empty line and at least every `poll` s; return when stdin closes."""
     fd = (stdin or sys.stdin.buffer).fileno()
     redis = get_redis()
     token = process_token()
-    closed = False
+    closed, woken, partial = False, False, b""
+    handed: list[dict] = []
 
     def read_wakeups(timeout: float) -> None:
-        nonlocal closed
+        nonlocal closed, woken, partial
         while not closed:
             ready, _, _ = select.select([fd], [], [], timeout)
             if not ready:
                 return
-            if not os.read(fd, 4096):
+            data = os.read(fd, 65536)
+            if not data:
                 closed = True
+            *lines, partial = (partial + data).split(b"\n")
+            for line in lines:
+                if not line.strip():
+                    woken = True  # look for due orders
+                    continue
+                try:
+                    handed.append(json.loads(line))
+                except ValueError:
+                    log.error("unreadable order handed over strategy=%s; looking for due orders", strategy.name)
+                    woken = True
             timeout = 0
 
     def stop() -> bool:
         read_wakeups(0)
         return closed
 
-    limit = limiter()
-    sent = 0
+    limit, sessions = limiter(), handoff.Sessions()
+    sent, last_pass = 0, 0.0
     log.info("order sender running strategy=%s", strategy.name)
     while not closed:
+        orders, handed[:] = list(handed), []
+        due = woken or not orders or time.monotonic() - last_pass >= poll
+        woken = False
         try:
-            redis.set(registry_key(strategy.name), token, ex=REGISTRY_TTL)
-        except Exception as exc:  # noqa: BLE001 — the registry only spares Celery's safety net the work
-            log.warning("sender registry not updated strategy=%s: %s", strategy.name, exc.__class__.__name__)
-        try:
-            report = outbox.send_pending_orders(strategy=strategy, limiter=limit, stop=stop)
-            sent += len(report.sent)
+            for order in orders:
+                if stop():
+                    break
+                if handoff.send_handed(order, strategy, limiter=limit, sessions=sessions) == Signal.State.SENT:
+                    sent += 1
+            if due:
+                last_pass = time.monotonic()
+                try:
+                    redis.set(registry_key(strategy.name), token, ex=REGISTRY_TTL)
+                except Exception as exc:  # noqa: BLE001 — the registry only spares Celery's safety net the work
+                    log.warning("sender registry not updated strategy=%s: %s", strategy.name,
+                                exc.__class__.__name__)
+                strategy.refresh_from_db(fields=["mode", "broker_webhook"])  # what handed orders go by
+                report = outbox.send_pending_orders(strategy=strategy, limiter=limit, stop=stop)
+                sent += len(report.sent)
         except Exception as exc:  # noqa: BLE001 — database away: the orders wait in it; try again
             log.error("order sending failed strategy=%s (%s); retrying", strategy.name, exc.__class__.__name__)
             time.sleep(1)
             close_old_connections()
             settle_own_claims(strategy)
-        read_wakeups(poll)
+            woken = True  # what was handed over is a pending row still: the next pass finds it
+        read_wakeups(0 if handed else poll)
+    sessions.close()
     try:
         if redis.get(registry_key(strategy.name)) == token:
             redis.delete(registry_key(strategy.name))

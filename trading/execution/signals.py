@@ -36,10 +36,12 @@ def write_signal(strategy: Strategy, instrument: Instrument, *, ticker: str, con
                  ibs: float | None = None, ml: float | None = None, state: str = Signal.State.PENDING,
                  state_reason: str = "", risk_control: str = "", fill: str = Signal.Fill.NEXT_OPEN, params=None,
                  key: str | None = None, ml_threshold: float | None = None, features: dict | None = None) -> Signal:
-    """The signal row of one decision (created once; an existing key returns the row already there)."""
+    """The signal row of one decision (created once; an existing key returns the row already there, marked
+    `was_there`)."""
     key = key or signal_key(strategy.name, instrument.root, bar_time, action)
     existing = Signal.objects.filter(key=key).first()
     if existing:
+        existing.was_there = True  # written before (a step re-run, a flatten repeated): nothing new made of it
         return existing
     ibs = None if ibs is None or math.isnan(ibs) else ibs
     ml = None if ml is None or math.isnan(ml) else ml
@@ -52,9 +54,11 @@ def write_signal(strategy: Strategy, instrument: Instrument, *, ticker: str, con
         time_in_force=strategy.time_in_force, extras=extras,
         stop_loss_percent=params.stop_loss_pct if protect else None,
         take_profit_percent=params.take_profit_pct if protect else None)
-    return Signal.objects.create(
+    row = Signal.objects.create(
         key=key, strategy=strategy, instrument=instrument, contract=contract, bar_time=bar_time, action=action,
         quantity=quantity, signal_price=price(signal_price), reason=reason, ibs=ibs, ml_score=ml,
         ml_threshold=ml_threshold, features=features, payload=payload,
         state=state, state_reason=state_reason[:300], risk_control=risk_control, fill=fill,
         expires_at=day_order_expiry(decided, now, instrument.root))
+    row.was_there = False
+    return row

@@ -14,21 +14,19 @@ import logging
 import time
 from datetime import datetime, timedelta, timezone
 
-import pandas as pd
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 from redis.exceptions import RedisError
 
 from strategies.bars import Bar, frame_from_bars
 from strategies.calendar import PRODUCT_HOURS, session_date
-from strategies.features import LOOKBACK
 from strategies.ibs import InstrumentBook
 from strategies.params import ParameterError
 from strategies.portfolio import Portfolio
 from trading.delivery.alerts import enqueue
 from trading.execution import books, rolls
 from trading.execution.configuration import Config, load_config
-from trading.execution.hours import HOUR_MS, HourFeed, feature_history
+from trading.execution.hours import HOUR_MS, BarFrames, HourFeed, feature_history
 from trading.execution.ledger import Leg, Ledger
 from trading.execution.lock import WorkerLock, WorkerLockError
 from trading.execution.scoring import ModelRegistry
@@ -60,7 +58,7 @@ class Worker:
         self.lock = WorkerLock(self.redis, name)
         self.hour_failures: dict[int, int] = {}  # kept across rebuilds: an hour is never retried forever
         self.skipped_hours: list[dict] = []
-        self.frames: dict[str, pd.DataFrame] = {}
+        self.frames = BarFrames()  # root → the ML features' hourly bars
         self.last_bar_time: datetime | None = None
         self._last_beat = 0.0
         self._last_config_check = 0.0
@@ -115,15 +113,19 @@ class Worker:
     def features(self, root: str, bar_time) -> dict | None:
         return self.scoring.features(root, bar_time)
 
-    def entry_veto(self, root: str, kill: KillState, day) -> RiskDecision | None:
-        """Why an entry candidate of `root` must not go out now (None: it may); the controls in order."""
+    def entry_veto(self, root: str, kill: KillState, day, stopped: dict | None = None) -> RiskDecision | None:
+        """Why an entry candidate of `root` must not go out now (None: it may); the controls in order.
+        `stopped`: the daily stop's answer for `day`, read once per step (kept there on its first read)."""
         decision = order_decision("buy", kill)
         if not decision.allowed:
             return decision
         if self.config.legs[root].exits_only:
             return block_entry(RiskControl.DISABLED, f"{root} is disabled (or its strategy is): its open position "
                                                      "is still managed, no new entries")
-        decision = entries_stopped(self.config.strategy, day)
+        stopped = {} if stopped is None else stopped
+        if day not in stopped:
+            stopped[day] = entries_stopped(self.config.strategy, day)
+        decision = stopped[day]
         if not decision.allowed:
             return decision
         if self.scoring.skips_entries(root):
@@ -131,8 +133,7 @@ class Worker:
         return None
 
     def append_frame(self, bar: Bar) -> None:
-        frame = pd.concat([self.frames[bar.symbol], frame_from_bars([bar])], ignore_index=True)
-        self.frames[bar.symbol] = frame.tail(LOOKBACK * 2)
+        self.frames.append(bar)
 
     def process_hour(self, ts_ms: int, bars: dict[str, Bar], held: dict[str, Bar] | None = None) -> None:
         """Decide hour `ts_ms`: `bars` root → the front's bar, `held` contract → the bar of a contract a
@@ -143,17 +144,18 @@ class Worker:
         for bar in bars.values():
             self.append_frame(bar)
         kill = killswitch.state()  # once per step: every decision of the hour under one answer
-        day = session_date(ts + HOUR)
+        day, stopped = session_date(ts + HOUR), {}  # the daily stop too, read at the first candidate
         self.reconcile_books()  # a flatten, a held or failed exit written by others since the last hour
         roll = rolls.plan(self.config.strategy, bars, held or {}, self.contracts, self.config.legs)
-        outcome = self.portfolio.step(ts, bars, score=self.score, entry_block=lambda r: self.entry_veto(r, kill, day),
+        outcome = self.portfolio.step(ts, bars, score=self.score,
+                                      entry_block=lambda r: self.entry_veto(r, kill, day, stopped),
                                       manage=roll.manage, force=roll.force)
         # Fenced by the lock: a step decided while this host was cut off commits only if the lock is still ours.
         pending = self.ledger.apply(ts, bars, outcome, self.config.params, self.portfolio.books, kill,
                                     managed=roll.manage, fence=self.lock.fence)
         self.cursor_ms = ts_ms
         self.last_bar_time = ts
-        self.sender.send_now(self.config.strategy, [sig.pk for sig in pending])
+        self.sender.send_now(self.config.strategy, pending)
         self.reconcile_books()
         for root, t in outcome.closed:
             log.info("exit filled (modelled) strategy=%s root=%s entry=%s exit=%s reason=%s", self.name, root,
@@ -164,6 +166,12 @@ class Worker:
         """One round: read bars, decide every hour the watermark has closed, retry due orders."""
         watermark = self.hours.watermark()  # before the bars: see execution.hours
         self.hours.read(self.cursor_ms, self.hours.block_for(watermark, self.block_ms))
+        if (self.hours.buffer or self.hours.held) and not self.hours.ready(watermark):
+            # Bars woke the read: the hub sets the watermark with (or right after) them, so read it again now
+            # rather than a round later, then what was written before it (a read that does not wait).
+            watermark = self.hours.watermark()
+            if self.hours.ready(watermark):
+                self.hours.read(self.cursor_ms, None)
         done = 0
         for ts_ms in self.hours.ready(watermark):
             if self.hours.unread:  # a position opened while catching up, in a contract past its roll since
