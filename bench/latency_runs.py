@@ -7,6 +7,7 @@ stand-in answers or what the worker decides and sends.
 """
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import threading
@@ -21,6 +22,7 @@ T0 = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)  # a Monday; the 24 h entry window m
 ENTRY_BAR = (100.0, 101.0, 99.0, 99.2)  # IBS 0.1: entry while flat (and the pending exit fills at 100.0)
 EXIT_BAR = (99.5, 99.9, 99.1, 99.8)  # IBS 0.875: exit; the entry filled at 99.5, stop 98.5, target 100.5
 MID_BAR = (100.0, 100.4, 99.6, 100.0)  # IBS 0.5: no decision (the worker's first hours)
+LOOKBACK = 240  # hours of history before the first measured one (strategies.features.LOOKBACK)
 WAIT_S = 15.0  # longest wait for one POST before it is counted missing
 
 
@@ -220,28 +222,68 @@ class OutboxRun:
 
 
 def prepare_worker_strategy() -> None:
+    """ibs_a as the demo loads it (6 roots, ML on), made to decide every hour it is given: entry window 24 h,
+    flat time none, and a threshold of 0 so that every entry candidate is scored and then passes the filter."""
     from trading.models import Strategy, StrategyInstrument
 
     Strategy.objects.filter(name="ibs_a").update(entry_windows="00:00-24:00", flat_time="none")
-    legs = StrategyInstrument.objects.filter(strategy__name="ibs_a")
-    legs.exclude(instrument__root="CL").update(enabled=False)
-    legs.update(ml_enabled=False)
+    StrategyInstrument.objects.filter(strategy__name="ibs_a").update(enabled=True, ml_enabled=True, ml_threshold=0.0)
+
+
+def worker_roots() -> list[str]:
+    from trading.models import StrategyInstrument
+
+    return sorted(StrategyInstrument.objects.filter(strategy__name="ibs_a").values_list("instrument__root", flat=True))
+
+
+def trading_hours(roots: list[str], start: datetime, count: int, step: int = 1) -> list[datetime]:
+    """`count` hours from `start` (going back with step -1) in which every root trades all hour on a regular
+    session (no early close), so that each bar is decided and its order may go out."""
+    from strategies.calendar import early_close, is_trading
+
+    out, ts = [], start
+    while len(out) < count:
+        end = ts + HOUR
+        if all(is_trading(r, ts) and is_trading(r, end - timedelta(seconds=1)) and is_trading(r, end)
+               and early_close(r, ts) is None and early_close(r, end) is None for r in roots):
+            out.append(ts)
+        ts += step * HOUR
+    return sorted(out)
+
+
+def history_bar(k: int) -> tuple:
+    """Quiet hours before the first measured one (IBS 0.3–0.7, never a signal): the ML features' history."""
+    c = 100.0 + 0.3 * math.sin(k / 7.0)
+    return c - 0.05, c + 0.25, c - 0.25, c + 0.25 * (0.6 * math.sin(k / 3.0))
 
 
 class WorkerRun:
     """The bench plays the hub; the real `Worker.run()` loop of ibs_a runs in a thread of this process.
 
-    Between blocks of the other runs the worker is parked at the top of its next poll round, so its
-    loop never competes with them for the CPU or the GIL.
+    Every hour the six roots' hourly bars, their closing minutes and the watermark go to Redis in one script
+    call, as the hub's BarPublisher writes them; order i is an entry (even i) or the exit of that position
+    (odd i) of root ROOTS[(i // 2) % 6], the other roots' bars being quiet. Blocks alternate between the ML
+    filter on (`ml=True`: every candidate scored through the production scoring path) and off: the config is
+    changed while the worker is parked and the run goes on once the worker has reloaded it. Between blocks of
+    the other runs the worker is parked at the top of its next poll round, so its loop never competes with them.
     """
 
     def __init__(self, standin, args, ctx):
         from django.db import connections
 
+        from trading.marketdata.streams import BarPublisher
+
         self.url = f"{standin.url}/trading/webhook/bench-worker-{secrets.token_hex(8)}"
         os.environ["TRADERSPOST_IBS_A_WEBHOOK"] = self.url  # before the sender child inherits the environment
         prepare_worker_strategy()
+        self.roots = worker_roots()
+        self.hours = trading_hours(self.roots, T0, 2 * (args.warmup + args.signals) + 1)
+        self.sent = 0  # orders so far, both modes
+        self.publisher = BarPublisher(batch=10_000)
+        for k, ts in enumerate(trading_hours(self.roots, T0 - HOUR, LOOKBACK + 10, step=-1)):
+            self.publish(ts, {r: history_bar(k + 13 * j) for j, r in enumerate(self.roots)})
         self.standin, self.ids, self.errors = standin, [], []
+        self.ml = True
         self.stop = threading.Event()
         self.worker = make_worker("ibs_a", self.stop, make_sender(args.sender, "ibs_a", ctx["log_path"]))
         self.busy_rounds = 0
@@ -267,37 +309,52 @@ class WorkerRun:
                 if time.monotonic() > deadline:
                     raise RuntimeError("the order sender child did not start (see --keep and bench.log)")
                 time.sleep(0.02)
-        for k in (2, 1):  # two quiet hours first: the worker reaches its steady loop (a watermark exists)
-            self.publish(T0 - k * HOUR, MID_BAR)
-        deadline = time.monotonic() + WAIT_S
-        while self.worker.cursor_ms < int((T0 - HOUR).timestamp() * 1000) and time.monotonic() < deadline:
-            time.sleep(0.005)
         self.pause()
 
-    @staticmethod
-    def publish(ts: datetime, ohlc) -> None:
-        """What the hub does when an hour completes: the bar into its stream, then the watermark."""
+    def publish(self, ts: datetime, bars: dict) -> None:
+        """What the hub does when an hour completes: each root's hourly bar and closing minute, then the
+        watermark, in one call."""
         from strategies.bars import Bar
-        from trading.marketdata import streams
 
-        streams.publish(Bar("CL", "CLH6", "1h", ts, *ohlc, 100, 10))
-        streams.set_watermark(int((ts + HOUR).timestamp()) * 1_000_000_000)
+        for root, (o, h, l, c) in bars.items():
+            contract = f"{root}H6"
+            self.publisher.add(Bar(root, contract, "1h", ts, o, h, l, c, 100, 10))
+            self.publisher.add(Bar(root, contract, "1m", ts + HOUR - timedelta(minutes=1), c, c, c, c, 1, 1))
+        self.publisher.watermark(int((ts + HOUR).timestamp()) * 1_000_000_000)
+        self.publisher.flush()
 
     def pause(self) -> None:
         self.worker.park()
 
-    def resume(self) -> None:
-        self.worker.unpark()
+    def resume(self, ml: bool | None = None) -> None:
+        """Let the loop go on; with `ml`, once the worker runs with the ML filter on (or off) on every leg."""
+        from trading.models import StrategyInstrument
 
-    def send(self, i: int) -> float:
+        if ml is not None and ml != self.ml:
+            StrategyInstrument.objects.filter(strategy__name="ibs_a").update(ml_enabled=ml)
+            self.worker._last_config_check = 0.0  # the next round reloads (the worker checks every 5 s)
+            self.ml = ml
+        self.worker.unpark()
+        deadline = time.monotonic() + WAIT_S
+        while any(leg.row.ml_enabled != self.ml for leg in self.worker.config.legs.values()):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the worker did not reload its configuration")
+            time.sleep(0.005)
+
+    def send(self, ids: list) -> float:
+        """The next order of the plan (whichever mode the worker is in); its key goes to `ids`."""
         from trading.models import Signal, signal_key
 
-        action, ts = action_of(i), T0 + i * HOUR
-        key = signal_key("ibs_a", "CL", ts, action)
+        i, self.sent = self.sent, self.sent + 1
+        action, ts, root = action_of(i), self.hours[i], self.roots[(i // 2) % len(self.roots)]
+        key = signal_key("ibs_a", root, ts, action)
+        ids.append(key)
         self.ids.append(key)
+        bars = {r: MID_BAR for r in self.roots}
+        bars[root] = ENTRY_BAR if action == "buy" else EXIT_BAR
         before = self.worker.rounds
         started = time.time()
-        self.publish(ts, ENTRY_BAR if action == "buy" else EXIT_BAR)
+        self.publish(ts, bars)
         entry = self.standin.wait_for(key)
         # The next hour comes once this one is over: the worker's round ended and the sender has
         # recorded the answer (in production the next bar is an hour away).
@@ -310,6 +367,9 @@ class WorkerRun:
         reset_rate_limit(self.url)
         self.busy_rounds += self.worker.rounds - before
         return ms_since(started, entry)
+
+    def mode(self, ml: bool) -> "WorkerMode":
+        return WorkerMode(self, ml)
 
     def close(self) -> None:
         """Stop the worker loop (it sends what is still due, then releases its lock)."""
@@ -332,3 +392,19 @@ class WorkerRun:
                 "poll_rounds": self.busy_rounds, "idle_poll_rounds_per_s": idle_rate,
                 "errors": [f"{e.__class__.__name__}: {e}" for e in self.errors], "stopped": not self.thread.is_alive()}
 
+
+
+class WorkerMode:
+    """One worker run seen with the ML filter on or off: its own orders, the worker shared."""
+
+    def __init__(self, run: WorkerRun, ml: bool):
+        self.run, self.ml, self.ids = run, ml, []
+
+    def resume(self) -> None:
+        self.run.resume(self.ml)
+
+    def pause(self) -> None:
+        self.run.pause()
+
+    def send(self, i: int) -> float:
+        return self.run.send(self.ids)

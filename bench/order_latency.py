@@ -1,6 +1,6 @@
 """Order latency: bar complete → webhook received at the TradersPost stand-in, p50/p90/p99/max/mean.
 
-One process, three paths measured side by side against one local TradersPost stand-in
+One process, four paths measured side by side against one local TradersPost stand-in
 (127.0.0.1, each path on its own webhook path). Each path sends the same number of orders, one at
 a time, alternating buy / exit with the worker's payload shape. Latency ends at the stand-in's
 `received_at` (time.time() in its handler thread, once the POST's body is read) and starts at:
@@ -8,26 +8,33 @@ a time, alternating buy / exit with the worker's payload shape. Latency ends at 
   reference  just before a bare `requests.post` of an equivalent payload: the floor of a local POST.
   outbox     just before `outbox.send_one(pk)` of a pending Signal row (ibs_b) already committed:
              claim, killswitch, ${VAR} webhook resolve, attempt row, then the POST.
-  worker     the full path: the bench plays the hub and the clock starts just before it XADDs the CL
-             hourly bar (then it sets the 1h watermark, as the hub does); the real `Worker.run()` loop
-             of ibs_a, in a thread of this process, picks the hour up, decides and writes the step,
-             then hands the orders to its sender: by default the production wiring of `runworker`,
-             a `manage.py sendorders` child woken through its stdin pipe (DetachedSender), which
-             sends with the per-webhook rate limiter; `--sender inline` sends from the worker thread.
+  worker     the full path: the bench plays the hub and the clock starts just before it writes an hour
+             as the hub's BarPublisher does (the six roots' hourly bars, their closing minutes and the
+             watermark in one script call); the real `Worker.run()` loop of ibs_a (the demo's 6 roots),
+             in a thread of this process, picks the hour up, decides it (the ML filter on: every entry
+             candidate scored through the production scoring path) and writes the step, then hands the
+             orders to its sender: by default the production wiring of `runworker`, a `manage.py
+             sendorders` child fed through its stdin pipe (DetachedSender), which sends with the
+             per-webhook rate limiter; `--sender inline` sends from the worker thread.
+  worker_noml  the same worker with the ML filter off on every leg: its blocks alternate with the ML-on
+             ones (the configuration changed while the worker is parked, the run resumed once the worker
+             has reloaded it).
 
 The worker path publishes one hour at a time, as in production: once an hour's POST has arrived
 the bench waits for the end of that poll round and for the sender to record the answer before
-the next hour, so no latency includes the tail of the previous one. Bars are crafted so that
-every hour yields exactly one order: IBS 0.1 (entry while flat) alternating with IBS 0.875 (exit
-of the position filled at that bar's open), with prices that never touch stop or target and win
-every trade (the daily stop never trips).
-ibs_a trades CL only, ML filter off, entry window 24 h, flat time none (else load_demo's defaults).
+the next hour, so no latency includes the tail of the previous one. Only hours in which all six
+roots trade on a regular session are published (after 250 quiet hours of history for the features).
+Bars are crafted so that every hour yields exactly one order, the roots taking turns: IBS 0.1
+(entry while flat), then IBS 0.875 at the next hour (exit of the position filled at that bar's
+open), the other roots' bars at IBS 0.5; prices never touch stop or target and every trade wins
+(the daily stop never trips). ibs_a: entry window 24 h, flat time none, ML threshold 0 (every
+candidate is scored, none is refused by its score).
 The outbox and worker paths go through the Redis rate limiter as production does (60/min, 500/h
 per webhook); after each order, outside the timed span, the bench empties that webhook's window,
 or orders past the 60th would wait for the window instead of measuring the path.
 
 The paths take turns in blocks of --block orders (the worker parked at the top of its next poll
-round while the others run), so machine load hits all three alike; the first --warmup orders of
+round while the others run), so machine load hits all of them alike; the first --warmup orders of
 each path are sent and checked but left out of the statistics. Every order is checked: exactly one
 POST per signal at the stand-in (none missing, duplicated or unexpected, all answered 200) and,
 for the worker, every Signal row 'sent' after one attempt. Exit status 1 when a check fails; no
@@ -61,8 +68,8 @@ from bench.latency_runs import OutboxRun, ReferenceRun, WorkerRun, make_standin,
 
 LABELS = {"reference": "requests.post → stand-in (reference)",
           "outbox": "Signal row → outbox.send_one → stand-in",
-          "detached": "bar → Worker → sendorders → stand-in",
-          "inline": "bar → Worker (inline send) → stand-in"}
+          "detached": "bar → Worker, ML on → sendorders → stand-in",
+          "inline": "bar → Worker, ML on (inline send) → stand-in"}
 
 
 # --- environment (before Django is imported) -------------------------------------------------------
@@ -105,13 +112,14 @@ def cleanup(ctx: dict) -> None:
 
 
 # --- checks and statistics ----------------------------------------------------------------------------
-def check(standin, ids: list[str]) -> dict:
-    """Exactly one POST per signal at the stand-in, all answered 200, nothing else on that path."""
-    expected = set(ids)
+def check(standin, ids: list[str], siblings: list[str] = ()) -> dict:
+    """Exactly one POST per signal at the stand-in, all answered 200, nothing else on that path (but the
+    orders of `siblings`: the worker's other mode, on the same webhook)."""
+    expected, others = set(ids), set(siblings) - set(ids)
     snapshot = standin.snapshot()
     paths = {e["path"] for e in snapshot if signal_id(e) in expected}
-    received = Counter(signal_id(e) for e in snapshot if e["path"] in paths)
-    statuses = Counter(e["status"] for e in snapshot if e["path"] in paths)
+    received = Counter(signal_id(e) for e in snapshot if e["path"] in paths and signal_id(e) not in others)
+    statuses = Counter(e["status"] for e in snapshot if e["path"] in paths and signal_id(e) not in others)
     return {"expected": len(ids), "posts": sum(received.values()), "signals_posted": len(expected & set(received)),
             "missing": sorted(expected - set(received)),
             "duplicates": sorted(k for k, n in received.items() if n > 1),
@@ -150,13 +158,15 @@ def main(argv=None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="pineops-orderlat-"))
     ctx = configure(args, tmp)
-    standin, runs = None, {}
+    standin, runs, worker = None, {}, None
     try:
         migrate_and_load_demo()
         standin = make_standin()
         load = load_average()
-        for name, cls in (("reference", ReferenceRun), ("outbox", OutboxRun), ("worker", WorkerRun)):
-            runs[name] = cls(standin, args, ctx)
+        runs["reference"] = ReferenceRun(standin, args, ctx)
+        runs["outbox"] = OutboxRun(standin, args, ctx)
+        worker = WorkerRun(standin, args, ctx)
+        runs["worker"], runs["worker_noml"] = worker.mode(ml=True), worker.mode(ml=False)
         latencies = {name: [] for name in runs}
         seconds = dict.fromkeys(runs, 0.0)
         # Interleaved blocks (the warm-up first), so that the three paths meet the same machine load.
@@ -165,20 +175,21 @@ def main(argv=None) -> int:
         for lo, hi in zip(bounds, bounds[1:]):
             for name, run in runs.items():
                 began = time.monotonic()
-                if name == "worker":
+                if name.startswith("worker"):
                     run.resume()
                 for i in range(lo, hi):
                     latencies[name].append(run.send(i))
-                if name == "worker":
+                if name.startswith("worker"):
                     run.pause()
                 seconds[name] += time.monotonic() - began
-        worker_info = runs["worker"].finish()
+        worker_info = worker.finish()
         load = (load, load_average())
-        results = {name: {**check(standin, run.ids), "seconds": round(seconds[name], 2),
-                          "latency_ms": stats(latencies[name][args.warmup:])} for name, run in runs.items()}
+        results = {name: {**check(standin, run.ids, worker.ids if name.startswith("worker") else ()),
+                          "seconds": round(seconds[name], 2), "latency_ms": stats(latencies[name][args.warmup:])}
+                   for name, run in runs.items()}
     finally:
-        if "worker" in runs and runs["worker"].thread.is_alive():
-            runs["worker"].close()
+        if worker is not None and worker.thread.is_alive():
+            worker.close()
         if standin is not None:
             standin.stop()
         cleanup(ctx)
@@ -188,7 +199,7 @@ def main(argv=None) -> int:
 
     ok = all(not r["missing"] and not r["duplicates"] and not r["unexpected"] and set(r["statuses"]) == {"200"}
              for r in results.values())
-    ok = ok and worker_info["db_states"] == {"sent": total} and worker_info["db_attempts"] == {"1": total} \
+    ok = ok and worker_info["db_states"] == {"sent": 2 * total} and worker_info["db_attempts"] == {"1": 2 * total} \
         and not worker_info["errors"] and worker_info["stopped"]
     report = {"ok": ok, "signals": args.signals, "warmup": args.warmup, "block": args.block, "sender": args.sender,
               "database": ctx["db"],
@@ -200,19 +211,20 @@ def main(argv=None) -> int:
 
     print(f"signals: {args.signals:,} per path (+{args.warmup} warm-up, not counted), paths interleaved in blocks "
           f"of {args.block}; database: {ctx['db']}; load average {load[0]:.2f} → {load[1]:.2f} on {os.cpu_count()} CPUs")
-    labels = {"reference": LABELS["reference"], "outbox": LABELS["outbox"], "worker": LABELS[args.sender]}
-    print(f"{'path':<42}{'n':>6}{'p50':>9}{'p90':>9}{'p99':>9}{'max':>9}{'mean':>9}   (ms)")
+    labels = {"reference": LABELS["reference"], "outbox": LABELS["outbox"], "worker": LABELS[args.sender],
+              "worker_noml": LABELS[args.sender].replace("ML on", "ML off")}
+    print(f"{'path':<48}{'n':>6}{'p50':>9}{'p90':>9}{'p99':>9}{'max':>9}{'mean':>9}   (ms)")
     for name, label in labels.items():
         s = results[name]["latency_ms"]
         if not s["n"]:
-            print(f"{label:<42}{0:>6}  (no POST arrived)")
+            print(f"{label:<48}{0:>6}  (no POST arrived)")
             continue
-        print(f"{label:<42}{s['n']:>6}" + "".join(f"{s[k]:>9.2f}" for k in ("p50", "p90", "p99", "max", "mean")))
+        print(f"{label:<48}{s['n']:>6}" + "".join(f"{s[k]:>9.2f}" for k in ("p50", "p90", "p99", "max", "mean")))
     ref, full = results["reference"]["latency_ms"], results["worker"]["latency_ms"]
     if ref.get("n") and full.get("n"):
         print(f"worker path over the HTTP floor: p50 +{full['p50'] - ref['p50']:.2f} ms, "
               f"p99 +{full['p99'] - ref['p99']:.2f} ms")
-    print(f"worker loop: {worker_info['poll_rounds']:,} poll rounds while its {total:,} hours ran; idle, "
+    print(f"worker loop: {worker_info['poll_rounds']:,} poll rounds while its {2 * total:,} hours ran; idle, "
           f"{worker_info['idle_poll_rounds_per_s']:,.0f} rounds/s; signal rows: {worker_info['db_states']}")
     for name in labels:
         r = results[name]
