@@ -19,7 +19,7 @@ from tests.e2e.trading_setup import received
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300),
               pytest.mark.skipif(not AVAILABLE, reason="needs root, ip (network namespaces) and socat")]
 
-SPEED = 20000  # an hour of market in 0.18 s
+SPEED = 40000  # an hour of market in 0.09 s
 
 
 @pytest.fixture(scope="module")
