@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 
 from strategies.calendar import session_date, session_open
 from trading.marketdata.hub import NS, Hub
+from trading.marketdata.rawfeed import split_trades
 
 log = logging.getLogger(__name__)
 UTC = timezone.utc
@@ -37,10 +38,11 @@ class RecordFeed:
     """The client's thread hands records to the hub's: the client's callback appends to a deque
     (cheap and thread-safe, the client is never slowed by the hub) and the hub takes everything
     waiting in one go. Past `limit` records waiting, the callback waits for room, so a hub that
-    falls behind slows the socket reads instead of filling memory."""
+    falls behind slows the socket reads instead of filling memory. Trades may also come as bytes blocks
+    (`put_block`, trading.marketdata.rawfeed: one per socket read), fewer of them waiting at most."""
 
-    def __init__(self, limit: int = 200_000, batch: int = 8192):
-        self.limit, self.batch = limit, batch
+    def __init__(self, limit: int = 200_000, batch: int = 8192, block_limit: int = 256):
+        self.limit, self.batch, self.block_limit = limit, batch, block_limit
         self._records: deque = deque()
         self._wake = threading.Event()
         self._waiting = False
@@ -51,6 +53,16 @@ class RecordFeed:
             time.sleep(0.001)
         records.append(record)
         if self._waiting:  # the hub sleeps: wake it once (an Event.set per record cost the client dearly)
+            self._waiting = False
+            self._wake.set()
+
+    def put_block(self, block: bytes) -> None:
+        """A run of trade records as the socket brought them (up to 64 KB): one item."""
+        records = self._records
+        while len(records) >= self.block_limit:
+            time.sleep(0.001)
+        records.append(block)
+        if self._waiting:
             self._waiting = False
             self._wake.set()
 
@@ -95,6 +107,8 @@ def run_live(hub: Hub, *, key: str, dataset: str, roots: list[str], gateway: str
             client.add_callback(feed.put)
             parents = [f"{r}.FUT" for r in roots]
             client.subscribe(dataset=dataset, schema=schema, stype_in="parent", symbols=parents, start=start)
+            if schema == "trades":
+                split_trades(client, feed.put_block)  # connected now: trades in blocks, not one object each
             client.subscribe(dataset=dataset, schema="definition", stype_in="parent", symbols=parents, start=0)
             client.start()
         except Exception as exc:  # noqa: BLE001 — auth refused, gateway down: log, back off, retry

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import deque
 
 import redis
 
@@ -51,10 +52,11 @@ class BarPublisher:
     One script call instead of a pipeline of XADDs: the hub spent most of its time per bar in the
     client packing commands; the script does the same writes inside Redis.
 
-    `flush(wait=False)` sends the call and leaves its reply to be read by the next flush, so
-    the hub builds bars while Redis writes the last ones. Calls on the one connection run in
-    order, and a call whose reply is lost (Redis went away) is sent again: bars it did write come
-    back as duplicates, none is lost.
+    `flush(wait=False)` sends the call and leaves its answer to be read later, so the hub builds bars
+    while Redis writes the last ones: up to MAX_IN_FLIGHT calls wait for their answers on the
+    publisher's one connection (read as they come, never waited for until that many are out). Calls
+    on one connection run in order, and calls whose answers are lost (Redis went away) are sent
+    again: bars they did write come back as duplicates, none is lost.
 
     With `lease` (trading.marketdata.lease.HubLease) each call writes only while that lease is this hub's,
     checked inside the same script: a call refused so raises LeaseLost (unless the lease was free and is taken
@@ -62,6 +64,7 @@ class BarPublisher:
     """
 
     CHUNK = 1000  # bars per script call (Redis runs a script atomically: keep each call short)
+    MAX_IN_FLIGHT = 8  # calls sent and not answered yet, at most
 
     def __init__(self, client: redis.Redis | None = None, *, batch: int = 500, on_fresh=None, on_duplicate=None,
                  lease=None):
@@ -73,7 +76,8 @@ class BarPublisher:
         self.pending: list[Bar] = []
         self.watermark_ns = 0
         self.failures = 0
-        self._in_flight: tuple | None = None  # (bars, keys, args, connection) of a call not yet answered
+        self._in_flight: deque = deque()  # (bars, keys, args) of the calls not answered yet, oldest first
+        self._conn = None  # the connection they were sent on
 
     def add(self, bar: Bar) -> None:
         self.pending.append(bar)
@@ -89,66 +93,73 @@ class BarPublisher:
         return self.flush(wait=False)
 
     def flush(self, force: bool = False, wait: bool = True) -> int:
-        """Write what is buffered (and a new watermark); returns how many bars were written, as
-        far as Redis has answered (with wait=False the newest call's answer is read next time)."""
-        written = self._collect()
+        """Write what is buffered (and a new watermark); returns how many bars were written, as far as
+        Redis has answered (with wait=False, answers not there yet are read by a later flush)."""
+        written = self._collect(block=False)
         bars, self.pending = self.pending, []
-        if not bars and not force:
-            return written
-        for start in range(0, max(len(bars), 1), self.CHUNK):
-            chunk = bars[start:start + self.CHUNK]
-            last = start + self.CHUNK >= len(bars)
-            if not self._send(chunk, self.watermark_ns if last else 0):
-                self.pending = bars[start:] + self.pending
-                return written
-            if wait or not last:
-                written += self._collect()
-                if self.pending:  # that call failed: its bars are held, the rest goes behind them
-                    self.pending += bars[start + self.CHUNK:]
+        if bars or force:
+            for start in range(0, max(len(bars), 1), self.CHUNK):
+                if len(self._in_flight) >= self.MAX_IN_FLIGHT:
+                    written += self._collect_one()
+                if self.pending or not self._send(bars[start:start + self.CHUNK],
+                                                  self.watermark_ns if start + self.CHUNK >= len(bars) else 0):
+                    # a call failed: its bars (and every later one's) are held, these go behind them
+                    self.pending += bars[start:]
                     return written
+        if wait:
+            written += self._collect(block=True)
+            if self.pending and not self.failures:  # refused while the lease was free, and taken back: again
+                written += self.flush(wait=True)
         return written
 
     def _send(self, bars: list[Bar], watermark_ns: int) -> bool:
         keys, args = _bar_call(bars, watermark_ns, self.lease)
-        pool = self.client.connection_pool
-        conn = None
         try:
-            conn = pool.get_connection()
-            conn.send_command("EVALSHA", _WRITE_BARS_SHA, len(keys), *keys, *args)
+            if self._conn is None:
+                self._conn = self.client.connection_pool.get_connection()
+            self._conn.send_command("EVALSHA", _WRITE_BARS_SHA, len(keys), *keys, *args)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            if conn is not None:
-                conn.disconnect()
-                pool.release(conn)
-            self._failed(len(bars) + len(self.pending), exc)
+            self._lost(exc)  # the calls out before it are held; its own bars are the caller's to hold
             return False
-        self._in_flight = (bars, keys, args, conn)
+        self._in_flight.append((bars, keys, args))
         return True
 
-    def _collect(self) -> int:
-        """Read the answer to the call in flight; its bars go back to the buffer if there is none."""
-        if self._in_flight is None:
+    def _collect(self, block: bool) -> int:
+        """Read the answers that are there (`block`: every answer, waiting for them)."""
+        written = 0
+        while self._in_flight and self._conn is not None:
+            if not block and len(self._in_flight) < self.MAX_IN_FLIGHT:
+                try:
+                    if self._conn._sock is not None and not self._conn.can_read(timeout=0):
+                        break
+                except (redis.ConnectionError, redis.TimeoutError, OSError):
+                    pass  # the read below finds what is wrong
+            written += self._collect_one()
+        return written
+
+    def _collect_one(self) -> int:
+        """Read the oldest call's answer; when there is none (the connection lost), every call out is held."""
+        if getattr(self._conn, "_sock", None) is None:  # dropped under the calls: their answers are gone
+            self._lost(redis.ConnectionError("connection closed with calls unanswered"))
             return 0
-        bars, keys, args, conn = self._in_flight
-        self._in_flight = None
+        bars, keys, args = self._in_flight[0]
         try:
             try:
-                results = conn.read_response()
+                results = self._conn.read_response()
             except redis.exceptions.NoScriptError:  # a restarted Redis has no scripts: send it whole
                 results = self.client.eval(_WRITE_BARS, len(keys), *keys, *args)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            conn.disconnect()
-            self.pending = bars + self.pending
-            self._failed(len(self.pending), exc)
+            self._lost(exc)
             return 0
         except redis.ResponseError as exc:
             if not str(exc).startswith("FENCED"):
+                self._in_flight.popleft()
                 raise
-            self.pending = bars + self.pending
+            self._lost(exc, quiet=True)
             log.error("bars refused: this hub does not hold the feed's lease (%s); %d bars held", exc, len(self.pending))
             self.lease.renew(force=True)  # LeaseLost when another hub holds it; taken back when it was free
             return 0
-        finally:
-            self.client.connection_pool.release(conn)
+        self._in_flight.popleft()
         if self.failures:
             log.warning("redis back: %d held bars written after %d failed flushes", len(bars), self.failures)
             self.failures = 0
@@ -165,6 +176,19 @@ class BarPublisher:
         if errors:
             raise redis.ResponseError(f"{len(errors)} bar(s) refused by Redis, first: {errors[0]}")
         return written
+
+    def _lost(self, exc: Exception, quiet: bool = False) -> None:
+        """The calls out get no (more) answers: their bars go back in front of the buffer, in order, and the
+        connection is dropped (a later call takes a new one)."""
+        held = [bar for bars, _, _ in self._in_flight for bar in bars]
+        self._in_flight.clear()
+        self.pending = held + self.pending
+        if self._conn is not None:
+            self._conn.disconnect()
+            self.client.connection_pool.release(self._conn)
+            self._conn = None
+        if not quiet:
+            self._failed(len(self.pending), exc)
 
     def _failed(self, held: int, exc: Exception) -> None:
         self.failures += 1
