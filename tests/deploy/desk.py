@@ -17,7 +17,6 @@ from strategies.instruments import CONTRACT_SPECS, DEMO_COMMISSION
 from strategies.params import IBSParams
 from tests.conftest import remember_secret
 from tests.deploy.netns import Network, start_on
-from tests.desk import order_root
 from tests.e2e.appliance import ProcessEnv, free_port, wait_until
 from tests.e2e.reference import expected_bars
 from tests.e2e.trading_setup import TradingRun, hourly_frames
@@ -191,5 +190,3 @@ def twice(orders: list[dict]) -> int:
     """Orders posted more than once (by signal id)."""
     return sum(n - 1 for n in Counter(o["extras"]["signal_id"] for o in orders).values())
 
-
-__all__ = ["Bridge", "Desk", "KEY", "ROOTS", "by_strategy", "generate_market", "order_root", "twice"]
