@@ -79,19 +79,23 @@ class IBSParams:
         if errors:
             name, message = next(iter(errors.items()))
             raise ParameterError(name, message)
+        # The parsed forms, once: the step reads them at every bar. Plain attributes, not fields, so equality,
+        # hashing, repr and asdict still see the text only; replace() builds (and parses) a new instance.
+        object.__setattr__(self, "_windows", parse_windows(self.entry_windows))
+        object.__setattr__(self, "_flat_minute", parse_clock("flat_time", self.flat_time))
+        object.__setattr__(self, "_tz", ZoneInfo(self.window_tz))
 
-    # Derived, parsed forms (cheap; the dataclass stays hashable and printable as text).
     @property
     def windows(self) -> tuple[tuple[int, int], ...]:
-        return parse_windows(self.entry_windows)
+        return self._windows
 
     @property
     def flat_minute(self) -> int | None:
-        return parse_clock("flat_time", self.flat_time)
+        return self._flat_minute
 
     @property
     def tz(self) -> ZoneInfo:
-        return ZoneInfo(self.window_tz)
+        return self._tz
 
     def with_overrides(self, overrides: dict) -> "IBSParams":
         """A copy with `overrides` applied (values may be strings); unknown names are refused."""
