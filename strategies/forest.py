@@ -63,21 +63,52 @@ class ArrayTree:
 
 
 class ArrayForest:
-    """What `LoadedModel` needs of a forest: `predict_proba` and `n_features_in_`."""
+    """What `LoadedModel` needs of a forest: `predict_proba` and `n_features_in_`.
+
+    One row without NaN (a live candidate) walks every tree at once: the trees' nodes in one array, a leaf
+    its own child, one step per level of the deepest tree; the same leaves, the same sum in tree order."""
 
     def __init__(self, trees: list[ArrayTree], n_features: int):
         self.trees, self.n_features_in_ = trees, n_features
+        offsets = np.cumsum([0] + [len(t.left) for t in trees])
+        self.roots = offsets[:-1].astype(np.intp)
+        own = [np.arange(len(t.left)) + o for t, o in zip(trees, offsets)]
+        # children[node] = (left, right) as indices into the joined nodes; a leaf points at itself both ways
+        self.children = np.concatenate([np.stack([np.where(t.leaf, i, t.left + o), np.where(t.leaf, i, t.right + o)],
+                                                 axis=1) for t, o, i in zip(trees, offsets, own)]).astype(np.intp)
+        self.feature = np.concatenate([np.where(t.leaf, 0, t.feature) for t in trees]).astype(np.intp)
+        self.threshold = np.concatenate([np.where(t.leaf, np.inf, t.threshold) for t in trees])
+        self.proba = np.concatenate([t.proba for t in trees])
+        self.depth = max(_depth(t) for t in trees)
 
     def predict_proba(self, x) -> np.ndarray:
         # sklearn validates rows as float32 and sums the trees' fractions in order, then divides once.
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {x.shape[-1]} features, but the forest is expecting {self.n_features_in_}")
+        if len(x) == 1 and not np.isnan(x).any():
+            return self._one(x[0])
         out = np.zeros((len(x), 2))
         for tree in self.trees:
             out += tree.proba[tree.apply(x)]
         out /= len(self.trees)
         return out
+
+    def _one(self, row: np.ndarray) -> np.ndarray:
+        node = self.roots
+        for _ in range(self.depth):
+            node = self.children[node, (row[self.feature[node]] > self.threshold[node]).view(np.int8)]
+        return (np.cumsum(self.proba[node], axis=0)[-1] / len(self.trees))[None, :]  # cumsum: in tree order
+
+
+def _depth(tree: ArrayTree) -> int:
+    """Levels below the root of the deepest leaf (children point forward, so each level is one pass)."""
+    level, frontier = 0, np.array([0])
+    while True:
+        inner = frontier[~tree.leaf[frontier]]
+        if not len(inner):
+            return level
+        frontier, level = np.unique(np.concatenate([tree.left[inner], tree.right[inner]])), level + 1
 
 
 def read_array_forest(blob: bytes, n_features: int) -> ArrayForest:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -46,6 +47,7 @@ class LoadedModel:
     root: str
     model: RandomForestClassifier
     meta: dict
+    positions: dict = field(default_factory=dict, repr=False, compare=False)  # a row's names → its model features' positions
 
     @property
     def threshold(self) -> float:
@@ -59,6 +61,20 @@ class LoadedModel:
         if ok.any():
             out[ok] = self.model.predict_proba(x[ok])[:, 1]
         return out
+
+    def probability_of(self, names: list[str], values: np.ndarray) -> float:
+        """`probability` of one row given as feature names and their values (the live scorer's, no DataFrame)."""
+        key = tuple(names)
+        at = self.positions.get(key)
+        if at is None:
+            missing = [f for f in self.meta["features"] if f not in names]
+            if missing:
+                raise KeyError(f"{missing} not in the feature row")
+            at = self.positions[key] = np.array([names.index(f) for f in self.meta["features"]], dtype=np.intp)
+        x = np.asarray(values, dtype=float)[at]
+        if np.isnan(x).any():
+            return math.nan
+        return float(self.model.predict_proba(x[None, :])[0, 1])
 
 
 def save(model, meta: dict, out_dir: Path) -> tuple[Path, Path]:
