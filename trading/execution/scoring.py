@@ -1,7 +1,9 @@
 """The model registry of a worker: each instrument's ML filter, loaded, scored, and what happens when it fails.
 
 A model that fails to load or to score is the same event: the instrument goes on by its ML failure
-policy (skip entries, or trade without the filter), alerted once; nothing else stops.
+policy (skip entries, or trade without the filter), alerted once; nothing else stops. Feature rows come
+from numpy arrays kept in step with the worker's bar frames (strategies.features.LiveFeatures: the values
+of feature_row without a DataFrame per candidate).
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from datetime import date, datetime, timezone
 import pandas as pd
 from django.conf import settings
 
-from strategies.features import feature_names, feature_row
+from strategies.features import LiveFeatures, feature_names
 from strategies.forest import read_array_forest
 from strategies.ml import ModelError, load
 from trading.delivery.alerts import enqueue
@@ -26,7 +28,8 @@ class ModelRegistry:
         self.strategy, self.legs = strategy, legs
         self.models: dict[str, object] = {}
         self.errors: dict[str, str] = {}
-        self.rows: dict[str, tuple] = {}  # root → (bar time, its feature row) of the last score
+        self.rows: dict[str, tuple] = {}  # root → (bar time, feature names, their values) of the last score
+        self.live = LiveFeatures()
         self.checked: dict[str, date] = {}  # root → wall-clock day its model's warnings were last checked
         roots = list(legs)
         for root, leg in legs.items():
@@ -67,19 +70,20 @@ class ModelRegistry:
             return math.nan if self.skips_entries(root) else None
         self.check(root)
         try:
-            row = feature_row(frames, root, int(bar.ts.timestamp()) * 1_000_000_000)
-            self.rows[root] = (bar.ts, row)
-            return float(model.probability(row.to_frame().T)[0])
+            self.live.update(frames)
+            names, values = self.live.row(root, int(bar.ts.timestamp()) * 1_000_000_000)
+            self.rows[root] = (bar.ts, names, values)
+            return model.probability_of(names, values)
         except Exception as exc:  # noqa: BLE001 — a model that fails to score is a model that failed to load
             self.failed(root, f"scoring failed at {bar.ts:%Y-%m-%d %H:%M} UTC: {exc.__class__.__name__}: {exc}")
             return self.score(root, bar, frames)
 
     def features(self, root: str, bar_time) -> dict | None:
         """The feature row `root` was scored from at `bar_time` (None: not scored at that bar)."""
-        at, row = self.rows.get(root, (None, None))
+        at, names, values = self.rows.get(root, (None, None, None))
         if at != bar_time:
             return None
-        return {name: (None if math.isnan(v) else round(float(v), 6)) for name, v in row.items()}
+        return {name: (None if math.isnan(v) else round(float(v), 6)) for name, v in zip(names, values.tolist())}
 
     def failed(self, root: str, error: str) -> None:
         self.models.pop(root, None)
