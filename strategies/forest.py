@@ -65,17 +65,18 @@ class ArrayTree:
 class ArrayForest:
     """What `LoadedModel` needs of a forest: `predict_proba` and `n_features_in_`.
 
-    One row without NaN (a live candidate) walks every tree at once: the trees' nodes in one array, a leaf
-    its own child, one step per level of the deepest tree; the same leaves, the same sum in tree order."""
+    One row without NaN (a live candidate) walks every tree at once: the trees' nodes in one array, every
+    split decided for the row in one comparison, a leaf its own next node, one step per level of the deepest
+    tree; the same leaves as the per-tree walk, their fractions summed in the same tree order."""
 
     def __init__(self, trees: list[ArrayTree], n_features: int):
         self.trees, self.n_features_in_ = trees, n_features
         offsets = np.cumsum([0] + [len(t.left) for t in trees])
         self.roots = offsets[:-1].astype(np.intp)
         own = [np.arange(len(t.left)) + o for t, o in zip(trees, offsets)]
-        # children[node] = (left, right) as indices into the joined nodes; a leaf points at itself both ways
-        self.children = np.concatenate([np.stack([np.where(t.leaf, i, t.left + o), np.where(t.leaf, i, t.right + o)],
-                                                 axis=1) for t, o, i in zip(trees, offsets, own)]).astype(np.intp)
+        # left/right child as indices into the joined nodes; a leaf is its own child both ways
+        self.left = np.concatenate([np.where(t.leaf, i, t.left + o) for t, o, i in zip(trees, offsets, own)])
+        self.right = np.concatenate([np.where(t.leaf, i, t.right + o) for t, o, i in zip(trees, offsets, own)])
         self.feature = np.concatenate([np.where(t.leaf, 0, t.feature) for t in trees]).astype(np.intp)
         self.threshold = np.concatenate([np.where(t.leaf, np.inf, t.threshold) for t in trees])
         self.proba = np.concatenate([t.proba for t in trees])
@@ -95,9 +96,10 @@ class ArrayForest:
         return out
 
     def _one(self, row: np.ndarray) -> np.ndarray:
+        following = np.where(row[self.feature] > self.threshold, self.right, self.left)  # a leaf's threshold: inf
         node = self.roots
         for _ in range(self.depth):
-            node = self.children[node, (row[self.feature[node]] > self.threshold[node]).view(np.int8)]
+            node = following[node]
         return (np.cumsum(self.proba[node], axis=0)[-1] / len(self.trees))[None, :]  # cumsum: in tree order
 
 
