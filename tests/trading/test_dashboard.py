@@ -161,3 +161,37 @@ def test_trades_sharing_an_hour_bar_share_one_marker_counted_by_the_database(sta
     exits = sorted(t for kind, t in titles if kind == "exit")
     assert exits == ["3 exits 70.10 to 70.40", "ibs_a exit 69.90 (stop_loss)"]
     assert sorted(t for kind, t in titles if kind == "entry") == ["ibs_a entry 70.00"] * 4
+
+
+def test_beyond_the_newest_marked_trades_the_panel_marks_only_those_and_says_from_when(staff, demo_trading,
+                                                                                       monkeypatch):
+    from datetime import datetime, timezone as dt_timezone
+
+    from strategies.calendar import session_date as cme_session_date
+    from trading.admin import markets
+    from trading.models import StoredBar
+
+    utc = dt_timezone.utc
+    market = datetime(2026, 10, 14, 18, 1, tzinfo=utc)
+    Trade.objects.all().delete()
+    Position.objects.all().delete()
+    StoredBar.objects.bulk_create(
+        StoredBar(root="CL", timeframe="1h", ts=market - timedelta(hours=h, minutes=1), contract="CLZ6", open=70,
+                  high=71, low=69, close=70.5, volume=100, source="hub") for h in range(1, 12))
+    cl = demo_trading.legs.get(instrument__root="CL").instrument
+    for i, (entry, exit_) in enumerate([("10:05", "15:10"), ("11:20", "15:30"), ("12:00", "15:59"), ("13:15", "16:45")]):
+        at = lambda hm: datetime(2026, 10, 14, *map(int, hm.split(":")), tzinfo=utc)  # noqa: E731
+        sig = Signal.objects.create(key=f"c{i}", strategy=demo_trading, instrument=cl, bar_time=at(entry), action="buy",
+                                    quantity=1, signal_price=Decimal("70"), reason="entry")
+        Trade.objects.create(strategy=demo_trading, symbol="CL", entry_time=at(entry), entry_price=Decimal("70.00"),
+                             entry_size=1, exit_time=at(exit_), exit_price=Decimal("70.5"), exit_size=1, pnl=Decimal(1),
+                             pnl_percent=0.1, exit_reason="ibs_exit", commission=Decimal("2.5"),
+                             point_value=Decimal("1000"), session_date=date(2026, 10, 14), entry_signal=sig)
+    panel = lambda: next(p for p in markets.market_panels(market, cme_session_date(market))[0]  # noqa: E731
+                         if p.instrument.root == "CL")
+    assert panel().markers == 8 and panel().marked_from is None  # within the limit: every trade
+    monkeypatch.setattr(markets, "MARKED_TRADES", 2)
+    capped = panel()
+    assert capped.markers == 4 and capped.marked_from == datetime(2026, 10, 14, 15, 59, tzinfo=utc)
+    entries = re.findall(r'<polygon class="marker entry" data-x="([^"]+)"', str(capped.chart))
+    assert sorted(entries) == ["2026-10-14T12:00", "2026-10-14T13:00"]  # the entries of the two newest trades

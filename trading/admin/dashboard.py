@@ -32,7 +32,7 @@ from trading.health.heartbeat import is_fresh
 from trading.marketdata.clock import describe, market_now
 from trading.health.monitor import manager_alive
 from trading.models import trade_pnl
-from trading.admin.markets import market_panels
+from trading.admin.markets import MARKED_TRADES, market_panels
 from trading.charts import bar_chart, line_chart
 from trading.performance import TOTAL, Figures, curves, daily_rows, performance
 from trading import supervisor
@@ -191,7 +191,7 @@ def dashboard_context(now=None, market=None, alert_kind: str | None = None) -> d
         "daily_chart": bar_chart(by_session[-DAILY_BARS:], label="P&L per session (live strategies)",
                                  css="daily-chart"),
         "daily_sessions": min(len(by_session), DAILY_BARS),
-        "panels": panels,
+        "panels": panels, "marked_trades": MARKED_TRADES,
         "processes": process_rows, "supervisor_note": supervisor_note,
         "flatten": flatten_status(),
     }

@@ -28,6 +28,9 @@ from trading.redis_client import get_redis, key
 
 UTC = timezone.utc
 CHART_SESSIONS = 3
+# The newest trades of the charts' sessions that are marked: beyond them (thousands of trades in three sessions)
+# the hours are full of markers anyway, and the page must not read every trade; the panel says from when.
+MARKED_TRADES = 1000
 
 
 @dataclass
@@ -41,6 +44,7 @@ class Panel:
     state: str  # "ok", "stale" or "closed"
     chart: SafeString
     markers: int  # trades and open positions marked on the chart
+    marked_from: datetime | None = None  # set when only the newest MARKED_TRADES trades are marked: from this exit
 
 
 def _hub_last(roots: list[str]) -> dict[str, dict] | None:
@@ -81,7 +85,8 @@ def market_panels(market: datetime, session) -> tuple[list[Panel], bool]:
                                                                 ts__lte=market)
                                       .order_by("root", "ts").values_list("root", "ts", "close", "contract")):
         bars[root].append((ts, close, contract))
-    trades = trades_by_hour(roots, since)
+    cutoff = marked_since(roots, since)
+    trades = trades_by_hour(roots, since, cutoff)
     positions = list(Position.objects.open().filter(instrument__root__in=roots, entry_time__gte=since)
                      .select_related("instrument", "strategy"))
     names = {s.pk: str(s) for s in Strategy.objects.all()}
@@ -110,7 +115,7 @@ def market_panels(market: datetime, session) -> tuple[list[Panel], bool]:
                            markers=markers, width=400, height=170, label=f"{root} hourly closes") if mine else \
             SafeString("")
         panels.append(Panel(inst, end, at_tick(price, tick), contract, source, counts.get(root, 0), state, chart,
-                            marked))
+                            marked, cutoff if cutoff > since and mine else None))
     return panels, hub is not None
 
 
@@ -140,11 +145,20 @@ class HourTrades(NamedTuple):
     reason: str  # the first exit reason (the trade's, when n is 1; "" for entries)
 
 
-def trades_by_hour(roots: list[str], since: datetime) -> list[HourTrades]:
-    """Entries and exits of the roots' trades from `since` on, grouped by root, hour and kind in the
-    database (a trade entered in the window exited in it too, or later: its exit time alone finds it, on an
-    index). Prices come as floats: they place markers, and a title shows them to the tick."""
-    window = Trade.objects.filter(symbol__in=roots, exit_time__gte=since).order_by()
+def marked_since(roots: list[str], since: datetime) -> datetime:
+    """The exit time from which the charts mark the roots' trades: `since`, or that of the newest
+    MARKED_TRADES-th trade when more exited since (found on the list's index, never counting them all)."""
+    beyond = (Trade.objects.filter(symbol__in=roots, exit_time__gte=since).order_by("-exit_time", "-id")
+              .values_list("exit_time", flat=True)[MARKED_TRADES - 1:MARKED_TRADES])
+    return max([since, *beyond])
+
+
+def trades_by_hour(roots: list[str], since: datetime, exited_from: datetime | None = None) -> list[HourTrades]:
+    """Entries and exits from `since` on of the roots' trades that exited from `exited_from` (default `since`),
+    grouped by root, hour and kind in the database (a trade entered in the window exited in it too, or later: its
+    exit time alone finds it, on an index). Prices come as floats: they place markers, and a title shows them
+    to the tick."""
+    window = Trade.objects.filter(symbol__in=roots, exit_time__gte=exited_from or since).order_by()
     out = []
     for kind, time, price, reason in (("entry", "entry_time", "entry_price", "symbol"),
                                       ("exit", "exit_time", "exit_price", "exit_reason")):
