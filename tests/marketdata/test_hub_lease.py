@@ -118,3 +118,17 @@ def test_a_replay_of_older_bars_leaves_the_last_bar_alone(client):
     for i in range(25, 32):
         replay.add(minute(i))
     assert replay.flush() == 2 and Bar.from_message(client.get(key("last", "CL"))).ts == minute(31).ts
+
+
+def test_a_writer_of_a_hub_that_already_lost_its_lease_raises_instead_of_holding_bars(client, monkeypatch):
+    lease = hub_on_host(client, "host-a", monkeypatch)
+    assert lease.wait()
+    client.set(key("lock", "hub", FEED), "host-b:1:1")
+    with pytest.raises(LeaseLost):
+        lease.renew(force=True)
+    client.delete(key("lock", "hub", FEED))  # even with the lease free now: this hub stood down, it takes nothing
+    pub = streams.BarPublisher(client, batch=1000, lease=lease)
+    pub.add(minute(0))
+    with pytest.raises(LeaseLost):
+        pub.flush()
+    assert client.xlen(streams.stream_key("CL", "1m")) == 0 and client.get(key("lock", "hub", FEED)) is None

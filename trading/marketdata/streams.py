@@ -13,6 +13,7 @@ from collections import deque
 import redis
 
 from strategies.bars import Bar, BarError
+from trading.marketdata.lease import LeaseLost
 from trading.redis_client import get_redis, key
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ class BarPublisher:
         """What the hub calls when its feed is drained: write without waiting for the answer."""
         return self.flush(wait=False)
 
-    def flush(self, force: bool = False, wait: bool = True) -> int:
+    def flush(self, force: bool = False, wait: bool = True, *, again: bool = True) -> int:
         """Write what is buffered (and a new watermark); returns how many bars were written, as far as
         Redis has answered (with wait=False, answers not there yet are read by a later flush)."""
         written = self._collect(block=False)
@@ -108,8 +109,8 @@ class BarPublisher:
                     return written
         if wait:
             written += self._collect(block=True)
-            if self.pending and not self.failures:  # refused while the lease was free, and taken back: again
-                written += self.flush(wait=True)
+            if self.pending and not self.failures and again:  # refused while the lease was free, taken back
+                written += self.flush(wait=True, again=False)
         return written
 
     def _send(self, bars: list[Bar], watermark_ns: int) -> bool:
@@ -158,6 +159,8 @@ class BarPublisher:
             self._lost(exc, quiet=True)
             log.error("bars refused: this hub does not hold the feed's lease (%s); %d bars held", exc, len(self.pending))
             self.lease.renew(force=True)  # LeaseLost when another hub holds it; taken back when it was free
+            if not self.lease.held:
+                raise LeaseLost(f"this hub no longer holds the feed ({exc})")
             return 0
         self._in_flight.popleft()
         if self.failures:
