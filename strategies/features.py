@@ -96,7 +96,8 @@ class BarHistory:
         size = max(2 * LOOKBACK, 2 * n)
         self.ts, self.day, self.run = (np.zeros(size, dtype=np.int64) for _ in range(3))
         self.high, self.low, self.close, self.true_range = (np.zeros(size) for _ in range(4))
-        self.rows, self.known = np.full((size, len(OWN)), np.nan), np.zeros(size, dtype=bool)
+        # known: 0 nothing of a bar's row yet, 1 its CROSS features (what the other roots' rows read), 2 all
+        self.rows, self.known = np.full((size, len(OWN)), np.nan), np.zeros(size, dtype=np.int8)
         self.start, self.end = 0, n
         ts = np.asarray(ts, dtype=np.int64)
         if n > 1 and not (np.diff(ts) > 0).all():
@@ -126,7 +127,7 @@ class BarHistory:
         if i > self.start:  # pandas' max of the three skips the missing previous close of the first bar
             prev = float(self.close[i - 1])
             span = max(span, abs(high - prev), abs(low - prev))
-        self.true_range[i], self.known[i] = span, False
+        self.true_range[i], self.known[i] = span, 0
         self.end = i + 1
 
     def drop_first(self, count: int) -> None:
@@ -134,7 +135,7 @@ class BarHistory:
         if count <= 0:
             return
         self.start = min(self.start + count, self.end)
-        self.known[self.start:self.start + LOOKBACK - 1] = False
+        self.known[self.start:self.start + LOOKBACK - 1] = 0
 
     def _make_room(self) -> None:
         n, lo = len(self), self.start
@@ -166,28 +167,36 @@ class BarHistory:
 
     def row(self, i: int) -> np.ndarray:
         """OWN features of held bar `i`: `_own`'s values at that bar over its live window."""
-        if not self.known[i]:
-            self.rows[i] = self._compute(i)
-            self.known[i] = True
+        if self.known[i] < 2:
+            self.rows[i] = self._compute(i, full=True)
+            self.known[i] = 2
         return self.rows[i]
 
-    def _compute(self, i: int) -> np.ndarray:
+    def cross(self, i: int) -> np.ndarray:
+        """The CROSS features of held bar `i` (the others' rows read only these)."""
+        if not self.known[i]:
+            self.rows[i, CROSS_AT] = self._compute(i, full=False)[CROSS_AT]
+            self.known[i] = 1
+        return self.rows[i, CROSS_AT]
+
+    def _compute(self, i: int, full: bool) -> np.ndarray:
         out = np.full(len(OWN), np.nan)
         base = max(self.start, i - LOOKBACK + 1)  # the window's first bar
         back = i - base
         h, l, c = float(self.high[i]), float(self.low[i]), float(self.close[i])  # noqa: E741
         span = h - l
-        if span > 0:
+        if full and span > 0:
             out[0] = (c - l) / span
-        s = max(int(self.run[i]), base)
-        sh, sl = self.high[s:i + 1].max(), self.low[s:i + 1].min()
-        if sh > sl:
-            out[1] = (c - sl) / (sh - sl)
+        if full:
+            s = max(int(self.run[i]), base)  # the session's first bar in the window
+            sh, sl = self.high[s:i + 1].max(), self.low[s:i + 1].min()
+            if sh > sl:
+                out[1] = (c - sl) / (sh - sl)
         logs = np.log(self.close[[i, i - min(back, 1), i - min(back, 4), i - min(back, 24)]])
         for k, (n, at) in enumerate(RET.items(), start=1):
             if back >= n:
                 out[at] = logs[0] - logs[k]
-        for n, at in ((24, 5), (120, 6)):
+        for n, at in ((24, 5), (120, 6)) if full else ((24, 5),):
             if back >= n - 1:
                 w = self.close[i - n + 1:i + 1]
                 if w.max() != w.min():  # a flat window: pandas' std is exactly 0 and the z-score NaN
@@ -195,7 +204,7 @@ class BarHistory:
                     d = w - mean
                     z = (c - mean) / math.sqrt((d @ d) / n)
                     out[at] = z if math.isfinite(z) else np.nan
-        if back >= 23:
+        if full and back >= 23:
             true_range = self.true_range[i - 23:i + 1]
             if back == 23:  # the window's first bar has no previous close in it
                 true_range = true_range.copy()
@@ -260,5 +269,5 @@ class LiveFeatures:
         for other in sorted(r for r in self.roots if r != root):
             theirs = self.histories[other]
             k = theirs.index_at(ts_ns)  # their latest bar that started at or before ours, as build_features
-            parts.append(theirs.row(k)[CROSS_AT] if k >= theirs.start else np.full(len(CROSS), np.nan))
+            parts.append(theirs.cross(k) if k >= theirs.start else np.full(len(CROSS), np.nan))
         return names, np.concatenate(parts)
