@@ -132,6 +132,7 @@ class Trade(models.Model):
             # such a filter selects are summed from the index alone.
             models.Index(fields=["symbol", "-exit_time", "-id", "pnl"], name="trade_symbol_order"),
             models.Index(fields=["exit_reason", "-exit_time", "-id", "pnl"], name="trade_reason_order"),
+            models.Index(fields=["session_date"], name="trade_session"),  # the list's session filter, any strategy
         ]
         constraints = [models.UniqueConstraint(fields=["entry_signal"], name="one_trade_per_entry")]
 
