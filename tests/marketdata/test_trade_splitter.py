@@ -9,7 +9,7 @@ import pytest
 
 from trading.marketdata.hub import Hub
 from trading.marketdata.hubbatch import TRADE_BYTES, TradeRows
-from trading.marketdata.rawfeed import TradeSplitter
+from trading.marketdata.rawfeed import TradeSplitter, split_trades
 from trading.marketdata.roll import FrontMonth
 from trading.sim.market import front_month, generate
 
@@ -106,3 +106,22 @@ def test_a_hub_fed_blocks_builds_the_bars_it_builds_from_records(session_bytes):
         by_records.process_many(records[i:i + 8192])
     assert record_bars and blocks_bars == record_bars
     assert by_blocks.counters == by_records.counters
+
+
+def test_a_client_without_the_protocol_parts_keeps_its_per_record_path_and_says_so(caplog):
+    """Another databento version (no `_session._protocol._process_dbn`): nothing is replaced, a warning names it."""
+    class Protocol:  # a protocol of another shape: no `_process_dbn` to put the splitter in front of
+        def __init__(self):
+            self._loop, self._last_msg_loop_time = None, 0.0
+
+    class Client:
+        def __init__(self):
+            self._session = type("Session", (), {})()
+            self._session._protocol = Protocol()
+
+    client = Client()
+    with caplog.at_level("WARNING", logger="trading.marketdata.rawfeed"):
+        assert split_trades(client, on_trades=lambda block: None) is False
+    assert "records one by one" in caplog.text
+    assert not hasattr(client._session._protocol, "_process_dbn")
+    assert split_trades(object(), on_trades=lambda block: None) is False  # no session at all
