@@ -33,30 +33,74 @@ def signal_id(entry: dict) -> str | None:
     return extras.get("signal_id") if isinstance(extras, dict) else None
 
 
-def make_standin():
-    from trading.sim.traderspost import TradersPostStandIn
+class StandInProcess:
+    """The TradersPost stand-in in a process of its own, as the broker is: its handler threads stamp
+    `received_at` without waiting for this process's interpreter lock, which the worker thread holds while it
+    finishes its step (books, cursor) after handing the order over. What it received is followed through its
+    --record file (each POST written there before it is answered), read here by a thread of this process."""
 
-    class WatchedStandIn(TradersPostStandIn):
-        """The stand-in, plus a condition to wait on until a given signal's POST has arrived."""
+    def __init__(self, tmp: Path):
+        import subprocess
+        import sys
 
-        def __init__(self):
-            super().__init__()
-            self.arrived = threading.Condition()
-            self.by_id: dict[str, list[dict]] = {}
+        self.record = tmp / "traderspost.jsonl"
+        self.record.touch()
+        self.proc = subprocess.Popen([sys.executable, "-m", "trading.sim.traderspost", "--port", "0",
+                                      "--record", str(self.record)], stdout=subprocess.PIPE, text=True,
+                                     cwd=Path(__file__).resolve().parent.parent)
+        line = self.proc.stdout.readline()  # "traderspost-standin on http://127.0.0.1:PORT (…)"
+        if " on http://" not in line:
+            self.proc.kill()
+            raise RuntimeError(f"the TradersPost stand-in did not start: {line!r}")
+        self.url = line.split(" on ", 1)[1].split()[0]
+        self.arrived = threading.Condition()
+        self.entries: list[dict] = []
+        self.by_id: dict[str, list[dict]] = {}
+        self._stopping = threading.Event()
+        self._reader = threading.Thread(target=self._follow, name="standin-record", daemon=True)
+        self._reader.start()
 
-        def answered(self, entry: dict, status: int) -> None:
-            super().answered(entry, status)
-            with self.arrived:
-                self.by_id.setdefault(signal_id(entry), []).append(entry)
-                self.arrived.notify_all()
+    def _follow(self) -> None:
+        import json
 
-        def wait_for(self, sid: str, timeout: float = WAIT_S) -> dict | None:
-            with self.arrived:
-                self.arrived.wait_for(lambda: sid in self.by_id, timeout)
-                got = self.by_id.get(sid)
-                return got[0] if got else None
+        with self.record.open() as f:
+            partial = ""
+            while not self._stopping.is_set():
+                chunk = f.readline()
+                if not chunk:
+                    time.sleep(0.0005)
+                    continue
+                partial += chunk
+                if not partial.endswith("\n"):
+                    continue  # a line still being written
+                entry, partial = json.loads(partial), ""
+                with self.arrived:
+                    self.entries.append(entry)
+                    self.by_id.setdefault(signal_id(entry), []).append(entry)
+                    self.arrived.notify_all()
 
-    return WatchedStandIn().start()
+    def wait_for(self, sid: str, timeout: float = WAIT_S) -> dict | None:
+        with self.arrived:
+            self.arrived.wait_for(lambda: sid in self.by_id, timeout)
+            got = self.by_id.get(sid)
+            return got[0] if got else None
+
+    def snapshot(self) -> list[dict]:
+        with self.arrived:
+            return list(self.entries)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except Exception:  # noqa: BLE001 — never left behind
+            self.proc.kill()
+        self._stopping.set()
+        self._reader.join(5)
+
+
+def make_standin(tmp: Path):
+    return StandInProcess(tmp)
 
 
 def make_sender(kind: str, name: str, log_path: Path):
@@ -283,7 +327,7 @@ class WorkerRun:
         for k, ts in enumerate(trading_hours(self.roots, T0 - HOUR, LOOKBACK + 10, step=-1)):
             self.publish(ts, {r: history_bar(k + 13 * j) for j, r in enumerate(self.roots)})
         self.standin, self.ids, self.errors = standin, [], []
-        self.ml = True
+        self.ml, self.reloaded = True, False  # reloaded: the next order is the first after a config reload
         self.stop = threading.Event()
         self.worker = make_worker("ibs_a", self.stop, make_sender(args.sender, "ibs_a", ctx["log_path"]))
         self.busy_rounds = 0
@@ -333,7 +377,7 @@ class WorkerRun:
         if ml is not None and ml != self.ml:
             StrategyInstrument.objects.filter(strategy__name="ibs_a").update(ml_enabled=ml)
             self.worker._last_config_check = 0.0  # the next round reloads (the worker checks every 5 s)
-            self.ml = ml
+            self.ml, self.reloaded = ml, True
         self.worker.unpark()
         deadline = time.monotonic() + WAIT_S
         while any(leg.row.ml_enabled != self.ml for leg in self.worker.config.legs.values()):
@@ -399,6 +443,7 @@ class WorkerMode:
 
     def __init__(self, run: WorkerRun, ml: bool):
         self.run, self.ml, self.ids = run, ml, []
+        self.after_reload: list[int] = []  # the orders (their index in this mode's sends) first after a reload
 
     def resume(self) -> None:
         self.run.resume(self.ml)
@@ -407,4 +452,7 @@ class WorkerMode:
         self.run.pause()
 
     def send(self, i: int) -> float:
+        if self.run.reloaded:  # a reload built this mode's scorer again: its models are loaded at this order
+            self.run.reloaded = False
+            self.after_reload.append(len(self.ids))
         return self.run.send(self.ids)

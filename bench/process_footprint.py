@@ -246,7 +246,7 @@ def main(argv=None) -> int:
 
 
 def run(args, tmp: Path, db_url: str, prefix: str, db: str) -> int:
-    from bench.latency_runs import make_standin
+    from trading.sim.traderspost import TradersPostStandIn
 
     configure_environment(tmp, db_url, prefix, POLICY_KILLSWITCH="", LOG_LEVEL="INFO")
     for name in ("BAR_STORE_DIR", "STATIC_ROOT", "SUPERVISOR_PROCESS_NAME"):
@@ -257,7 +257,7 @@ def run(args, tmp: Path, db_url: str, prefix: str, db: str) -> int:
     migrate_and_load_demo()
     from trading.models import Signal, Strategy, StrategyInstrument
 
-    standin = make_standin()
+    standin = TradersPostStandIn().start()
     os.environ["TRADERSPOST_IBS_A_WEBHOOK"] = f"{standin.url}/trading/webhook/bench-footprint"
     Strategy.objects.filter(name="ibs_a").update(entry_windows="00:00-24:00", flat_time="none")
     legs = StrategyInstrument.objects.filter(strategy__name="ibs_a")
