@@ -88,15 +88,3 @@ def start_on(env, host: str, name: str, *args: str, program: tuple[str, ...] = (
 
 def log_of(env, name: str) -> str:
     return (env.tmp / f"{name}.log").read_text(errors="replace")
-
-
-def tear_down(env, network, database: str) -> None:
-    """After a namespace test: its processes killed (every host's), the network removed, its database dropped."""
-    if env is not None:
-        for proc in env.children:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
-    network.down()
-    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-c", f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"],
-                   capture_output=True)
