@@ -1,6 +1,6 @@
 import json
 import re
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone as dt_timezone
 from decimal import Decimal
 
 import pytest
@@ -93,8 +93,6 @@ def test_a_market_panel_reads_market_closed_after_its_close_and_stale_only_while
         staff, demo_trading, settings):
     """The replay clock at Friday's 16:00 Chicago close: every panel reads "market closed", GC's day-old last
     bar included; the same books an hour before the close: CL live at the hub's last bar, GC STALE."""
-    from datetime import datetime, timezone as dt_timezone
-
     from strategies.calendar import is_trading
     from trading.models import Heartbeat, StoredBar
 
@@ -127,35 +125,44 @@ def test_a_market_panel_reads_market_closed_after_its_close_and_stale_only_while
     assert before["GC"][0] == "stale" and "STALE" in before["GC"][1]
 
 
-def test_trades_sharing_an_hour_bar_share_one_marker_counted_by_the_database(staff, demo_trading):
-    """Three CL exits in one hour bar: one exit marker titled with how many and their range; a lone trade keeps
-    its own title; the panel counts every trade it marks."""
-    from datetime import datetime, timezone as dt_timezone
+MARKET = datetime(2026, 10, 14, 18, 1, tzinfo=dt_timezone.utc)  # the market panels' clock in these tests
+HOUR_TRADES = [("10:05", "15:10", "70.10", "ibs_exit"), ("11:20", "15:30", "70.40", "ibs_exit"),
+               ("12:00", "15:59", "70.25", "ibs_exit"), ("13:15", "16:45", "69.90", "stop_loss")]
 
-    from strategies.calendar import session_date as cme_session_date
-    from trading.admin.markets import market_panels
+
+def cl_session_of_trades(strategy, trades=HOUR_TRADES) -> None:
+    """Eleven stored CL hourly bars before MARKET and only `trades` (entry, exit, exit price, reason) on
+    2026-10-14: the exits at 15:10, 15:30 and 15:59 share one hour bar."""
     from trading.models import StoredBar
 
-    utc = dt_timezone.utc
-    market = datetime(2026, 10, 14, 18, 1, tzinfo=utc)
     Trade.objects.all().delete()
     Position.objects.all().delete()
     StoredBar.objects.bulk_create(
-        StoredBar(root="CL", timeframe="1h", ts=market - timedelta(hours=h, minutes=1), contract="CLZ6", open=70,
+        StoredBar(root="CL", timeframe="1h", ts=MARKET - timedelta(hours=h, minutes=1), contract="CLZ6", open=70,
                   high=71, low=69, close=70.5, volume=100, source="hub") for h in range(1, 12))
-    cl = demo_trading.legs.get(instrument__root="CL").instrument
-    for i, (entry, exit_, price) in enumerate([("10:05", "15:10", "70.10"), ("11:20", "15:30", "70.40"),
-                                              ("12:00", "15:59", "70.25"), ("13:15", "16:45", "69.90")]):
-        at = lambda hm: datetime(2026, 10, 14, *map(int, hm.split(":")), tzinfo=utc)  # noqa: E731
-        sig = Signal.objects.create(key=f"m{i}", strategy=demo_trading, instrument=cl, bar_time=at(entry), action="buy",
+    cl = strategy.legs.get(instrument__root="CL").instrument
+    at = lambda hm: datetime(2026, 10, 14, *map(int, hm.split(":")), tzinfo=dt_timezone.utc)  # noqa: E731
+    for i, (entry, exit_, price, reason) in enumerate(trades):
+        sig = Signal.objects.create(key=f"m{i}", strategy=strategy, instrument=cl, bar_time=at(entry), action="buy",
                                     quantity=1, signal_price=Decimal("70"), reason="entry")
-        Trade.objects.create(strategy=demo_trading, symbol="CL", entry_time=at(entry), entry_price=Decimal("70.00"),
+        Trade.objects.create(strategy=strategy, symbol="CL", entry_time=at(entry), entry_price=Decimal("70.00"),
                              entry_size=1, exit_time=at(exit_), exit_price=Decimal(price), exit_size=1, pnl=Decimal(1),
-                             pnl_percent=0.1, exit_reason="stop_loss" if i == 3 else "ibs_exit",
-                             commission=Decimal("2.5"), point_value=Decimal("1000"), session_date=date(2026, 10, 14),
-                             entry_signal=sig)
-    panels, _ = market_panels(market, cme_session_date(market))
-    panel = next(p for p in panels if p.instrument.root == "CL")
+                             pnl_percent=0.1, exit_reason=reason, commission=Decimal("2.5"),
+                             point_value=Decimal("1000"), session_date=date(2026, 10, 14), entry_signal=sig)
+
+
+def cl_panel(markets_module):
+    return next(p for p in markets_module.market_panels(MARKET, session_date(MARKET))[0]
+                if p.instrument.root == "CL")
+
+
+def test_trades_sharing_an_hour_bar_share_one_marker_counted_by_the_database(staff, demo_trading):
+    """Three CL exits in one hour bar: one exit marker titled with how many and their range; a lone trade keeps
+    its own title; the panel counts every trade it marks."""
+    from trading.admin import markets
+
+    cl_session_of_trades(demo_trading)
+    panel = cl_panel(markets)
     assert panel.markers == 8  # 4 entries and 4 exits
     titles = re.findall(r'<polygon class="marker (entry|exit)"[^>]*>\s*<title>([^<]*)</title>', str(panel.chart))
     exits = sorted(t for kind, t in titles if kind == "exit")
@@ -165,33 +172,12 @@ def test_trades_sharing_an_hour_bar_share_one_marker_counted_by_the_database(sta
 
 def test_beyond_the_newest_marked_trades_the_panel_marks_only_those_and_says_from_when(staff, demo_trading,
                                                                                        monkeypatch):
-    from datetime import datetime, timezone as dt_timezone
-
-    from strategies.calendar import session_date as cme_session_date
     from trading.admin import markets
-    from trading.models import StoredBar
 
-    utc = dt_timezone.utc
-    market = datetime(2026, 10, 14, 18, 1, tzinfo=utc)
-    Trade.objects.all().delete()
-    Position.objects.all().delete()
-    StoredBar.objects.bulk_create(
-        StoredBar(root="CL", timeframe="1h", ts=market - timedelta(hours=h, minutes=1), contract="CLZ6", open=70,
-                  high=71, low=69, close=70.5, volume=100, source="hub") for h in range(1, 12))
-    cl = demo_trading.legs.get(instrument__root="CL").instrument
-    for i, (entry, exit_) in enumerate([("10:05", "15:10"), ("11:20", "15:30"), ("12:00", "15:59"), ("13:15", "16:45")]):
-        at = lambda hm: datetime(2026, 10, 14, *map(int, hm.split(":")), tzinfo=utc)  # noqa: E731
-        sig = Signal.objects.create(key=f"c{i}", strategy=demo_trading, instrument=cl, bar_time=at(entry), action="buy",
-                                    quantity=1, signal_price=Decimal("70"), reason="entry")
-        Trade.objects.create(strategy=demo_trading, symbol="CL", entry_time=at(entry), entry_price=Decimal("70.00"),
-                             entry_size=1, exit_time=at(exit_), exit_price=Decimal("70.5"), exit_size=1, pnl=Decimal(1),
-                             pnl_percent=0.1, exit_reason="ibs_exit", commission=Decimal("2.5"),
-                             point_value=Decimal("1000"), session_date=date(2026, 10, 14), entry_signal=sig)
-    panel = lambda: next(p for p in markets.market_panels(market, cme_session_date(market))[0]  # noqa: E731
-                         if p.instrument.root == "CL")
-    assert panel().markers == 8 and panel().marked_from is None  # within the limit: every trade
+    cl_session_of_trades(demo_trading)
+    assert cl_panel(markets).markers == 8 and cl_panel(markets).marked_from is None  # within the limit: every trade
     monkeypatch.setattr(markets, "MARKED_TRADES", 2)
-    capped = panel()
-    assert capped.markers == 4 and capped.marked_from == datetime(2026, 10, 14, 15, 59, tzinfo=utc)
+    capped = cl_panel(markets)
+    assert capped.markers == 4 and capped.marked_from == datetime(2026, 10, 14, 15, 59, tzinfo=dt_timezone.utc)
     entries = re.findall(r'<polygon class="marker entry" data-x="([^"]+)"', str(capped.chart))
     assert sorted(entries) == ["2026-10-14T12:00", "2026-10-14T13:00"]  # the entries of the two newest trades
