@@ -2,28 +2,22 @@
 when the lease runs out, and the fence: a bar writer whose hub lost the lease appends nothing, inside Redis."""
 import logging
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
-import redis
 
 from strategies.bars import Bar
+from tests.marketdata.minutes import T0, minute
 from trading.marketdata import streams
 from trading.marketdata.lease import HubLease, LeaseLost
 from trading.redis_client import key
 
-T0 = datetime(2026, 11, 3, 14, tzinfo=timezone.utc)
 FEED = "GLBX.MDP3"
 
 
 @pytest.fixture
-def client(settings, redis_prefix):
-    settings.REDIS_PREFIX = redis_prefix
-    return redis.Redis(decode_responses=True)
-
-
-def minute(i, root="CL"):
-    return Bar(root, "CLZ6", "1m", T0 + timedelta(minutes=i), 70 + i, 71 + i, 69 + i, 70.5 + i, 10, 3)
+def client(prefixed):
+    return prefixed
 
 
 def hub_on_host(client, host, monkeypatch, ttl=3):

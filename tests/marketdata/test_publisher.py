@@ -1,29 +1,17 @@
 """The hub's bar writer: ordered, no duplicates, the watermark after its bars, nothing lost while
 Redis is away or when the answer to a call is lost."""
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
-import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from strategies.bars import Bar
+from tests.marketdata.minutes import T0, minute
 from trading.marketdata import streams
 from trading.marketdata.hub import Hub
 from trading.marketdata.roll import FrontMonth
-
-T0 = datetime(2026, 11, 3, 14, tzinfo=timezone.utc)
-
-
-@pytest.fixture
-def prefixed(settings, redis_prefix):
-    settings.REDIS_PREFIX = redis_prefix
-    return redis.Redis(decode_responses=True)
-
-
-def minute(i, root="CL"):
-    return Bar(root, "CLZ6", "1m", T0 + timedelta(minutes=i), 70 + i, 71 + i, 69 + i, 70.5 + i, 10, 3)
 
 
 def test_bars_written_in_one_pipeline_with_the_watermark_after_them(prefixed):
