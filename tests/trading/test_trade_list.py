@@ -155,3 +155,21 @@ def test_a_float_price_is_shown_to_its_tick_as_a_decimal_one_is(price, tick):
     from trading.admin.markets import float_at_tick
 
     assert float_at_tick(price, Decimal(tick)) == at_tick(Decimal(repr(price)), Decimal(tick))
+
+
+def test_the_export_is_refused_to_staff_without_the_trade_view_permission(client, webhook_env):
+    """The export button's URL answers only to who may view trades: staff without the permission get 403 and no
+    row, one granted `trading.view_trade` alone gets the CSV."""
+    from django.contrib.auth.models import Permission, User
+
+    call_command("load_demo")
+    make_trade(Strategy.objects.get(name="ibs_a"), session_date=date(2026, 10, 14), pnl=Decimal("250.00"))
+    clerk = User.objects.create_user("clerk", password="pw-clerk-123456", is_staff=True)
+    client.force_login(clerk)
+    refused = client.get("/admin/trading/trade/export/")
+    assert refused.status_code == 403 and b"250.00" not in refused.content
+    clerk.user_permissions.add(Permission.objects.get(codename="view_trade", content_type__app_label="trading"))
+    allowed = client.get("/admin/trading/trade/export/")
+    assert allowed.status_code == 200 and allowed["Content-Type"].startswith("text/csv")
+    body = b"".join(allowed.streaming_content) if allowed.streaming else allowed.content
+    assert b"250.00" in body
