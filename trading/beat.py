@@ -16,6 +16,7 @@ import time
 
 import redis
 from django.conf import settings
+from django.db import DatabaseError, close_old_connections
 from django_celery_beat.schedulers import DatabaseScheduler
 
 from trading.delivery.locks import ProcessLock
@@ -45,9 +46,18 @@ class SingleBeatScheduler(DatabaseScheduler):
             # lost inside a send (a database error while it unwound, logged as "Message Error"): exit now,
             # without taking the lock back.
             raise SystemExit("beat stopped")
-        if not self.holds_lock():
+        try:
+            if not self.holds_lock():
+                return min(STANDBY_POLL, self.renew_every)
+            return min(super().tick(*args, **kwargs), self.renew_every)
+        except DatabaseError as exc:
+            # The database away (restarting, this host cut off): celery's beat would exit on it, and one that
+            # keeps failing at start is given up by supervisord. Wait it out instead: nothing is sent until the
+            # schedules can be read again; the schedule in memory keeps the runs already sent.
+            log.error("beat cannot read its schedules (%s: %s): sending nothing until the database answers",
+                      exc.__class__.__name__, str(exc).splitlines()[0] if str(exc) else "")
+            close_old_connections()
             return min(STANDBY_POLL, self.renew_every)
-        return min(super().tick(*args, **kwargs), self.renew_every)
 
     def holds_lock(self) -> bool:
         """Renew the lease, or try to take the lock; True while this beat may send."""

@@ -50,3 +50,25 @@ def test_a_due_task_is_not_sent_when_redis_cannot_confirm_the_lock(beat, monkeyp
 
     monkeypatch.setattr(beat.lock, "refresh", unreachable)
     assert beat.is_due(DueEntry())[0] is False and not beat.leading
+
+
+def test_the_database_away_mid_tick_is_waited_out_and_the_beat_sends_again_once_it_answers(beat, monkeypatch, caplog):
+    """A tick whose schedule read fails (the database restarting, the host cut off) neither exits the beat (celery
+    would, and supervisord gives up on a program that keeps failing at start) nor sends: it says so and ticks
+    again within a second; once the database answers, the next tick reads the schedules as before."""
+    from django.db import OperationalError
+    from django_celery_beat.schedulers import DatabaseScheduler
+
+    reads = []
+
+    def away(self, *args, **kwargs):
+        reads.append("tick")
+        raise OperationalError('connection failed: connection to server at "10.0.0.1" failed')
+
+    monkeypatch.setattr(DatabaseScheduler, "tick", away)
+    assert beat.tick() <= 1.0 and reads == ["tick"]
+    assert "beat cannot read its schedules (OperationalError: connection failed" in caplog.text
+    assert beat.leading, "it still holds the lock: no other beat would have a database to read either"
+    monkeypatch.undo()
+    monkeypatch.setattr(DatabaseScheduler, "tick", lambda self, *a, **kw: reads.append("read") or 7.0)
+    assert beat.tick() == min(7.0, beat.renew_every) and reads == ["tick", "read"]
