@@ -1,6 +1,6 @@
 """The three paths of the order-latency bench, one order at a time against the TradersPost stand-in:
 a bare POST (reference), `outbox.send_one` of a committed Signal row, and the real worker loop fed
-hourly bars as the hub publishes them; plus the stand-in and worker instrumented to be waited on.
+hourly bars as the hub publishes them; plus the worker instrumented to be waited on (the stand-in: bench.standin).
 
 Instrumentation only observes (subclasses that count, wait and park); it never changes what the
 stand-in answers or what the worker decides and sends.
@@ -16,6 +16,8 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from bench.standin import WAIT_S
+
 UTC = timezone.utc
 HOUR = timedelta(hours=1)
 T0 = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)  # a Monday; the 24 h entry window makes every hour eligible
@@ -23,86 +25,9 @@ ENTRY_BAR = (100.0, 101.0, 99.0, 99.2)  # IBS 0.1: entry while flat (and the pen
 EXIT_BAR = (99.5, 99.9, 99.1, 99.8)  # IBS 0.875: exit; the entry filled at 99.5, stop 98.5, target 100.5
 MID_BAR = (100.0, 100.4, 99.6, 100.0)  # IBS 0.5: no decision (the worker's first hours)
 LOOKBACK = 240  # hours of history before the first measured one (strategies.features.LOOKBACK)
-WAIT_S = 15.0  # longest wait for one POST before it is counted missing
 
 
 # --- the stand-in and the worker, instrumented without changing them --------------------------------
-def signal_id(entry: dict) -> str | None:
-    body = entry.get("body")
-    extras = body.get("extras") if isinstance(body, dict) else None
-    return extras.get("signal_id") if isinstance(extras, dict) else None
-
-
-class StandInProcess:
-    """The TradersPost stand-in in a process of its own, as the broker is: its handler threads stamp
-    `received_at` without waiting for this process's interpreter lock, which the worker thread holds while it
-    finishes its step (books, cursor) after handing the order over. What it received is followed through its
-    --record file (each POST written there before it is answered), read here by a thread of this process."""
-
-    def __init__(self, tmp: Path):
-        import subprocess
-        import sys
-
-        self.record = tmp / "traderspost.jsonl"
-        self.record.touch()
-        self.proc = subprocess.Popen([sys.executable, "-m", "trading.sim.traderspost", "--port", "0",
-                                      "--record", str(self.record)], stdout=subprocess.PIPE, text=True,
-                                     cwd=Path(__file__).resolve().parent.parent)
-        line = self.proc.stdout.readline()  # "traderspost-standin on http://127.0.0.1:PORT (…)"
-        if " on http://" not in line:
-            self.proc.kill()
-            raise RuntimeError(f"the TradersPost stand-in did not start: {line!r}")
-        self.url = line.split(" on ", 1)[1].split()[0]
-        self.arrived = threading.Condition()
-        self.entries: list[dict] = []
-        self.by_id: dict[str, list[dict]] = {}
-        self._stopping = threading.Event()
-        self._reader = threading.Thread(target=self._follow, name="standin-record", daemon=True)
-        self._reader.start()
-
-    def _follow(self) -> None:
-        import json
-
-        with self.record.open() as f:
-            partial = ""
-            while not self._stopping.is_set():
-                chunk = f.readline()
-                if not chunk:
-                    time.sleep(0.0005)
-                    continue
-                partial += chunk
-                if not partial.endswith("\n"):
-                    continue  # a line still being written
-                entry, partial = json.loads(partial), ""
-                with self.arrived:
-                    self.entries.append(entry)
-                    self.by_id.setdefault(signal_id(entry), []).append(entry)
-                    self.arrived.notify_all()
-
-    def wait_for(self, sid: str, timeout: float = WAIT_S) -> dict | None:
-        with self.arrived:
-            self.arrived.wait_for(lambda: sid in self.by_id, timeout)
-            got = self.by_id.get(sid)
-            return got[0] if got else None
-
-    def snapshot(self) -> list[dict]:
-        with self.arrived:
-            return list(self.entries)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except Exception:  # noqa: BLE001 — never left behind
-            self.proc.kill()
-        self._stopping.set()
-        self._reader.join(5)
-
-
-def make_standin(tmp: Path):
-    return StandInProcess(tmp)
-
-
 def make_sender(kind: str, name: str, log_path: Path):
     """The order sender the worker hands its orders to: production's `sendorders` child (as
     `runworker` wires it), or the in-process one."""

@@ -64,7 +64,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import (configure_environment, create_pg_database, delete_keys, drop_pg_database,  # noqa: E402
                           load_average, migrate_and_load_demo, throwaway_prefix)
-from bench.latency_runs import OutboxRun, ReferenceRun, WorkerRun, make_standin, signal_id  # noqa: E402
+from bench.latency_runs import OutboxRun, ReferenceRun, WorkerRun  # noqa: E402
+from bench.standin import StandInProcess, signal_id  # noqa: E402
 
 LABELS = {"reference": "requests.post → stand-in (reference)",
           "outbox": "Signal row → outbox.send_one → stand-in",
@@ -161,7 +162,7 @@ def main(argv=None) -> int:
     standin, runs, worker = None, {}, None
     try:
         migrate_and_load_demo()
-        standin = make_standin(tmp)
+        standin = StandInProcess(tmp)
         load = load_average()
         runs["reference"] = ReferenceRun(standin, args, ctx)
         runs["outbox"] = OutboxRun(standin, args, ctx)
