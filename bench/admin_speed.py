@@ -71,7 +71,7 @@ def serve(args) -> int:
     n = spec["trades"]
     global PROTOCOL
     PROTOCOL, sys.stdout = sys.stdout, sys.stderr  # stdout carries the answers only; anything printed goes aside
-    configure_environment(Path(spec["runtime_dir"]), spec["database_url"], spec["redis_prefix"], DEBUG="false",
+    configure_environment(Path(spec["runtime_dir"]), spec["database_url"], spec["redis_prefix"],
                           LOG_LEVEL="WARNING")
     import django
 

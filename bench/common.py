@@ -38,12 +38,14 @@ def drop_pg_database(server_url: str, name: str) -> None:
 
 def configure_environment(runtime_dir: Path, database_url: str, redis_prefix: str, **overrides: str) -> None:
     """Point this process's appliance (before django.setup) at its own runtime dir, database and
-    Redis prefix, development settings and no env file; `overrides` are further variables."""
+    Redis prefix, development settings with DEBUG off as in production (DEBUG keeps every SQL statement in
+    memory and wraps each cursor call) and no env file; `overrides` are further variables."""
     # Set, not setdefault: an inherited DATABASE_URL (say the CI database) must never be written into.
     os.environ.update({
         "DJANGO_SETTINGS_MODULE": "pineops.settings",
         "PINEOPS_ENV_FILE": "/dev/null",
         "PINEOPS_ENV": "development",
+        "DEBUG": "false",
         "RUNTIME_DIR": str(runtime_dir),
         "DATABASE_URL": database_url,
         "REDIS_PREFIX": redis_prefix,

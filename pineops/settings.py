@@ -95,6 +95,10 @@ TEMPLATES = [
 
 # --- Database: SQLite (WAL) by default, PostgreSQL through DATABASE_URL ------------------------
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{RUNTIME_DIR / 'pineops.sqlite3'}")}
+# Connections are kept (the worker, hub and sender would otherwise reconnect at every loop round) and checked
+# before each reuse after a round or a request: one that broke (the database restarted) is replaced, not used.
+DATABASES["default"].setdefault("CONN_MAX_AGE", None)
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
@@ -106,16 +110,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         }
     )
     DATABASES["default"].setdefault("TEST", {})
-else:
-    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
-    if "postgresql" in DATABASES["default"]["ENGINE"]:
-        # A database host that stops answering fails a connect in 5 s instead of hanging a worker past its lock.
-        DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
-        # A session left in a transaction by a host that was lost (powered off, cut off the network) holds its
-        # row locks until PostgreSQL ends it: this ends it after PINEOPS_DB_IDLE_TRANSACTION_SECONDS, so the
-        # host that took the strategy over is not blocked for the hours TCP takes to notice.
-        idle = env.int("PINEOPS_DB_IDLE_TRANSACTION_SECONDS", default=60)
-        DATABASES["default"]["OPTIONS"].setdefault("options", f"-c idle_in_transaction_session_timeout={idle * 1000}")
+elif "postgresql" in DATABASES["default"]["ENGINE"]:
+    # A database host that stops answering fails a connect in 5 s instead of hanging a worker past its lock.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+    # A session left in a transaction by a host that was lost (powered off, cut off the network) holds its
+    # row locks until PostgreSQL ends it: this ends it after PINEOPS_DB_IDLE_TRANSACTION_SECONDS, so the
+    # host that took the strategy over is not blocked for the hours TCP takes to notice.
+    idle = env.int("PINEOPS_DB_IDLE_TRANSACTION_SECONDS", default=60)
+    DATABASES["default"]["OPTIONS"].setdefault("options", f"-c idle_in_transaction_session_timeout={idle * 1000}")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Login throttling (django-axes): failures are counted per username and, separately, per address;
