@@ -42,7 +42,7 @@ def test_unknown_env_value_fails_closed(monkeypatch):
 
 
 def test_unreadable_state_fails_closed():
-    with mock.patch.object(KillSwitch.objects, "filter", side_effect=DatabaseError("database is locked")):
+    with mock.patch("trading.risk.killswitch.stored_mode", side_effect=DatabaseError("database is locked")):
         kill = state()
     assert (kill.mode, kill.control) == ("entries", "unreadable")
     decision = order_decision("buy", kill)

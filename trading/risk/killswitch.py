@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from trading.models import KillSwitch, KillSwitchEvent, RiskControl
@@ -38,12 +38,20 @@ def env_override() -> str | None:
     return Mode.ENTRIES
 
 
+def stored_mode() -> str:
+    """The mode the killswitch row holds (OFF without the row): one plain statement, read on every order's path."""
+    meta = KillSwitch._meta
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {meta.get_field('mode').column} FROM {meta.db_table} WHERE {meta.pk.column} = 1")
+        row = cursor.fetchone()
+    return row[0] if row else Mode.OFF
+
+
 def state() -> KillState:
     """The effective killswitch: the stricter of env and database, ENTRIES when unreadable."""
     forced = env_override()
     try:
-        row = KillSwitch.objects.filter(pk=1).only("mode").first()
-        stored, control, detail = (row.mode if row else Mode.OFF), RiskControl.KILLSWITCH, ""
+        stored, control, detail = stored_mode(), RiskControl.KILLSWITCH, ""
     except Exception as exc:  # noqa: BLE001 — any failure to read must fail closed
         log.error("killswitch state unreadable (%s); failing closed: entries blocked", exc.__class__.__name__)
         stored, control, detail = Mode.ENTRIES, RiskControl.UNREADABLE, exc.__class__.__name__
