@@ -33,11 +33,24 @@ def expected_shape(pos: Position | None) -> tuple[bool, bool, bool, bool]:
     return False, True, True, False  # held through a halt, or sent at the market (flatten, released)
 
 
-def reconcile(portfolio, strategy, params: dict) -> dict[str, str]:
-    """Make every book of `portfolio` hold what `strategy`'s managed position rows say; returns the contract
-    of each root's position (root → raw symbol, '' when the row names none)."""
-    rows = {p.instrument.root: p for p in Position.objects.managed().filter(strategy=strategy)
-            .select_related("instrument", "entry_signal", "exit_signal")}
+def managed_rows(strategy, *, lock: bool = False) -> dict[str, Position]:
+    """`strategy`'s managed position rows by root, each with its exit signal (its entry's is read only when a
+    book is restored from it); `lock`: locked for the caller's transaction (a step's). Read every hour on the
+    order's path, so it joins no more than it needs: `strategy` is set on the rows, not read again."""
+    rows = Position.objects.managed().filter(strategy=strategy).select_related("instrument", "exit_signal")
+    if lock:
+        rows = rows.select_for_update(of=("self",))
+    out = {}
+    for pos in rows:
+        pos.strategy = strategy
+        out[pos.instrument.root] = pos
+    return out
+
+
+def reconcile(portfolio, strategy, params: dict, rows: dict[str, Position] | None = None) -> dict[str, str]:
+    """Make every book of `portfolio` hold what `strategy`'s managed position rows say (`rows`: read already,
+    by managed_rows); returns the contract of each root's position (root → raw symbol, '' when none)."""
+    rows = managed_rows(strategy) if rows is None else rows
     for root in rows:
         if root not in portfolio.books:
             log.error("open position in %s which is not a managed instrument; it is left to the operator", root)

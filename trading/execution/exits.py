@@ -50,7 +50,7 @@ def book_exit(pos: Position, exit_signal: Signal | None, *, exit_time: datetime,
         entry_price=entry, entry_size=pos.size, exit_time=exit_time, exit_price=exit_, exit_size=pos.size, pnl=pnl,
         pnl_percent=float((exit_ - entry) / entry * 100), exit_reason=reason, exit_via=via, ml_score=pos.ml_score,
         ibs_entry=pos.ibs_entry, ibs_exit=ibs_exit, commission=2 * pos.commission_per_side * pos.size,
-        point_value=pos.point_value, session_date=day, entry_signal=pos.entry_signal, exit_signal=exit_signal)
+        point_value=pos.point_value, session_date=day, entry_signal_id=pos.entry_signal_id, exit_signal=exit_signal)
     pos.state, pos.exit_signal = PState.CLOSED, exit_signal
     pos.save(update_fields=["state", "exit_signal"])
     record_realized(strategy, day, pnl)

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from strategies.pnl import price
 from strategies.portfolio import StepOutcome
+from trading.execution.books import managed_rows
 from trading.execution.exits import book_exit
 from trading.execution.signals import write_signal
 from trading.models import Position, RiskControl, Signal, Strategy, StrategyInstrument, Trade, WorkerCursor
@@ -66,20 +67,20 @@ class Ledger:
     # --- one step -----------------------------------------------------------------------------------
     def apply(self, ts: datetime, bars: dict, outcome: StepOutcome, params: dict, books: dict,
               kill: KillState | None = None, *, now: datetime | None = None,
-              managed: dict | None = None, fence=None) -> list[Signal]:
+              managed: dict | None = None, fence=None, positions: dict | None = None) -> list[Signal]:
         """Write the step at `ts` and advance the cursor, atomically; returns the signals to send now.
         `managed`: root → the bar a position was managed on instead of the front's (execution.rolls).
         `fence`: called last inside the transaction; raising there rolls the whole step back (the worker lock:
-        a worker whose host was cut off while it decided must not commit once another host holds it)."""
+        a worker whose host was cut off while it decided must not commit once another host holds it).
+        `positions`: the managed rows the caller locked in its transaction (books.managed_rows), the step
+        decided on them; otherwise they are locked and read here."""
         from trading.risk.killswitch import state
 
         kill = kill or state()
         now = now or timezone.now()
         created: list[Signal] = []
-        with transaction.atomic():
-            open_positions = {p.instrument.root: p for p in Position.objects.select_for_update(of=("self",)).managed()
-                              .filter(strategy=self.strategy).select_related("instrument", "strategy", "exit_signal",
-                                                                             "entry_signal")}
+        with transaction.atomic(savepoint=False):  # the caller's transaction when it has one: no savepoint
+            open_positions = managed_rows(self.strategy, lock=True) if positions is None else positions
             for root in sorted(outcome.results):
                 res, leg = outcome.results[root], self.legs[root]
                 bar = (managed or {}).get(root) or bars[root]

@@ -15,7 +15,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, close_old_connections, transaction
 from redis.exceptions import RedisError
 
 from strategies.bars import Bar, frame_from_bars
@@ -96,9 +96,9 @@ class Worker:
         log.info("worker ready strategy=%s roots=%s cursor=%s open=%d", self.name, ",".join(self.config.legs),
                  self.cursor_ms, self.portfolio.busy())
 
-    def reconcile_books(self) -> None:
-        """The books from the position rows; the contracts they are in are read too (execution.rolls)."""
-        self.contracts = books.reconcile(self.portfolio, self.config.strategy, self.config.params)
+    def reconcile_books(self, rows: dict | None = None) -> None:
+        """The books from the position rows (`rows`: read already); the contracts they are in too (execution.rolls)."""
+        self.contracts = books.reconcile(self.portfolio, self.config.strategy, self.config.params, rows)
         if self.hours is not None:
             self.hours.hold(self.contracts.values(), self.cursor_ms)
 
@@ -145,18 +145,22 @@ class Worker:
             self.append_frame(bar)
         kill = killswitch.state()  # once per step: every decision of the hour under one answer
         day, stopped = session_date(ts + HOUR), {}  # the daily stop too, read at the first candidate
-        self.reconcile_books()  # a flatten, a held or failed exit written by others since the last hour
-        roll = rolls.plan(self.config.strategy, bars, held or {}, self.contracts, self.config.legs)
-        outcome = self.portfolio.step(ts, bars, score=self.score,
-                                      entry_block=lambda r: self.entry_veto(r, kill, day, stopped),
-                                      manage=roll.manage, force=roll.force)
-        # Fenced by the lock: a step decided while this host was cut off commits only if the lock is still ours.
-        pending = self.ledger.apply(ts, bars, outcome, self.config.params, self.portfolio.books, kill,
-                                    managed=roll.manage, fence=self.lock.fence)
+        with transaction.atomic():
+            # The position rows locked once: the books follow them (a flatten, a held or failed exit written by
+            # others since the last hour), the step is decided on them and written against them.
+            positions = books.managed_rows(self.config.strategy, lock=True)
+            self.reconcile_books(positions)
+            roll = rolls.plan(self.config.strategy, bars, held or {}, self.contracts, self.config.legs)
+            outcome = self.portfolio.step(ts, bars, score=self.score,
+                                          entry_block=lambda r: self.entry_veto(r, kill, day, stopped),
+                                          manage=roll.manage, force=roll.force)
+            # Fenced by the lock: a step decided while this host was cut off commits only if the lock is still ours.
+            pending = self.ledger.apply(ts, bars, outcome, self.config.params, self.portfolio.books, kill,
+                                        managed=roll.manage, fence=self.lock.fence, positions=positions)
         self.cursor_ms = ts_ms
         self.last_bar_time = ts
         self.sender.send_now(self.config.strategy, pending)
-        self.reconcile_books()
+        self.reconcile_books()  # what the step opened is held from now on (execution.hours: a roll's streams)
         for root, t in outcome.closed:
             log.info("exit filled (modelled) strategy=%s root=%s entry=%s exit=%s reason=%s", self.name, root,
                      t.entry_price, t.exit_price, t.reason)

@@ -44,9 +44,11 @@ def record_realized(strategy: Strategy, session_date: date, pnl: Decimal, *, now
 
 
 def entries_stopped(strategy: Strategy, session_date: date) -> RiskDecision:
-    """The daily stop's answer for an entry in `session_date`; unreadable → blocked (fail closed)."""
+    """The daily stop's answer for an entry in `session_date`; unreadable → blocked (fail closed). Read in a
+    savepoint: a read that fails inside the worker's step leaves the step's transaction usable."""
     try:
-        state = DailyRiskState.objects.filter(strategy=strategy, session_date=session_date).first()
+        with transaction.atomic():
+            state = DailyRiskState.objects.filter(strategy=strategy, session_date=session_date).first()
     except Exception as exc:  # noqa: BLE001 — any failure to read must fail closed
         log.error("daily risk state unreadable strategy=%s (%s); entries blocked", strategy.name,
                   exc.__class__.__name__)
