@@ -286,9 +286,12 @@ class StrategyInstrument(models.Model):
         if not contract:
             log.error("order of %s without a contract: the root is sent as its ticker", self)
             return root
-        expires = self.instrument.contracts.filter(raw_symbol=contract).values_list("expiration", flat=True).first()
         if problem := ticker_problem(self.ticker, root) if self.ticker else "":  # stored past the form
             log.error("ticker of %s refused (%s): the contract %s is sent as its ticker", self, problem, contract)
             return contract
-        return ticker_for(self.ticker or "{contract}", contract, root, expires.year if expires else None,
+        template = self.ticker or "{contract}"
+        # The expiration is read only for a template that names a year (read on every order's path).
+        expires = self.instrument.contracts.filter(raw_symbol=contract).values_list("expiration", flat=True).first() \
+            if "{year}" in template or "{y}" in template else None
+        return ticker_for(template, contract, root, expires.year if expires else None,
                           when.year if when else None)

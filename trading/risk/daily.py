@@ -23,13 +23,15 @@ log = logging.getLogger(__name__)
 def record_realized(strategy: Strategy, session_date: date, pnl: Decimal, *, now: datetime | None = None) -> DailyRiskState:
     """Add a closed trade's P&L to the day; trip the daily stop (alerting once) when it is reached."""
     now = now or timezone.now()
-    with transaction.atomic():
-        DailyRiskState.objects.get_or_create(strategy=strategy, session_date=session_date)
-        pnl = Decimal(pnl)
-        DailyRiskState.objects.filter(strategy=strategy, session_date=session_date).update(
-            realized_pnl=F("realized_pnl") + pnl, trades=F("trades") + 1, wins=F("wins") + int(pnl > 0),
-            won=F("won") + max(pnl, Decimal(0)), lost=F("lost") + min(pnl, Decimal(0)))
-        state = DailyRiskState.objects.select_for_update().get(strategy=strategy, session_date=session_date)
+    pnl = Decimal(pnl)
+    day = DailyRiskState.objects.filter(strategy=strategy, session_date=session_date)
+    add = {"realized_pnl": F("realized_pnl") + pnl, "trades": F("trades") + 1, "wins": F("wins") + int(pnl > 0),
+           "won": F("won") + max(pnl, Decimal(0)), "lost": F("lost") + min(pnl, Decimal(0))}
+    with transaction.atomic(savepoint=False):  # part of the caller's transaction (a booking) when it has one
+        if not day.update(**add):  # the day's first trade: its row made first (by whoever gets there first)
+            DailyRiskState.objects.get_or_create(strategy=strategy, session_date=session_date)
+            day.update(**add)
+        state = day.select_for_update().get()
         limit = Decimal(strategy.daily_stop_loss)
         if not state.stopped and state.realized_pnl <= -limit:
             state.stopped, state.stopped_at = True, now
