@@ -219,9 +219,10 @@ class BarHistory:
 
 class LiveFeatures:
     """The feature rows of a strategy's instruments, from BarHistory arrays kept in step with the bar frames
-    the caller holds (`update(frames)`: a frame that is the last one with bars appended, and maybe its first
-    ones dropped, only appends them). `row(root, ts_ns)` is `feature_row(frames, root, ts_ns)`, as names
-    and a numpy array."""
+    the caller holds: `update(frames)` follows each frame (one that is the last one with bars appended, and
+    maybe its first ones dropped, only appends them); a caller that knows the bars it appended gives them
+    one by one instead (`append`), with no frame at all. `row(root, ts_ns)` is `feature_row(frames, root,
+    ts_ns)`, as names and a numpy array."""
 
     def __init__(self):
         self.histories: dict[str, BarHistory] = {}
@@ -230,13 +231,36 @@ class LiveFeatures:
         self.roots: list[str] = []
 
     def update(self, frames: dict[str, pd.DataFrame]) -> None:
-        self.roots = list(frames)
         for root, frame in frames.items():
             if self.sources.get(root) is not frame:
-                self._follow(root, frame)
-                self.sources[root] = frame
-        for root in [r for r in self.histories if r not in frames]:
-            del self.histories[root], self.sources[root]
+                self.follow(root, frame)
+        self.keep_roots(list(frames))
+
+    def keep_roots(self, roots: list[str]) -> None:
+        """The strategy's roots are `roots` (their order as the frames'): the histories of others go."""
+        self.roots = list(roots)
+        for root in [r for r in self.histories if r not in roots]:
+            del self.histories[root]
+            self.sources.pop(root, None)
+
+    def follow(self, root: str, frame: pd.DataFrame) -> None:
+        """`root`'s history brought up to `frame` (all of its bars, as `update` does)."""
+        self.sources.pop(root, None)
+        self._follow(root, frame)
+        self.sources[root] = frame
+
+    def append(self, root: str, ts_ns: int, high: float, low: float, close: float, keep: int) -> None:
+        """One more bar at the end of `root`'s frame, a frame that holds its last `keep` bars (`frame.tail(keep)`):
+        the bars before those leave the history. A bar not after the last one is refused as `update` refuses it,
+        and the history goes (the next `follow` builds it again)."""
+        history = self.histories[root]
+        self.sources.pop(root, None)  # no longer the frame it was brought up to
+        try:
+            history.append(ts_ns, high, low, close)
+        except ValueError as exc:
+            del self.histories[root]
+            raise ValueError(f"{root}: {exc}") from None
+        history.drop_first(len(history) - keep)
 
     def _follow(self, root: str, frame: pd.DataFrame) -> None:
         ts = frame["ts"].to_numpy(dtype=np.int64)

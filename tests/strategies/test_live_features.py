@@ -198,3 +198,88 @@ def test_params_are_parsed_once_at_construction_with_the_same_errors(monkeypatch
         IBSParams(entry_windows="05:00-04:00")
     with pytest.raises(ParameterError, match="flat_time: cannot parse '25:00'"):
         p.with_overrides({"flat_time": "25:00"})
+
+
+def appended_hours(frames: dict[str, pd.DataFrame], keep: int):
+    """hours_of bar by bar: each hour the new bar of each root that has one (start in ns, high, low, close),
+    and the frames as the worker's BarFrames makes them (the last `keep` bars; one the caller sets in the
+    dict yielded is the one the next bars are appended to)."""
+    stamps = np.unique(np.concatenate([f["ts"].to_numpy() for f in frames.values()]))
+    held = {r: f.iloc[:0] for r, f in frames.items()}
+    rows = {r: dict(zip(f["ts"].to_numpy().tolist(), range(len(f)))) for r, f in frames.items()}
+    for step, ts in enumerate(stamps.tolist()):
+        new = {}
+        for root, frame in frames.items():
+            if ts in rows[root]:
+                i = rows[root][ts]
+                held[root] = pd.concat([held[root], frame.iloc[i:i + 1]], ignore_index=True).tail(keep)
+                new[root] = (ts, *map(float, frame.iloc[i][["high", "low", "close"]]))
+        yield step, ts, held, new
+
+
+def assert_same_as_fresh(live: LiveFeatures, held: dict[str, pd.DataFrame], root: str, ts: int):
+    """The row is the pandas path's and that of a LiveFeatures built afresh from the frames."""
+    names, values = live.row(root, ts)
+    assert_same_row(names, values, feature_row(held, root, ts))
+    fresh = LiveFeatures()
+    fresh.update(held)
+    fresh_names, fresh_values = fresh.row(root, ts)
+    assert names == fresh_names and np.array_equal(values, fresh_values, equal_nan=True), (root, ts)
+
+
+def test_bars_appended_one_by_one_give_the_pandas_rows_with_the_front_dropped_a_root_added_and_frames_set_anew():
+    """with_edges' roots bar by bar through LiveFeatures.append (the worker's scorer), frames kept to 130 bars:
+    fewer than LOOKBACK, so the dropped front is inside every window (the worker's own keep: tests/execution/
+    test_scoring_live.py). GC joins at bar 350 (followed from its frame, appended to after), every frame is
+    followed again at bar 500 (set anew, one price changed). At every IBS entry candidate of the first 640 hours
+    (6A's gaps, CL's flat bars, HG's late start) the row is the pandas path's and a fresh build's; every 40
+    hours a bar 30 hours back too (its window starts at the frame's dropped front)."""
+    (frames, _), params, keep = with_edges(), IBSParams(), 130
+    live, roots, compared = LiveFeatures(), ["6A", "CL", "HG"], 0
+    for step, ts, held, new in appended_hours(frames, keep):
+        if step == 0:
+            live.update({r: held[r] for r in roots})
+            continue
+        if step == 640:
+            break
+        if step == 500:  # every frame set anew, one of CL's prices in it changed
+            held["CL"] = held["CL"].copy()
+            held["CL"].loc[held["CL"].index[-50], "close"] = held["CL"]["close"].iloc[-50] * 1.001
+            held["CL"].loc[held["CL"].index[-50], "high"] = held["CL"][["high", "close"]].iloc[-50].max()
+            for root in roots:
+                live.follow(root, held[root])
+        else:
+            for root, bar in new.items():
+                if root in roots:
+                    live.append(root, *bar, keep=keep)
+        if step == 350:  # GC joins: followed from its frame as it is now (this hour's bar in it)
+            roots.append("GC")
+            live.follow("GC", held["GC"])
+            live.keep_roots(roots)
+        mine = {r: held[r] for r in roots}
+        when = pd.Timestamp(ts, tz="UTC").to_pydatetime()
+        for root in [r for r in roots if r in new]:
+            if entry_candidate(_bar(held[root].iloc[-1], when), params, 3600) is not None:
+                assert_same_as_fresh(live, mine, root, ts)
+                compared += 1
+        if step % 40 == 0 and len(held["CL"]) > 30:
+            assert_same_as_fresh(live, mine, "CL", int(held["CL"]["ts"].iloc[-30]))
+    assert compared > 200 and len(live.histories["CL"]) == keep
+
+
+def test_a_bar_appended_twice_or_before_the_last_is_refused_and_the_history_built_again():
+    frames = strategy_bars(["6A", "CL"], 300, seed=3)
+    live = LiveFeatures()
+    live.update({r: f.iloc[:250] for r, f in frames.items()})
+    bar = lambda r, i: (int(frames[r]["ts"].iloc[i]), *map(float, frames[r].iloc[i][["high", "low", "close"]]))  # noqa: E731
+    live.append("CL", *bar("CL", 250), keep=480)
+    for again in (250, 200):  # the same bar, an earlier one
+        with pytest.raises(ValueError, match="CL: bars are not in time order"):
+            live.append("CL", *bar("CL", again), keep=480)
+        assert "CL" not in live.histories  # refused: nothing half followed is kept
+        live.follow("CL", frames["CL"].iloc[:251])
+    live.append("6A", *bar("6A", 250), keep=480)
+    held = {r: f.iloc[:251] for r, f in frames.items()}
+    ts = int(frames["CL"]["ts"].iloc[250])
+    for root in held:
+        assert_same_as_fresh(live, held, root, ts)
