@@ -8,13 +8,15 @@ missed). Hours removed from a stream under the reader (trimmed, flushed) come fr
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Mapping
 from datetime import datetime, timezone
+from itertools import count, islice
 
 import pandas as pd
 import redis
 
-from strategies.bars import Bar, frame_from_bars
+from strategies.bars import NS, Bar, frame_from_bars
 from strategies.features import LOOKBACK
 from trading.delivery.alerts import enqueue
 from trading.execution import gaps
@@ -134,30 +136,54 @@ class HourFeed:
 
 class BarFrames(Mapping):
     """The ML features' hourly bars per root (a frame of the last `keep`), appended bar by bar. A frame is made
-    when it is read — only the scoring of an entry candidate reads them — with one concat for every bar since
-    the last read, not one per bar: a worker whose filter is off never builds one."""
+    when it is read, with one concat for every bar since the last read, not one per bar: a worker whose filter
+    is off never builds one, and the scorer reads none while it can follow the bars themselves (`mark`,
+    `since`: what was appended after a mark, as long as the frame was not set anew and those bars are kept)."""
 
     def __init__(self, keep: int = LOOKBACK * 2):
         self.keep = keep
         self._frames: dict[str, pd.DataFrame] = {}
-        self._new: dict[str, list[Bar]] = {}  # root → bars appended since its frame was last made
+        self._recent: dict[str, deque[Bar]] = {}  # root → its last `keep` bars appended since its frame was set
+        self._unread: dict[str, int] = {}  # root → bars appended since its frame was last made
+        self._marks: dict[str, tuple[int, int]] = {}  # root → (generation of its frame, bars appended to it)
+        self._generations = count(1)  # one number per frame set, never reused (a root dropped and set again too)
 
     def __setitem__(self, root: str, frame: pd.DataFrame) -> None:
-        self._frames[root], self._new[root] = frame, []
+        self._frames[root], self._recent[root], self._unread[root] = frame, deque(maxlen=self.keep), 0
+        self._marks[root] = (next(self._generations), 0)
 
     def append(self, bar: Bar) -> None:
-        new = self._new[bar.symbol]
-        new.append(bar)
-        if len(new) > self.keep:
-            del new[:-self.keep]  # the frame is then made from these alone
+        recent = self._recent[bar.symbol]
+        recent.append(bar)
+        self._unread[bar.symbol] += 1
+        generation, appended = self._marks[bar.symbol]
+        self._marks[bar.symbol] = (generation, appended + 1)
+
+    def mark(self, root: str) -> tuple[int, int]:
+        """Where `root`'s bars are now: its frame's generation and the bars appended to it since it was set."""
+        return self._marks[root]
+
+    def since(self, root: str, mark: tuple[int, int]) -> list[tuple[int, float, float, float]] | None:
+        """The bars appended to `root` after `mark` (an earlier `mark(root)`), oldest first, as the frame has
+        them (start in ns, high, low, close); None when they are not all known: its frame set anew since, or
+        more bars appended than are kept."""
+        generation, appended = self._marks[root]
+        recent, new = self._recent[root], appended - mark[1]
+        if mark[0] != generation or not 0 <= new <= len(recent):
+            return None
+        return [(int(b.ts.timestamp()) * NS, float(b.high), float(b.low), float(b.close))  # as frame_from_bars
+                for b in islice(recent, len(recent) - new, None)]
 
     def __getitem__(self, root: str) -> pd.DataFrame:
-        new = self._new[root]
-        if new:
-            frame = frame_from_bars(new) if len(new) >= self.keep else \
-                pd.concat([self._frames[root], frame_from_bars(new)], ignore_index=True)
-            self._frames[root], self._new[root] = frame.tail(self.keep), []
+        unread, recent = self._unread[root], self._recent[root]
+        if unread:
+            new = frame_from_bars(list(islice(recent, max(0, len(recent) - unread), None)))
+            frame = new if unread >= self.keep else pd.concat([self._frames[root], new], ignore_index=True)
+            self._frames[root], self._unread[root] = frame.tail(self.keep), 0
         return self._frames[root]
+
+    def __contains__(self, root) -> bool:  # (Mapping's would make the frame)
+        return root in self._frames
 
     def __iter__(self):
         return iter(self._frames)

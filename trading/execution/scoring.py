@@ -3,7 +3,8 @@
 A model that fails to load or to score is the same event: the instrument goes on by its ML failure
 policy (skip entries, or trade without the filter), alerted once; nothing else stops. Feature rows come
 from numpy arrays kept in step with the worker's bar frames (strategies.features.LiveFeatures: the values
-of feature_row without a DataFrame per candidate).
+of feature_row without a DataFrame per candidate), bar by bar from the bars the worker appended (a frame
+is read only when one was set anew).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from strategies.features import LiveFeatures, feature_names
 from strategies.forest import read_array_forest
 from strategies.ml import ModelError, load
 from trading.delivery.alerts import enqueue
+from trading.execution.hours import BarFrames
 from trading.modelcard import alert_warnings
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,8 @@ class ModelRegistry:
         self.errors: dict[str, str] = {}
         self.rows: dict[str, tuple] = {}  # root → (bar time, feature names, their values) of the last score
         self.live = LiveFeatures()
+        self.seen: dict[str, tuple[int, int]] = {}  # root → the mark of its bars in `followed` the history holds
+        self.followed = None  # the BarFrames those marks are of
         self.checked: dict[str, date] = {}  # root → wall-clock day its model's warnings were last checked
         roots = list(legs)
         for root, leg in legs.items():
@@ -70,13 +74,34 @@ class ModelRegistry:
             return math.nan if self.skips_entries(root) else None
         self.check(root)
         try:
-            self.live.update(frames)
+            self.follow(frames)
             names, values = self.live.row(root, int(bar.ts.timestamp()) * 1_000_000_000)
             self.rows[root] = (bar.ts, names, values)
             return model.probability_of(names, values)
         except Exception as exc:  # noqa: BLE001 — a model that fails to score is a model that failed to load
             self.failed(root, f"scoring failed at {bar.ts:%Y-%m-%d %H:%M} UTC: {exc.__class__.__name__}: {exc}")
             return self.score(root, bar, frames)
+
+    def follow(self, frames) -> None:
+        """The feature histories brought up to `frames`. From the worker's BarFrames, the bars appended since
+        the last score are appended (no DataFrame made); a root's frame is read only when its bars are not
+        all known: not followed yet (a new registry, a root added), its frame set anew (history loaded again),
+        or more bars appended since than the frames keep. Any other mapping of frames: LiveFeatures.update."""
+        if frames is not self.followed:  # marks are one BarFrames' own
+            self.seen, self.followed = {}, frames if isinstance(frames, BarFrames) else None
+        if self.followed is None:
+            self.live.update(frames)
+            return
+        for root in frames:
+            seen, mark = self.seen.pop(root, None), frames.mark(root)
+            new = frames.since(root, seen) if seen is not None and root in self.live.histories else None
+            if new is None:
+                self.live.follow(root, frames[root])
+            else:
+                for ts_ns, high, low, close in new:
+                    self.live.append(root, ts_ns, high, low, close, keep=frames.keep)
+            self.seen[root] = mark  # (not reached when refused: followed from its frame next time)
+        self.live.keep_roots(list(frames))
 
     def features(self, root: str, bar_time) -> dict | None:
         """The feature row `root` was scored from at `bar_time` (None: not scored at that bar)."""
