@@ -1,9 +1,11 @@
 """Orders handed from the worker to its sender (execution.handoff): sent at once without a pending query,
 claimed with their attempt logged in one go, never sent twice, never ahead of an earlier order of
-their instrument; anything out of the ordinary settled the outbox's way; the pipe never blocks the worker."""
+their instrument, never from a stale message; anything out of the ordinary settled the outbox's way; one
+kept-alive connection per webhook; the pipe never blocks the worker."""
 import json
 import os
 import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from datetime import timedelta
 from decimal import Decimal
 
@@ -16,9 +18,9 @@ from django.utils import timezone
 from tests.execution.test_outbox import Result, ScriptedBroker
 from trading.delivery.outcomes import Outcome
 from trading.execution import handoff
-from trading.execution.outbox import OutboxReport, recover_interrupted
+from trading.execution.outbox import OutboxReport, recover_interrupted, send_pending_orders
 from trading.execution.sender import DetachedSender, run_sender
-from trading.models import DeliveryAttempt, Signal, Strategy, signal_key
+from trading.models import DeliveryAttempt, PaperOrder, Signal, Strategy, signal_key
 from trading.risk.killswitch import set_mode
 
 pytestmark = pytest.mark.django_db
@@ -56,6 +58,116 @@ def test_a_handed_order_is_posted_once_without_a_pending_query_and_its_attempt_l
     # Handed again (a duplicate line, a second sender): not pending any more, so no second POST.
     assert handoff.send_handed(handoff.order_message(sig), strategy, deliver=broker) is None
     assert len(broker.calls) == 1
+
+
+def test_a_handed_order_reaches_its_post_reading_no_row_and_claimed_in_one_statement(strategy):
+    """Before the POST: the killswitch's plain read and the claim with its started attempt (on PostgreSQL one
+    statement; on SQLite the claim's UPDATE and the attempt's INSERT in one transaction), nothing else."""
+    sig = make_signal(strategy, "CL", 1)
+    seen = {}
+
+    def broker(url, payload, timeout):
+        seen["before_post"] = [q["sql"] for q in queries.captured_queries
+                               if not q["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "BEGIN"))]
+        return Result("delivered", 200, "ok")
+
+    with CaptureQueriesContext(connection) as queries:
+        assert handoff.send_handed(handoff.order_message(sig), strategy, deliver=broker) == Signal.State.SENT
+    statements = seen["before_post"]
+    assert [sql for sql in statements if "trading_signal" in sql and sql.lstrip().startswith("SELECT")] == []
+    if connection.vendor == "postgresql":
+        assert len(statements) == 2 and statements[1].startswith("WITH claimed AS (UPDATE")
+    else:
+        assert len(statements) == 3 and statements[1].startswith("UPDATE") and statements[2].startswith("INSERT")
+    assert "trading_killswitch" in statements[0]
+
+
+def test_a_stale_handed_message_is_not_posted_and_the_outbox_sends_the_order_once(strategy):
+    """The order was tried since it was handed over (attempts differ): the message is not this sender's to
+    act on; the row, due again, goes out once through the outbox with its own count."""
+    sig = make_signal(strategy, "CL", 1)
+    message = handoff.order_message(sig)
+    Signal.objects.filter(pk=sig.pk).update(attempts=1, next_attempt_at=timezone.now() - timedelta(seconds=1))
+    broker = ScriptedBroker()
+    assert handoff.send_handed(message, strategy, deliver=broker) is None
+    assert broker.calls == [] and not DeliveryAttempt.objects.filter(signal=sig).exists()
+    assert send_pending_orders(deliver=broker).sent == [sig.key]
+    assert len(broker.calls) == 1
+    assert list(DeliveryAttempt.objects.filter(signal=sig).values_list("number", flat=True)) == [2]
+
+
+def test_a_handed_order_waiting_for_its_retry_time_is_not_posted_early(strategy):
+    sig = make_signal(strategy, "CL", 1)
+    later = timezone.now() + timedelta(seconds=30)
+    Signal.objects.filter(pk=sig.pk).update(next_attempt_at=later)
+    broker = ScriptedBroker()
+    assert handoff.send_handed(handoff.order_message(sig), strategy, deliver=broker) is None
+    sig.refresh_from_db()
+    assert broker.calls == [] and (sig.state, sig.attempts, sig.next_attempt_at) == ("pending", 0, later)
+
+
+def test_a_handed_order_of_a_paper_strategy_goes_to_the_paper_broker_never_to_the_webhook(strategy):
+    strategy.mode = Strategy.Mode.PAPER
+    strategy.save()
+    sig = make_signal(strategy, "CL", 1)
+
+    def webhook(url, payload, timeout):
+        raise AssertionError("a paper order went to the webhook")
+
+    assert handoff.send_handed(handoff.order_message(sig), strategy, deliver=webhook) == "sent"
+    assert PaperOrder.objects.get().signal_id == sig.pk
+    assert list(DeliveryAttempt.objects.filter(signal=sig).values_list("outcome", "status_code")) == [("delivered", 200)]
+
+
+class KeepAliveBroker:
+    """A webhook answering 200 over HTTP/1.1 keep-alive (as TradersPost does); counts the connections it took."""
+
+    def __init__(self):
+        owner, self.connections, self.posts = self, [], []
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version, disable_nagle_algorithm = "HTTP/1.1", True
+
+            def setup(self):
+                super().setup()
+                owner.connections.append(self.client_address)
+
+            def do_POST(self):
+                owner.posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/trading/webhook/keepalive"
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_sender_posts_its_orders_over_one_kept_alive_connection(strategy, monkeypatch):
+    """Handed orders and the sender's own passes over due orders share the webhook's session."""
+    broker = KeepAliveBroker()
+    monkeypatch.setenv("TRADERSPOST_IBS_A_WEBHOOK", broker.url)
+    sessions = handoff.Sessions()
+    try:
+        first, second = make_signal(strategy, "CL", 1), make_signal(strategy, "GC", 1)
+        for sig in (first, second):
+            assert handoff.send_handed(handoff.order_message(sig), strategy, sessions=sessions) == "sent"
+        third = make_signal(strategy, "HG", 1)
+        assert send_pending_orders(strategy=strategy, sessions=sessions).sent == [third.key]
+    finally:
+        sessions.close()
+        broker.stop()
+    assert [p["extras"]["signal_id"] for p in broker.posts] == [first.key, second.key, third.key]
+    assert len(broker.connections) == 1
 
 
 def test_a_handed_order_waits_behind_an_earlier_unsent_order_of_its_instrument(strategy):

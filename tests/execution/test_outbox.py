@@ -323,3 +323,22 @@ def test_a_sender_settles_its_own_claims_after_a_failed_pass_and_only_its_own(si
     settle_own_claims(strategy)
     states = dict(Signal.objects.values_list("key", "state"))
     assert (states[signal.key], states[posted.key], states[other.key]) == ("pending", "failed", "sending")
+
+
+def test_an_error_after_the_claim_was_stamped_for_the_post_never_requeues_the_order(signal):
+    """The POST may have left (its attempt is logged as started): even with a fixed clock, where the stamp for
+    the POST equals the claim's first stamp, the order is not released as never posted; the recovery fails it."""
+    now = timezone.now()
+
+    def broken(url, payload, timeout):
+        raise RuntimeError("the connection broke mid-request")
+
+    with pytest.raises(RuntimeError):
+        send_pending_orders(deliver=broken, now=now)
+    signal.refresh_from_db()
+    assert (signal.state, signal.attempts) == ("sending", 1)
+    assert list(DeliveryAttempt.objects.values_list("outcome", flat=True)) == ["started"]
+    assert recover_interrupted(mine=True)["ambiguous"] == [signal.key]
+    broker = ScriptedBroker()
+    send_pending_orders(deliver=broker, now=now + timedelta(minutes=1))
+    assert broker.calls == [] and Signal.objects.get(pk=signal.pk).state == "failed"

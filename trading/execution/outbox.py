@@ -1,15 +1,16 @@
 """The order outbox: delivers pending signals to the broker exactly once, or says why not.
 
-A signal is claimed with a conditional update (pending → sending) stamped when it is made, and
-an attempt row marked 'started' is committed before the request leaves — in the same transaction
-that checks the claim is still this sender's — so after a crash we know whether a POST may have
-gone out, and a claim taken back from a frozen sender never leads to a second POST. Such an ambiguous order is never resent (TradersPost has no
-idempotency key; a duplicate POST is a duplicate order): it is failed and alerted instead — and
-so is a POST that timed out or lost its connection after the request left (`ambiguous`).
+One send path (`send`) for every order, the outbox's own rows and those the worker hands over; only the
+claim differs (`Claim`). The claim (pending → sending) is stamped when it is made, and an attempt row
+marked 'started' is committed with the claim's stamp for the POST before the request leaves — only while
+the claim is still this sender's — so after a crash we know whether a POST may have gone out, and a claim
+taken back from a frozen sender never leads to a second POST. Such an ambiguous order is never resent
+(TradersPost has no idempotency key; a duplicate POST is a duplicate order): it is failed and alerted
+instead, and so is a POST that timed out or lost its connection after the request left (`ambiguous`).
 
-Retries: 5xx, 429 and connections that never opened are retried with capped backoff for as long
-as the order is valid (time in force `day`: until the session's close), with one alert once
-MAX_ATTEMPTS have failed; an order without an expiry gives up after MAX_ATTEMPTS.
+Retries: 5xx, 429 and connections that never opened are retried with capped backoff while the order is
+valid (time in force `day`: until the session's close), with one alert once MAX_ATTEMPTS have failed; an
+order without an expiry gives up after MAX_ATTEMPTS.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -28,7 +29,7 @@ from trading.delivery.alerts import enqueue
 from trading.delivery.claims import claim_is_dead, holder_token
 from trading.delivery.outcomes import Outcome
 from trading.delivery.retry import backoff_seconds
-from trading.execution import exits
+from trading.execution import exits, traderspost
 from trading.execution import paper as paper_broker
 from trading.models import DeliveryAttempt, Signal
 from trading.risk import killswitch
@@ -38,13 +39,14 @@ log = logging.getLogger(__name__)
 State = Signal.State
 
 MAX_ATTEMPTS = 6
+MAX_DELAY = timedelta(days=1)  # the longest any wait is kept (a Retry-After of 1e12 s included)
+STUCK_AFTER = timedelta(minutes=5)  # pending this long after its decision: alerted
 
 
 def claim_lease() -> timedelta:
     """How long a claim held on another host counts as alive (longer than any POST timeout). A holder on
     this host is judged by its process: alive (even frozen) it keeps its claim, dead it loses it at once."""
     return timedelta(seconds=settings.ORDER_CLAIM_LEASE_SECONDS)
-MAX_DELAY = timedelta(days=1)  # the longest any wait is kept (a Retry-After of 1e12 s included)
 
 
 @dataclass
@@ -69,15 +71,8 @@ def _finish(sig: Signal, state: str, reason: str, **extra) -> bool:
         log.error("signal %s was settled by someone else meanwhile; the answer %s is only logged", sig.key, state)
         return False
     if state in (State.FAILED, State.EXPIRED, State.BLOCKED):
-        _not_delivered(sig, reason)
+        (exits.cancel_unsent_entry if sig.action == Signal.Action.BUY else exits.exit_not_delivered)(sig, reason)
     return True
-
-
-def _not_delivered(sig: Signal, reason: str) -> None:
-    if sig.action == Signal.Action.BUY:
-        exits.cancel_unsent_entry(sig, reason)
-    else:
-        exits.exit_not_delivered(sig, reason)
 
 
 def _fail_ambiguous(sig: Signal, what: str, **extra) -> None:
@@ -99,130 +94,194 @@ def _alert_failure(sig: Signal, title: str, detail: str) -> None:
             dedupe_key=f"order-failed:{sig.key}")
 
 
-def _default_deliver():
-    from trading.execution.traderspost import deliver
-
-    return deliver
-
-
 def retry_at(now: datetime, delay: float, expires_at: datetime | None) -> datetime:
-    """When to try again: `delay` seconds from now, never past the order's expiry (nor past what a
-    datetime can hold: a broker may ask for any number of seconds)."""
+    """When to try again: `delay` s from now, never past the order's expiry (nor a datetime's range: a broker may
+    ask for any number of seconds)."""
     latest = expires_at or now + MAX_DELAY
     return min(now + timedelta(seconds=min(max(delay, 0.0), MAX_DELAY.total_seconds())), latest)
 
 
-def send_one(pk: int, *, now: datetime | None = None, deliver=None, limiter=None, timeout: float = 10.0,
-             report: OutboxReport | None = None) -> str | None:
-    """Try to deliver signal `pk` once; returns its new state, or None when another sender has it.
-
-    `now` fixes the clock (a simulation); by default every stamp is read when it is made, so a
-    claim is never born older than the moment it was taken."""
-    report = report or OutboxReport()
-    clock = (lambda: now) if now is not None else timezone.now
-    # One instrument's orders reach the broker in decision order: an exit never overtakes its
-    # entry (say one held back by the rate limiter or a retry), or the broker would refuse it.
-    head = Signal.objects.filter(pk=pk).values("strategy_id", "instrument_id").first()
-    if head is None or Signal.objects.filter(**head, state__in=[State.PENDING, State.SENDING, State.HELD],
-                                             pk__lt=pk).exists():
-        return None
-    token, claimed_at = holder_token(), clock()
-    if not Signal.objects.filter(pk=pk, state=State.PENDING).update(state=State.SENDING, claimed_at=claimed_at,
-                                                                    claimed_by=token):
-        return None
-    try:
-        return _send_claimed(pk, token, claimed_at, clock, deliver, limiter, timeout, report)
-    except Exception:
-        _release_unposted(pk, token, claimed_at)
-        raise
+_SIGNALS, _ATTEMPTS = Signal._meta.db_table, DeliveryAttempt._meta.db_table
+# Decision order per instrument: an exit never overtakes its entry (held back by the rate limit or a retry).
+_FIRST_UNSENT = (f"NOT EXISTS (SELECT 1 FROM {_SIGNALS} e WHERE e.strategy_id = {_SIGNALS}.strategy_id AND "
+                 f"e.instrument_id = {_SIGNALS}.instrument_id AND e.id < {_SIGNALS}.id AND e.state IN (%s, %s, %s))")
 
 
-def _release_unposted(pk: int, token: str, claimed_at: datetime) -> None:
-    """Something failed between the claim and the POST (Redis or the database away): the order was never
-    posted, so it is pending again rather than left claimed by a live sender, which would hold back every
-    later order of its instrument. The POST's own transaction restamps the claim, so a claim that reached
-    the POST is never matched here. When even this fails, the sender settles its claims later
-    (recover_interrupted(mine=True))."""
-    try:
-        if Signal.objects.filter(pk=pk, state=State.SENDING, claimed_by=token, claimed_at=claimed_at).update(
-                state=State.PENDING):
-            log.warning("order not posted (an error before the POST); pending again signal_pk=%d", pk)
-    except Exception as exc:  # noqa: BLE001 — the caller raises the first error
-        log.error("claim of signal_pk=%d not released (%s); settled by the sender's recovery", pk,
-                  exc.__class__.__name__)
+class Claim:
+    """This sender's hold on one order (pending → sending), in plain SQL: no query to compile before the POST.
 
+    The outbox takes it first (`take`), then reads the row; a handed order is taken at its POST
+    (execution.handoff.HandedClaim). Either way its POST is stamped together with its attempt logged as
+    started (on PostgreSQL in one statement), only while the claim is still this sender's."""
 
-def _send_claimed(pk: int, token: str, claimed_at: datetime, clock, deliver, limiter, timeout: float,
-                  report: OutboxReport) -> str | None:
-    sig = Signal.objects.select_related("strategy", "instrument").get(pk=pk)
-    at = clock()
+    def __init__(self, pk: int):
+        self.pk, self.token, self.claimed_at, self.posted = pk, holder_token(), None, False
 
-    if sig.expires_at and at >= sig.expires_at:
-        _finish(sig, State.EXPIRED, "time in force 'day': the session closed before it could be delivered")
-        _alert_failure(sig, f"Order expired undelivered: {sig.key}",
-                       f"The broker could not be reached before the session closed; it was not sent late. "
-                       f"Last error: {sig.last_error or '—'}")
-        report.expired.append(sig.key)
-        return State.EXPIRED
+    def condition(self, at: datetime) -> tuple[str, list]:
+        """WHERE the claim may be taken or stamped at `at`, and its parameters."""
+        if self.claimed_at is not None:  # this very claim: the recovery may have taken it back meanwhile
+            return ("id = %s AND state = %s AND claimed_by = %s AND claimed_at = %s",
+                    [self.pk, State.SENDING, self.token, connection.ops.adapt_datetimefield_value(self.claimed_at)])
+        return (f"id = %s AND state = %s AND {_FIRST_UNSENT}",
+                [self.pk, State.PENDING, State.PENDING, State.SENDING, State.HELD])
 
-    kill = killswitch.state()
-    decision = order_decision(sig.action, kill)
-    if decision.kind is Kind.HOLD_EXIT:
-        exits.hold_exit(sig, decision.reason, decision.control)
-        report.held.append(sig.key)
-        return State.HELD
-    if not decision.allowed:
-        Signal.objects.filter(pk=sig.pk, state=State.SENDING).update(risk_control=decision.control)
-        _finish(sig, State.BLOCKED, decision.reason)
-        log.warning("order blocked signal=%s control=%s reason=%r", sig.key, decision.control, decision.reason)
-        report.blocked.append(sig.key)
-        return State.BLOCKED
+    def _update(self, at: datetime, **columns) -> tuple[str, list]:
+        where, params = self.condition(at)
+        sets = {"state": State.SENDING, "claimed_at": connection.ops.adapt_datetimefield_value(at),
+                "claimed_by": self.token, **columns}
+        return f"UPDATE {_SIGNALS} SET {', '.join(f'{c} = %s' for c in sets)} WHERE {where}", [*sets.values(), *params]
 
-    is_paper = sig.strategy.paper
-    if is_paper:  # the built-in paper broker: no URL is resolved, no request made, whatever `deliver` is
-        url = ""
-        deliver = lambda _url, _payload, _timeout: paper_broker.deliver(sig, clock())  # noqa: E731
-    else:
+    def take(self, at: datetime) -> bool:
+        """Claim the order now (once claimed, a no-op); False when it is not this sender's to take."""
+        if self.claimed_at is None:
+            with connection.cursor() as cursor:
+                cursor.execute(*self._update(at))
+                self.claimed_at = at if cursor.rowcount == 1 else None
+        return self.claimed_at is not None
+
+    def for_post(self, number: int, at: datetime, market_price, market_time) -> int | None:
+        """The claim stamped at `at` for attempt `number`, that attempt logged as started, committed together
+        before the POST: the attempt's id, or None when the order is not (or no longer) this sender's."""
+        adapt = connection.ops.adapt_datetimefield_value
+        update, values = self._update(at, attempts=number, market_price=market_price, market_time=adapt(market_time))
+        insert = f"INSERT INTO {_ATTEMPTS} (signal_id, number, attempted_at, outcome, response, duration_ms)"
+        started = [number, adapt(at), Outcome.STARTED]
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(f"WITH claimed AS ({update} RETURNING id) {insert} "
+                               "SELECT id, %s, %s, %s, '', 0 FROM claimed RETURNING id", values + started)
+                attempt = next(iter(cursor.fetchone() or ()), None)
+        else:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(update, values)
+                if cursor.rowcount != 1:
+                    return None
+                cursor.execute(f"{insert} VALUES (%s, %s, %s, %s, '', 0)", [self.pk, *started])
+                attempt = cursor.lastrowid
+        if attempt is not None:
+            self.claimed_at, self.posted = at, True
+        return attempt
+
+    def release_unposted(self) -> None:
+        """An error before the POST (Redis or the database away): pending again, not left claimed by a live sender
+        holding back its instrument. A claim stamped for its POST is never released here; when even this fails,
+        the sender settles its claims later (recover_interrupted(mine=True))."""
+        if self.claimed_at is None or self.posted:
+            return
         try:
-            url = resolve(sig.strategy.broker_webhook, "broker_webhook")
-        except ConfigError as exc:
-            _finish(sig, State.FAILED, str(exc), last_error=str(exc))
-            _alert_failure(sig, f"Order not sent: {sig.key}", str(exc))
-            log.error("order failed signal=%s error=%r", sig.key, str(exc))
-            report.failed.append(sig.key)
-            return State.FAILED
+            if Signal.objects.filter(pk=self.pk, state=State.SENDING, claimed_by=self.token,
+                                     claimed_at=self.claimed_at).update(state=State.PENDING):
+                log.warning("order not posted (an error before the POST); pending again signal_pk=%d", self.pk)
+        except Exception as exc:  # noqa: BLE001 — the caller raises the first error
+            log.error("claim of signal_pk=%d not released (%s); settled by the sender's recovery", self.pk,
+                      exc.__class__.__name__)
 
-    if limiter is not None and not is_paper:
-        wait = limiter.acquire(url)
-        if wait > 0:
-            _finish(sig, State.PENDING, "rate limit", next_attempt_at=retry_at(at, wait, None))
-            log.info("order held by the rate limit signal=%s wait_s=%.2f", sig.key, wait)
-            report.throttled.append(sig.key)
-            return State.PENDING
 
-    deliver = deliver or _default_deliver()
-    number = sig.attempts + 1
-    sig.market_price, sig.market_time = market_price, market_time = exits.market_at_send(sig)
-    with transaction.atomic():
-        # The POST goes ahead only while this sender still holds the claim it made: a recovery that
-        # judged the claim dead (a sender frozen past its lease) has taken it back, and then it never leaves.
-        if not Signal.objects.filter(pk=sig.pk, state=State.SENDING, claimed_by=token, claimed_at=claimed_at).update(
-                attempts=number, claimed_at=clock(), market_price=market_price, market_time=market_time):
+def _row(pk: int) -> Signal:
+    return Signal.objects.select_related("strategy", "instrument").get(pk=pk)
+
+
+def send_one(pk: int, *, now: datetime | None = None, deliver=None, limiter=None, sessions=None, timeout: float = 10.0,
+             report: OutboxReport | None = None) -> str | None:
+    """Try to deliver signal `pk` once; returns its new state, or None when another sender has it (or an
+    earlier order of its instrument goes first). `now` fixes the clock (a simulation); by default every
+    stamp is read when it is made, so a claim is never born older than the moment it was taken."""
+    clock, claim = (lambda: now) if now is not None else timezone.now, Claim(pk)
+    if not claim.take(clock()):
+        return None
+    try:
+        sig = _row(pk)
+    except Exception:
+        claim.release_unposted()
+        raise
+    return send(sig, sig.strategy, claim, clock=clock, deliver=deliver, limiter=limiter, sessions=sessions,
+                timeout=timeout, report=report)
+
+
+def send(sig: Signal, strategy, claim: Claim, *, clock=timezone.now, deliver=None, limiter=None, sessions=None,
+         timeout: float = 10.0, report: OutboxReport | None = None) -> str | None:
+    """The one send path of an order under `claim`: its new state, or None when it is not this sender's. Before
+    the POST only id, key, action, payload, attempts, instrument (root), contract and expiry of `sig` are read:
+    the row, or the order as handed over (execution.handoff); all is settled on the row. `strategy`: paper or
+    which webhook; `sessions`: keep-alive HTTP sessions by webhook (execution.handoff.Sessions)."""
+    report = report or OutboxReport()
+    try:
+        at = clock()
+        decision, url, refusal = order_decision(sig.action, killswitch.state()), "", None
+        if sig.expires_at and at >= sig.expires_at:
+            refusal = State.EXPIRED
+        elif not decision.allowed:
+            refusal = decision
+        elif not strategy.paper:  # the built-in paper broker: no URL, no request, whatever `deliver` is
+            try:
+                url = resolve(strategy.broker_webhook, "broker_webhook")
+            except ConfigError as exc:
+                refusal = exc
+        if refusal is not None:
+            return _not_sent(claim, refusal, at, report)
+        if limiter is not None and not strategy.paper:
+            wait = limiter.acquire(url)
+            if wait > 0:
+                if not (claim.take(at) and _finish(sig, State.PENDING, "rate limit",
+                                                   next_attempt_at=retry_at(at, wait, None))):
+                    return None
+                log.info("order held by the rate limit signal=%s wait_s=%.2f", sig.key, wait)
+                report.throttled.append(sig.key)
+                return State.PENDING
+        number, (market_price, market_time) = sig.attempts + 1, exits.market_at_send(sig)
+        # Stamped only while this sender holds the claim: one a recovery took back (frozen past its lease) never posts.
+        attempt = claim.for_post(number, clock(), market_price, market_time)
+    except Exception:
+        claim.release_unposted()
+        raise
+    if attempt is None:
+        if claim.claimed_at is not None:
             log.warning("claim lost before the POST signal=%s; another sender or the recovery has it", sig.key)
-            return None
-        attempt = DeliveryAttempt.objects.create(signal=sig, number=number, attempted_at=clock(),
-                                                 outcome=Outcome.STARTED)
+        return None
+    if strategy.paper:
+        deliver = lambda _url, _payload, _timeout: paper_broker.deliver(_row(sig.pk), clock())  # noqa: E731
+    elif deliver is None:
+        post, session = traderspost.deliver, sessions.get(url) if sessions is not None else None
+        deliver = lambda u, p, t: post(u, p, t, session=session)  # noqa: E731
     started = time.monotonic()
     result = deliver(url, sig.payload, timeout)
     elapsed_ms = int((time.monotonic() - started) * 1000)
+    sig = _row(sig.pk)  # as the claim left it: its attempts, the market at the send
     new_state = _settle(sig, attempt, result, number, elapsed_ms, clock(), limiter, url, report)
     log.info("order delivery signal=%s attempt=%d outcome=%s status=%s ms=%d", sig.key, number, result.outcome,
              getattr(result, "status_code", None), elapsed_ms)
     return new_state
 
 
-def _settle(sig: Signal, attempt: DeliveryAttempt, result, number: int, elapsed_ms: int, now: datetime, limiter,
-            url: str, report: OutboxReport) -> str:
+def _not_sent(claim: Claim, refusal, at: datetime, report: OutboxReport) -> str | None:
+    """Settle an order that is not posted: expired, held or blocked by the killswitch (a RiskDecision), or its
+    webhook unresolvable (a ConfigError); a handed order is claimed for it first."""
+    if not claim.take(at):
+        return None
+    sig = _row(claim.pk)
+    if refusal == State.EXPIRED:
+        _finish(sig, State.EXPIRED, "time in force 'day': the session closed before it could be delivered")
+        _alert_failure(sig, f"Order expired undelivered: {sig.key}",
+                       f"The broker could not be reached before the session closed; it was not sent late. "
+                       f"Last error: {sig.last_error or '—'}")
+    elif isinstance(refusal, ConfigError):
+        _finish(sig, State.FAILED, str(refusal), last_error=str(refusal))
+        _alert_failure(sig, f"Order not sent: {sig.key}", str(refusal))
+        log.error("order failed signal=%s error=%r", sig.key, str(refusal))
+        refusal = State.FAILED
+    elif refusal.kind is Kind.HOLD_EXIT:
+        exits.hold_exit(sig, refusal.reason, refusal.control)
+        refusal = State.HELD
+    else:
+        _finish(sig, State.BLOCKED, refusal.reason, risk_control=refusal.control)
+        log.warning("order blocked signal=%s control=%s reason=%r", sig.key, refusal.control, refusal.reason)
+        refusal = State.BLOCKED
+    getattr(report, refusal).append(sig.key)
+    return refusal
+
+
+def _settle(sig: Signal, attempt: int, result, number: int, elapsed_ms: int, now: datetime, limiter, url: str,
+            report: OutboxReport) -> str:
     """Record the broker's answer. A definite answer (2xx, 4xx, 429, 5xx, no connection) is always
     recorded as what it was — whatever its headers say — and never left 'sending'."""
     body = (getattr(result, "body", "") or "")[:2000]
@@ -230,7 +289,7 @@ def _settle(sig: Signal, attempt: DeliveryAttempt, result, number: int, elapsed_
     error = body or getattr(result, "error", "")
     note = getattr(result, "note", "")
     with transaction.atomic():
-        DeliveryAttempt.objects.filter(pk=attempt.pk).update(outcome=result.outcome, status_code=status,
+        DeliveryAttempt.objects.filter(pk=attempt).update(outcome=result.outcome, status_code=status,
                                                              response=(body + (f"\n[{note}]" if note else ""))[:2000],
                                                              duration_ms=elapsed_ms)
         if result.outcome == Outcome.DELIVERED:
@@ -271,7 +330,7 @@ def _settle(sig: Signal, attempt: DeliveryAttempt, result, number: int, elapsed_
         return State.FAILED
 
 
-def send_pending_orders(*, strategy=None, now: datetime | None = None, deliver=None, limiter=None,
+def send_pending_orders(*, strategy=None, now: datetime | None = None, deliver=None, limiter=None, sessions=None,
                         timeout: float = 10.0, limit: int = 100, stop=lambda: False) -> OutboxReport:
     """Deliver every due pending signal (oldest first); safe to run from several processes at once.
     `stop()` is asked before each signal: a sender told to go finishes the POST in hand, no more.
@@ -286,7 +345,7 @@ def send_pending_orders(*, strategy=None, now: datetime | None = None, deliver=N
     for pk in due.order_by("created_at", "id").values_list("pk", flat=True)[:limit]:
         if stop():
             break
-        send_one(pk, now=now, deliver=deliver, limiter=limiter, timeout=timeout, report=report)
+        send_one(pk, now=now, deliver=deliver, limiter=limiter, sessions=sessions, timeout=timeout, report=report)
     return report
 
 
@@ -325,9 +384,6 @@ def recover_interrupted(*, strategy=None, now: datetime | None = None, lease: ti
     if outcome["requeued"] or outcome["ambiguous"]:
         log.warning("outbox recovery requeued=%s ambiguous=%s", outcome["requeued"], outcome["ambiguous"])
     return outcome
-
-
-STUCK_AFTER = timedelta(minutes=5)
 
 
 def alert_stuck_pending(*, now: datetime | None = None, older_than: timedelta = STUCK_AFTER) -> list[str]:

@@ -64,7 +64,7 @@ class InlineSender:
             handoff.send_handed(handoff.order_message(sig), strategy, limiter=self.limiter, sessions=self.sessions)
 
     def pump(self, strategy) -> None:
-        outbox.send_pending_orders(strategy=strategy, limiter=self.limiter)
+        outbox.send_pending_orders(strategy=strategy, limiter=self.limiter, sessions=self.sessions)
 
     def stop(self, strategy) -> None:
         self.pump(strategy)
@@ -213,7 +213,7 @@ def run_sender(strategy, *, stdin=None, poll: float = POLL_SECONDS) -> int:
                     log.warning("sender registry not updated strategy=%s: %s", strategy.name,
                                 exc.__class__.__name__)
                 strategy.refresh_from_db(fields=["mode", "broker_webhook"])  # what handed orders go by
-                report = outbox.send_pending_orders(strategy=strategy, limiter=limit, stop=stop)
+                report = outbox.send_pending_orders(strategy=strategy, limiter=limit, sessions=sessions, stop=stop)
                 sent += len(report.sent)
         except Exception as exc:  # noqa: BLE001 — database away: the orders wait in it; try again
             log.error("order sending failed strategy=%s (%s); retrying", strategy.name, exc.__class__.__name__)
