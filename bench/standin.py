@@ -10,6 +10,12 @@ import time
 from pathlib import Path
 
 WAIT_S = 15.0  # longest wait for one POST before it is counted missing
+# The stand-in answering as TradersPost does, HTTP/1.1 keep-alive: the handler's default, HTTP/1.0, closes every
+# connection, so a sender's kept-alive session would connect anew for each order. TCP_NODELAY too, or an answer
+# written in two parts (headers, body) waits for the client's delayed ACK (40 ms) on a kept-alive connection.
+KEEP_ALIVE = ("import sys; from http.server import BaseHTTPRequestHandler as H; "
+              "H.protocol_version, H.disable_nagle_algorithm = 'HTTP/1.1', True; "
+              "from trading.sim.traderspost import main; sys.exit(main(sys.argv[1:]))")
 
 
 def signal_id(entry: dict) -> str | None:
@@ -19,7 +25,7 @@ def signal_id(entry: dict) -> str | None:
 
 
 class StandInProcess:
-    """The TradersPost stand-in in a process of its own, as the broker is: its handler threads stamp
+    """The TradersPost stand-in in a process of its own, as the broker is (HTTP/1.1 keep-alive): its handler threads stamp
     `received_at` without waiting for this process's interpreter lock, which the worker thread holds while it
     finishes its step (books, cursor) after handing the order over. What it received is followed through its
     --record file (each POST written there before it is answered), read here by a thread of this process."""
@@ -27,9 +33,8 @@ class StandInProcess:
     def __init__(self, tmp: Path):
         self.record = tmp / "traderspost.jsonl"
         self.record.touch()
-        self.proc = subprocess.Popen([sys.executable, "-m", "trading.sim.traderspost", "--port", "0",
-                                      "--record", str(self.record)], stdout=subprocess.PIPE, text=True,
-                                     cwd=Path(__file__).resolve().parent.parent)
+        self.proc = subprocess.Popen([sys.executable, "-c", KEEP_ALIVE, "--port", "0", "--record", str(self.record)],
+                                     stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent)
         line = self.proc.stdout.readline()  # "traderspost-standin on http://127.0.0.1:PORT (…)"
         if " on http://" not in line:
             self.proc.kill()
