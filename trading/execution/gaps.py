@@ -26,14 +26,17 @@ def entry_ms(entry_id: str) -> int:
     return int(str(entry_id).split("-")[0])
 
 
-def first_entry_past(client: redis.Redis, stream: str, last_id: str) -> int | None:
-    """The first entry (ms) of `stream` when it lies after `last_id`: what was between is gone."""
-    if entry_ms(last_id) == 0:
-        return None  # never read this stream: nothing can have been skipped
-    first = client.xrange(stream, count=1)
-    if not first or entry_ms(first[0][0]) <= entry_ms(last_id):
-        return None
-    return entry_ms(first[0][0])
+def first_entries_past(client: redis.Redis, last_ids: dict[str, str]) -> dict[str, int]:
+    """Stream → its first entry (ms), for each of `last_ids` (stream → the last entry read) whose first entry
+    lies after the one read: what was between is gone. One round trip for them all."""
+    read = [stream for stream, last in last_ids.items() if entry_ms(last)]  # never read: nothing can be skipped
+    if not read:
+        return {}
+    pipe = client.pipeline(transaction=False)
+    for stream in read:
+        pipe.xrange(stream, count=1)
+    return {stream: entry_ms(first[0][0]) for stream, first in zip(read, pipe.execute())
+            if first and entry_ms(first[0][0]) > entry_ms(last_ids[stream])}
 
 
 def hours_between(root: str, after_ms: int, before_ms: int) -> tuple[list[Bar], list[datetime]]:

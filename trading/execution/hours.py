@@ -81,8 +81,10 @@ class HourFeed:
             block_ms = None
             if not got:
                 return
-            for stream in {stream for stream, *_ in got if stream in self.roots}:
-                self.fill_skipped(stream, cursor_ms)
+            gone = gaps.first_entries_past(self.client, {stream: self.last_ids[stream] for stream in
+                                                          {stream for stream, *_ in got if stream in self.roots}})
+            for stream, first in gone.items():
+                self.fill_skipped(stream, first, cursor_ms)
             for stream, entry, bar, error in got:
                 self.last_ids[stream] = entry
                 if bar is None:
@@ -108,12 +110,10 @@ class HourFeed:
         """Hours (ms) whose bars are all in: the watermark has passed them."""
         return [ts for ts in sorted(set(self.buffer) | set(self.held)) if ts + HOUR_MS <= watermark_ms]
 
-    def fill_skipped(self, stream: str, cursor_ms: int) -> None:
-        """Before reading on in `stream`: the hours removed under this reader come from the bar store;
-        trading hours it lacks too are named in an emergency (see execution.gaps)."""
-        first = gaps.first_entry_past(self.client, stream, self.last_ids[stream])
-        if first is None:
-            return
+    def fill_skipped(self, stream: str, first: int, cursor_ms: int) -> None:
+        """Before reading on in `stream`, whose first entry (`first`, ms) lies past the last one read: the hours
+        removed under this reader come from the bar store; trading hours it lacks too are named in an
+        emergency (see execution.gaps)."""
         root, since = self.roots[stream], gaps.entry_ms(self.last_ids[stream])
         bars, missing = gaps.hours_between(root, since, first)
         for bar in bars:
