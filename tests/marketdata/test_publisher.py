@@ -7,7 +7,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from strategies.bars import Bar
+from strategies.bars import Bar, HeldBar
 from tests.marketdata.minutes import T0, minute
 from trading.marketdata import streams
 from trading.marketdata.hub import Hub
@@ -39,6 +39,35 @@ def prefixed_key(*parts):
     from trading.redis_client import key
 
     return key(*parts)
+
+
+def test_a_call_of_several_streams_writes_each_in_order_and_answers_for_each_bar(prefixed):
+    """One call carries the bars of several streams, interleaved as the hub builds them (a root's minutes, its
+    hour, another root's minutes, a held contract's): each stream gets its own bars in their order, each bar's
+    answer (written, or already there) comes back for that bar, and each 'last' key takes its stream's newest."""
+    fresh, duplicates = [], []
+    pub = streams.BarPublisher(prefixed, batch=1000, on_fresh=fresh.append, on_duplicate=duplicates.append)
+    pub.add(minute(3))
+    pub.add(minute(1, "ES"))
+    assert pub.flush() == 2
+    fresh.clear()
+    hour = Bar("CL", "CLZ6", "1h", T0, 70, 80, 69, 79, 600, 180)
+    held = [HeldBar.of(Bar("CL", "CLX6", "1m", minute(i).ts, 60, 61, 59, 60.5, 1, 1)) for i in range(2)]
+    bars = [minute(0), minute(0, "ES"), held[0], minute(1), minute(1, "ES"), hour, minute(2), minute(2, "ES"),
+            minute(3), held[1], minute(4), minute(3, "ES")]
+    for bar in bars:
+        pub.add(bar)
+    assert pub.flush() == 6
+    assert set(duplicates) == {minute(0), minute(1), minute(2), minute(3), minute(0, "ES"), minute(1, "ES")}
+    assert set(fresh) == {minute(4), minute(2, "ES"), minute(3, "ES"), hour, *held} and len(fresh) == 6
+
+    def starts(name, timeframe="1m"):
+        return [Bar.from_message(fields["bar"]).ts for _, fields in prefixed.xrange(streams.stream_key(name, timeframe))]
+
+    assert starts("CL") == [minute(3).ts, minute(4).ts] and starts("CL", "1h") == [T0]
+    assert starts("ES") == [minute(i).ts for i in (1, 2, 3)] and starts("CLX6") == [b.ts for b in held]
+    assert [Bar.from_message(prefixed.get(prefixed_key("last", name))).ts for name in ("CL", "ES", "CLX6")] == [
+        minute(4).ts, minute(3).ts, held[1].ts]
 
 
 def test_redis_away_holds_every_bar_and_writes_them_in_order_when_back(prefixed):

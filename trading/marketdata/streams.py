@@ -114,7 +114,7 @@ class BarPublisher:
         return written
 
     def _send(self, bars: list[Bar], watermark_ns: int) -> bool:
-        keys, args = _bar_call(bars, watermark_ns, self.lease)
+        keys, args, bars = _bar_call(bars, watermark_ns, self.lease)  # bars in the order of the call's answers
         try:
             if self._conn is None:
                 self._conn = self.client.connection_pool.get_connection()
@@ -201,24 +201,36 @@ class BarPublisher:
 
 # KEYS: streams, then 'last' keys, then the watermark key, then the hub's lease key.
 # ARGV: #streams, #last keys, watermark ms ('' for none), the lease holder's token ('' for no check), MAXLEN per
-# stream, the stream number of each 'last' key, then (stream number, entry id, message) per bar. Returns per bar
-# 1 (written), 0 (duplicate) or an error; with a token that is not the lease's holder, an error and no write.
-# A 'last' key takes the newest bar of its stream written by this call (a replay's older bars leave it alone).
+# stream, the stream number of each 'last' key, then per stream in order: its number of bars and (entry id,
+# message) per bar. Returns per bar, stream after stream, 1 (written), 0 (duplicate) or an error; with a token
+# that is not the lease's holder, an error and no write. Each stream is trimmed once per call, after its bars
+# (what MAXLEN ~ on every XADD did, without its arguments and check per bar). A 'last' key takes the newest bar
+# of its stream written by this call (a replay's older bars leave it alone).
 _WRITE_BARS = """
 local S, L = tonumber(ARGV[1]), tonumber(ARGV[2])
 if ARGV[4] ~= '' then
   local holder = redis.call('GET', KEYS[S + L + 2])
   if holder ~= ARGV[4] then return redis.error_reply('FENCED holder=' .. (holder or '(none)')) end
 end
-local out, newest = {}, {}
-for i = 5 + S + L, #ARGV, 3 do
-  local s = tonumber(ARGV[i])
-  local r = redis.pcall('XADD', KEYS[s], 'MAXLEN', '~', ARGV[4 + s], ARGV[i + 1], 'bar', ARGV[i + 2])
-  if type(r) == 'table' and r.err then
-    if string.find(r.err, 'equal or smaller', 1, true) then out[#out + 1] = 0 else out[#out + 1] = r.err end
-  else
-    out[#out + 1] = 1
-    newest[s] = ARGV[i + 2]
+local out, newest, n = {}, {}, 0
+local i = 5 + S + L
+for s = 1, S do
+  local k, count, wrote = KEYS[s], tonumber(ARGV[i]), nil
+  i = i + 1
+  for _ = 1, count do
+    local r = redis.pcall('XADD', k, ARGV[i], 'bar', ARGV[i + 1])
+    n = n + 1
+    if type(r) == 'table' and r.err then
+      if string.find(r.err, 'equal or smaller', 1, true) then out[n] = 0 else out[n] = r.err end
+    else
+      out[n] = 1
+      wrote = ARGV[i + 1]
+    end
+    i = i + 2
+  end
+  if wrote then
+    newest[s] = wrote
+    redis.call('XTRIM', k, 'MAXLEN', '~', ARGV[4 + s])
   end
 end
 for j = 1, L do
@@ -234,25 +246,32 @@ return out
 _WRITE_BARS_SHA = hashlib.sha1(_WRITE_BARS.encode()).hexdigest()
 
 
-def _bar_call(bars: list[Bar], watermark_ns: int, lease=None) -> tuple[list[str], list]:
-    """Keys and arguments of one _WRITE_BARS call: the bars in order, each stream's newest minute as its
-    'last' bar, then the watermark (monotone), checked against `lease` (its key and token) when given."""
-    streams: dict[tuple[str, str], int] = {}
-    last: dict[str, int] = {}  # name → number of its 1m stream
-    entries: list = []
+def _bar_call(bars: list[Bar], watermark_ns: int, lease=None) -> tuple[list[str], list, list[Bar]]:
+    """Keys and arguments of one _WRITE_BARS call, and the bars in the order its answers come: stream by stream
+    (in the order of each stream's first bar), each stream's bars in their order, its newest minute as its
+    'last' bar, then the watermark (monotone), checked against `lease` (its key and token) when given. Readers
+    see a call's writes all at once (a script is atomic), so only the order within a stream matters."""
+    groups: dict[tuple[str, str], list[Bar]] = {}
     for bar in bars:
-        name = bar.stream  # the root's stream; a held contract's own (strategies.bars.HeldBar)
-        number = streams.get((name, bar.timeframe))
-        if number is None:
-            number = streams[(name, bar.timeframe)] = len(streams) + 1
-            if bar.timeframe == "1m":
-                last[name] = number
-        entries += (number, entry_id(bar), bar.to_message())
-    keys = [stream_key(root, tf) for root, tf in streams] + [key("last", root) for root in last]
+        group = groups.get((bar.stream, bar.timeframe))  # a held contract's stream is its own (HeldBar)
+        if group is None:
+            group = groups[(bar.stream, bar.timeframe)] = []
+        group.append(bar)
+    ordered: list[Bar] = []
+    entries: list = []
+    last: list[tuple[str, int]] = []  # (name, number of its 1m stream)
+    for number, ((name, timeframe), group) in enumerate(groups.items(), 1):
+        if timeframe == "1m":
+            last.append((name, number))
+        entries.append(len(group))
+        for bar in group:
+            entries += (entry_id(bar), bar.to_message())
+        ordered += group
+    keys = [stream_key(root, tf) for root, tf in groups] + [key("last", name) for name, _ in last]
     keys += [key("watermark", "1h"), lease.key if lease else key("lock", "hub", "-")]
-    args = [len(streams), len(last), str(watermark_ns // 1_000_000) if watermark_ns else "",
-            lease.token if lease else "", *(MAXLEN[tf] for _, tf in streams), *last.values(), *entries]
-    return keys, args
+    args = [len(groups), len(last), str(watermark_ns // 1_000_000) if watermark_ns else "",
+            lease.token if lease else "", *(MAXLEN[tf] for _, tf in groups), *(n for _, n in last), *entries]
+    return keys, args, ordered
 
 
 def last_bar_ms(root: str, timeframe: str = "1m", client: redis.Redis | None = None) -> int | None:
@@ -290,7 +309,7 @@ def read_bars(streams: dict[str, str], *, block_ms: int | None = None, count: in
 def set_watermark(hour_ns: int, client: redis.Redis | None = None) -> None:
     """Every hourly bar that ends at or before `hour_ns` is in the streams (monotone): the bar
     writer's script with no bars."""
-    keys, args = _bar_call([], hour_ns)
+    keys, args, _ = _bar_call([], hour_ns)
     (client or get_redis()).eval(_WRITE_BARS, len(keys), *keys, *args)
 
 
