@@ -45,6 +45,20 @@ def test_hourly_and_daily_bars_are_stored_by_the_writers_thread_once():
     assert not StoredBar.objects.filter(timeframe="1m").exists() and writer.written == 7
 
 
+def test_a_burst_is_written_in_one_statement_and_a_drain_does_not_wait_out_the_gathering():
+    """A replay's hours come back to back: the writer gathers them into one write (one transaction, one thread
+    switch) instead of one per bar, and a drain (the hub stopping) writes them at once."""
+    calls = []
+    writer = BarStoreWriter(write=lambda bars: calls.append(list(bars)), gather=60)
+    try:
+        for i in range(50):
+            writer.put(hour(i))
+        assert writer.drain(10)  # well before the 60 s of gathering
+    finally:
+        writer.close()
+    assert calls == [[hour(i) for i in range(50)]] and writer.written == 50
+
+
 def test_the_bars_wait_while_the_database_is_away_and_are_written_when_it_is_back():
     calls = []
 

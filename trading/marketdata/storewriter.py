@@ -34,40 +34,53 @@ def write_bars(bars) -> None:
 
 
 class BarStoreWriter:
-    def __init__(self, *, retry_every: float = 1.0, write=write_bars):
+    """Hourly and daily bars queued by the hub, written by a thread of its own. Woken once per burst, the thread
+    gathers bars for `gather` seconds and writes them in one statement (a replay's or a busy feed's hours come
+    back to back; a transaction and a thread switch per bar cost the hub's thread more than the bars' writes);
+    `drain` and `close` cut the gathering short."""
+
+    def __init__(self, *, retry_every: float = 1.0, write=write_bars, gather: float = 0.2):
         self.retry_every = retry_every
         self.write = write
+        self.gather = gather
         self.waiting: deque = deque()
         self.written = 0
         self.failures = 0
         self.queued = 0  # bars put so far
         self.handled = 0  # of them: written, or dropped past KEEP
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # bars are waiting
+        self._hurry = threading.Event()  # drain or close: write now, no gathering
+        self._progress = threading.Condition()  # notified when `handled` moves or the thread ends
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="bar-store", daemon=True)
         self._thread.start()
 
     def put(self, bar) -> None:
-        """A bar Redis has taken: queued for the bar store when it is an hourly or daily one (cheap: no I/O)."""
+        """A bar Redis has taken: queued for the bar store when it is an hourly or daily one (cheap: no I/O, and
+        the thread is woken only when it is not already)."""
         if bar.timeframe != "1m":
             self.waiting.append(bar)
             self.queued += 1
-            self._wake.set()
+            if not self._wake.is_set():
+                self._wake.set()
 
     def drain(self, timeout: float = 10.0) -> bool:
         """Wait until every bar queued so far is written (True) or `timeout` passes (False)."""
-        target, deadline = self.queued, time.monotonic() + timeout
+        target = self.queued
+        self._hurry.set()
         self._wake.set()
-        while self.handled < target:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                return False
-            time.sleep(0.01)
-        return True
+        try:
+            with self._progress:
+                return self._progress.wait_for(lambda: self.handled >= target or not self._thread.is_alive(),
+                                               timeout) and self.handled >= target
+        finally:
+            self._hurry.clear()
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is waiting (within `timeout`) and end the thread; what is left is logged."""
         self.drain(timeout)
         self._stop = True
+        self._hurry.set()
         self._wake.set()
         self._thread.join(timeout=1.0)
         if self.waiting:
@@ -77,12 +90,18 @@ class BarStoreWriter:
         try:
             while not self._stop:
                 self._wake.wait()
-                self._wake.clear()
+                self._hurry.wait(self.gather)
+                self._wake.clear()  # cleared before the writes: a bar put during them wakes the next round
                 while self.waiting and not self._stop:
-                    if not self._write_waiting():
+                    written = self._write_waiting()
+                    with self._progress:
+                        self._progress.notify_all()
+                    if not written:
                         time.sleep(self.retry_every)
         finally:
             connection.close()
+            with self._progress:
+                self._progress.notify_all()
 
     def _write_waiting(self) -> bool:
         batch = [self.waiting.popleft() for _ in range(min(len(self.waiting), 2000))]
