@@ -29,6 +29,19 @@ _HEADS: dict[tuple[str, str, str], str] = {}
 _DAYS: dict[int, str] = {}
 _HHMM = [f"{m // 60:02d}:{m % 60:02d}" for m in range(1440)]
 _PLAIN = (float, float, float, float, int, int)
+_PRICES: dict[float, str] = {}  # price → repr(price): a feed's prices repeat, and a float's repr is costly
+
+
+def _price(p: float) -> str:
+    """repr(p), remembered."""
+    text = _PRICES.get(p)
+    if text is None:
+        text = repr(p)
+        if p:  # 0.0 and -0.0 are one key with two texts: never remembered
+            if len(_PRICES) >= 100_000:
+                _PRICES.clear()
+            _PRICES[p] = text
+    return text
 
 
 class BarError(ValueError):
@@ -82,17 +95,22 @@ class Bar:
         day = _DAYS.get(minute // 1440)
         if day is None:
             day = _DAYS[minute // 1440] = datetime.fromtimestamp(minute // 1440 * 86400, UTC).strftime("%Y-%m-%dT")
-        return (f'{head}{day}{_HHMM[minute % 1440]}:00Z","open":{o!r},"high":{h!r},"low":{l!r},"close":{c!r},'
-                f'"volume":{self.volume},"trades":{self.trades}}}')
+        try:
+            texts = _PRICES[o], _PRICES[h], _PRICES[l], _PRICES[c]
+        except KeyError:
+            texts = tuple(map(_price, (o, h, l, c)))
+        return (f'{head}{day}{_HHMM[minute % 1440]}:00Z","open":{texts[0]},"high":{texts[1]},"low":{texts[2]},'
+                f'"close":{texts[3]},"volume":{self.volume},"trades":{self.trades}}}')
 
     @classmethod
     def make(cls, symbol: str, contract: str, timeframe: str, ts: datetime, open: float, high: float, low: float,
              close: float, volume: int, trades: int) -> "Bar":
         """A bar from trusted parts (the builders below), without the frozen dataclass's per-field
-        `object.__setattr__`: the same object, built in a fraction of the time."""
+        `object.__setattr__`: the same object (its fields' dict set whole), built in a fraction of the time."""
         bar = object.__new__(cls)
-        bar.__dict__.update(symbol=symbol, contract=contract, timeframe=timeframe, ts=ts, open=open, high=high,
-                            low=low, close=close, volume=volume, trades=trades)
+        object.__setattr__(bar, "__dict__", {"symbol": symbol, "contract": contract, "timeframe": timeframe, "ts": ts,
+                                             "open": open, "high": high, "low": low, "close": close, "volume": volume,
+                                             "trades": trades})
         return bar
 
     @classmethod
