@@ -13,9 +13,11 @@ gateway (trading.sim.gateway), run in its own process as Databento's servers are
 More runs feed the hub the same records decoded from the files beforehand (no network), the
 hub's own ceiling: hub (file) publishing to Redis, hub (no redis) accepting bars unwritten, and
 hub per record (no redis), `Hub.process` one record at a time, the path the batches replace.
-Timing runs from the first record to the last data record (for the hub: until its bars are
-written, to Redis and to the bar store); the gateway's end-of-data heartbeat ends a session (the hub
-then closes its last bars, untimed).
+Timing runs from the first data record (symbol mapping or trade; the subscription's acknowledgement, which
+comes before the gateway has its data ready, starts no clock) to the last one; for the hub, until the gateway's
+end-of-data heartbeat, which ends a session, has closed its last bars and every bar is written, to Redis and to
+the bar store (from the files: until the last record's bars are written; the heartbeat's, untimed).
+The live side (gateway process, client, raw reference) is bench/hub_gateway.py.
 Redis keys go under a throw-away `pineops-bench-<uuid>` prefix and are deleted at the end.
 Target: hub (live) at least 0.9 of the raw rate. The script prints numbers and the load average; it
 asserts no timing.
@@ -27,16 +29,12 @@ import argparse
 import heapq
 import logging
 import os
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -48,14 +46,12 @@ import databento_dbn as dbn  # noqa: E402
 from databento import DBNRecord as Record  # noqa: E402
 
 from bench.common import configure_environment, delete_keys, load_average, throwaway_prefix  # noqa: E402
+from bench.hub_gateway import Session, close, gateway_process, live_session, subscribe  # noqa: E402
 from trading.marketdata.live import RecordFeed  # noqa: E402
 from trading.marketdata.hubbatch import TRADE_BYTES  # noqa: E402
-from trading.marketdata.rawfeed import split_trades  # noqa: E402
 from trading.marketdata.roll import FrontMonth  # noqa: E402
 from trading.sim.market import front_month, generate  # noqa: E402
 
-KEY = "db-" + "benchHubThroughputKey00000001"
-DATASET = "GLBX.MDP3"
 HOUR_NS = 3600 * 1_000_000_000
 
 
@@ -149,71 +145,6 @@ def bars_of(hub) -> int:
     return sum(hub.counters[f"bars_{tf}"] for tf in ("1m", "1h", "1d"))
 
 
-class Session:
-    """The client callback of one session: counts and times records, hands each one to `sink`."""
-
-    def __init__(self, sink: Callable[[Record], None] | None = None):
-        self.sink = sink
-        self.records = 0
-        self.first = 0.0
-        self.last = 0.0
-        self.done = threading.Event()
-        self.error: BaseException | None = None
-
-    def __call__(self, rec: Record) -> None:
-        if self.done.is_set():
-            return
-        try:
-            if isinstance(rec, dbn.SystemMsg) and not rec.is_heartbeat():  # the subscription's acknowledgement
-                return
-            if isinstance(rec, dbn.SystemMsg):  # the gateway's first heartbeat: the data has ended
-                if self.sink:
-                    self.sink(rec)
-                self.done.set()
-                return
-            if isinstance(rec, dbn.ErrorMsg):
-                raise RuntimeError(f"gateway error: {rec.err}")
-            if not self.records:
-                self.first = time.perf_counter()
-            if self.sink:
-                self.sink(rec)
-            self.records += 1
-            self.last = time.perf_counter()
-        except Exception as exc:  # noqa: BLE001 — the client would only log it; fail the run instead
-            self.error = exc
-            self.done.set()
-
-    @property
-    def seconds(self) -> float:
-        return self.last - self.first
-
-
-def subscribe(port: int, roots: list[str], callback, blocks=None) -> db.Live:
-    client = db.Live(key=KEY, gateway="127.0.0.1", port=port)
-    client.add_callback(callback)
-    client.subscribe(dataset=DATASET, schema="trades", stype_in="parent", symbols=[f"{r}.FUT" for r in roots])
-    if blocks is not None and not split_trades(client, blocks):  # as live.run_live does
-        raise RuntimeError("this databento client cannot hand trades over in blocks")
-    client.start()
-    return client
-
-
-def close(client: db.Live) -> None:
-    client.stop()
-    client.block_for_close(timeout=10)
-
-
-def live_session(port: int, roots: list[str], session: Session, timeout: float) -> Session:
-    client = subscribe(port, roots, session)
-    finished = session.done.wait(timeout)
-    close(client)
-    if session.error is not None:
-        raise RuntimeError(f"session failed: {session.error!r}") from session.error
-    if not finished:
-        raise TimeoutError(f"no end-of-data heartbeat within {timeout:.0f}s ({session.records:,} records)")
-    return session
-
-
 def hub_live(port: int, roots: list[str], start: date, timeout: float, *, blocks: bool = True) -> Result:
     """The hub as runhub runs it (live.run_live's loop): socket reads → trade blocks and records → RecordFeed
     → process_many, a flush whenever the feed is drained; timed until the gateway's end-of-data heartbeat
@@ -227,7 +158,7 @@ def hub_live(port: int, roots: list[str], start: date, timeout: float, *, blocks
     try:
         while True:
             batch = feed.take(timeout=0.25)
-            if batch and not first:
+            if not first and records_in(batch):  # as the raw session's clock: from the first data record
                 first = time.perf_counter()
             heartbeats = hub.counters["system"]
             hub.process_many(batch)
@@ -251,29 +182,6 @@ def hub_live(port: int, roots: list[str], start: date, timeout: float, *, blocks
     close_store()
     return Result("hub (live)" if blocks else "hub (live, per record)", records, last - first, bars_of(hub),
                   hub.counters)
-
-
-@contextmanager
-def gateway_process(paths: list[Path], timeout: float = 60.0):
-    """`python -m trading.sim.gateway` in its own process on a free port; yields the port."""
-    proc = subprocess.Popen([sys.executable, "-m", "trading.sim.gateway", *map(str, paths), "--port", "0",
-                             "--key", KEY, "--heartbeat", "0.2"], cwd=Path(__file__).resolve().parent.parent,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + timeout
-        for line in proc.stderr:
-            found = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-            if found:
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError("the gateway did not start listening")
-        else:
-            raise RuntimeError(f"the gateway exited with {proc.wait()}")
-        threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep its pipe drained
-        yield int(found[1])
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def file_records(paths: dict[str, Path]) -> list[Record]:
