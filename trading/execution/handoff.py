@@ -9,13 +9,17 @@ recovery that decides (an interrupted POST is failed, never resent).
 """
 from __future__ import annotations
 
+import functools
+import os
 import time
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection
 
+from trading.delivery.claims import holder_token
 from trading.execution import outbox
-from trading.models import Instrument, Signal
+from trading.models import Signal
 
 IDLE_REUSE = 30.0  # s: a keep-alive connection idle longer is not reused (a server may have dropped it meanwhile)
 
@@ -27,12 +31,36 @@ def order_message(sig: Signal) -> dict:
             "expires_at": sig.expires_at.isoformat() if sig.expires_at else None}
 
 
-def handed_signal(order: dict, strategy) -> Signal:
-    """The order as handed over (not read from the database): what the send reads of it before its POST."""
-    expires = datetime.fromisoformat(order["expires_at"]) if order.get("expires_at") else None
-    return Signal(pk=order["pk"], key=order["key"], action=order["action"], payload=order["payload"],
-                  attempts=order["attempts"], strategy=strategy, contract=order["contract"], expires_at=expires,
-                  instrument=Instrument(pk=order["instrument"], root=order["root"]))
+@dataclass(frozen=True)
+class HandedInstrument:
+    pk: int
+    root: str
+
+
+@dataclass(frozen=True)
+class HandedOrder:
+    """A committed order as the worker handed it over: what its send reads before the POST, no row read (a model
+    instance would cost as much as the claim in a sender woken cold)."""
+    pk: int
+    key: str
+    action: str
+    payload: dict
+    attempts: int
+    contract: str
+    expires_at: datetime | None
+    instrument: HandedInstrument  # its id and root (exits.market_at_send)
+
+    @classmethod
+    def of(cls, message: dict) -> HandedOrder:
+        expires = datetime.fromisoformat(message["expires_at"]) if message.get("expires_at") else None
+        return cls(message["pk"], message["key"], message["action"], message["payload"], message["attempts"],
+                   message["contract"], expires, HandedInstrument(message["instrument"], message["root"]))
+
+
+@functools.lru_cache(maxsize=1)
+def _token(pid: int) -> str:
+    """This process's holder token, read once (from /proc: its pid and start never change; a fork has its own)."""
+    return holder_token()
 
 
 class HandedClaim(outbox.Claim):
@@ -40,7 +68,7 @@ class HandedClaim(outbox.Claim):
     not tried since) and due."""
 
     def __init__(self, pk: int, attempts: int):
-        super().__init__(pk)
+        super().__init__(pk, _token(os.getpid()))
         self.attempts = attempts
 
     def condition(self, at: datetime) -> tuple[str, list]:
@@ -80,5 +108,5 @@ def send_handed(order: dict, strategy, *, limiter=None, deliver=None, sessions: 
     """Send an order handed over by the worker; returns its new state, or None when it is not this
     sender's (another has it, or an earlier order of its instrument goes first: sent by the next pass).
     `strategy`: the sender's row, read again at every pass of its loop."""
-    return outbox.send(handed_signal(order, strategy), strategy, HandedClaim(order["pk"], order["attempts"]),
-                       deliver=deliver, limiter=limiter, sessions=sessions, timeout=timeout, report=report)
+    return outbox.send(HandedOrder.of(order), strategy, HandedClaim(order["pk"], order["attempts"]), deliver=deliver,
+                       limiter=limiter, sessions=sessions, timeout=timeout, report=report)

@@ -114,8 +114,8 @@ class Claim:
     (execution.handoff.HandedClaim). Either way its POST is stamped together with its attempt logged as
     started (on PostgreSQL in one statement), only while the claim is still this sender's."""
 
-    def __init__(self, pk: int):
-        self.pk, self.token, self.claimed_at, self.posted = pk, holder_token(), None, False
+    def __init__(self, pk: int, token: str = ""):
+        self.pk, self.token, self.claimed_at, self.posted = pk, token or holder_token(), None, False
 
     def condition(self, at: datetime) -> tuple[str, list]:
         """WHERE the claim may be taken or stamped at `at`, and its parameters."""
@@ -202,8 +202,8 @@ def send(sig: Signal, strategy, claim: Claim, *, clock=timezone.now, deliver=Non
          timeout: float = 10.0, report: OutboxReport | None = None) -> str | None:
     """The one send path of an order under `claim`: its new state, or None when it is not this sender's. Before
     the POST only id, key, action, payload, attempts, instrument (root), contract and expiry of `sig` are read:
-    the row, or the order as handed over (execution.handoff); all is settled on the row. `strategy`: paper or
-    which webhook; `sessions`: keep-alive HTTP sessions by webhook (execution.handoff.Sessions)."""
+    the row, or a handoff.HandedOrder; all is settled on the row. `strategy`: paper or which webhook;
+    `sessions`: keep-alive HTTP sessions by webhook (execution.handoff.Sessions)."""
     report = report or OutboxReport()
     try:
         at = clock()
