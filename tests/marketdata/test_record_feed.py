@@ -46,3 +46,20 @@ def test_a_full_feed_holds_the_client_until_the_hub_takes():
     assert done.wait(2)
     rest = feed.take(timeout=0) + feed.take(timeout=0)
     assert rest == [4, 5, 6, 7, 8, 9, 10]
+
+
+def test_blocks_past_their_bytes_hold_the_client_until_the_hub_takes():
+    """Blocks are bounded by their bytes (a socket read brings up to a megabyte), records between them by number."""
+    feed = RecordFeed(block_bytes=1000)
+    for _ in range(2):
+        feed.put_block(b"x" * 500)
+    feed.put("mapping")  # a record among the blocks: not counted in the blocks' bytes
+    done = threading.Event()
+    threading.Thread(target=lambda: (feed.put_block(b"y" * 10), done.set()), daemon=True).start()
+    assert not done.wait(0.3)  # 1,000 bytes of blocks waiting: the client waits
+    assert feed.take(timeout=0) == [b"x" * 500, b"x" * 500, "mapping"]
+    assert done.wait(2)
+    assert feed.take(timeout=0) == [b"y" * 10]
+    for _ in range(200):  # what was taken is no longer counted: the feed never fills up with nothing waiting
+        feed.put_block(b"z" * 999)
+        assert feed.take(timeout=0) == [b"z" * 999]

@@ -125,3 +125,39 @@ def test_a_client_without_the_protocol_parts_keeps_its_per_record_path_and_says_
     assert "records one by one" in caplog.text
     assert not hasattr(client._session._protocol, "_process_dbn")
     assert split_trades(object(), on_trades=lambda block: None) is False  # no session at all
+
+
+def test_a_busy_feeds_socket_read_brings_up_to_a_megabyte_in_one_block(session_bytes):
+    """The client's own protocol (databento 0.88) reads into 64 KB; once split, a read may bring READ_BYTES, and
+    the trades of one read come out as one block: a wake of the client's thread per 20k trades, not per 1,365."""
+    import asyncio
+
+    from databento.live.protocol import DatabentoLiveProtocol
+
+    from trading.marketdata.rawfeed import READ_BYTES
+
+    trades = b"".join(bytes(r) for r in decoded_whole(session_bytes) if isinstance(r, dbn.TradeMsg))
+    trades = trades[:READ_BYTES // TRADE_BYTES * TRADE_BYTES]
+    assert len(trades) > 10 * 65536
+    loop = asyncio.new_event_loop()
+
+    async def protocol():  # its futures belong to a loop, as the client's do
+        made = DatabentoLiveProtocol("db-" + "x" * 29, "GLBX.MDP3")
+        made._loop, made._last_msg_loop_time = loop, 0.0
+        made.authenticated.set_result("session")
+        return made
+
+    try:
+        proto = loop.run_until_complete(protocol())
+    finally:
+        loop.close()
+    client = type("Client", (), {})()
+    client._session = type("Session", (), {})()
+    client._session._protocol = proto
+    blocks = []
+    assert split_trades(client, on_trades=blocks.append)
+    buffer = proto.get_buffer(-1)  # what the event loop reads the socket into
+    assert len(buffer) == READ_BYTES
+    buffer[:len(trades)] = trades
+    proto.buffer_updated(len(trades))
+    assert blocks == [trades]

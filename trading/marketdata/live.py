@@ -39,13 +39,16 @@ class RecordFeed:
     (cheap and thread-safe, the client is never slowed by the hub) and the hub takes everything
     waiting in one go. Past `limit` records waiting, the callback waits for room, so a hub that
     falls behind slows the socket reads instead of filling memory. Trades may also come as bytes blocks
-    (`put_block`, trading.marketdata.rawfeed: one per socket read), fewer of them waiting at most."""
+    (`put_block`, trading.marketdata.rawfeed: one per socket read, up to a megabyte), at most `block_bytes` of
+    them waiting."""
 
-    def __init__(self, limit: int = 200_000, batch: int = 8192, block_limit: int = 256):
-        self.limit, self.batch, self.block_limit = limit, batch, block_limit
+    def __init__(self, limit: int = 200_000, batch: int = 8192, block_bytes: int = 16 << 20):
+        self.limit, self.batch, self.block_bytes = limit, batch, block_bytes
         self._records: deque = deque()
         self._wake = threading.Event()
         self._waiting = False
+        self._bytes_put = 0  # bytes of the blocks put (written by the client's thread only)
+        self._bytes_taken = 0  # of them, taken (by the hub's thread only): no lock for the difference
 
     def put(self, record) -> None:
         records = self._records
@@ -57,11 +60,11 @@ class RecordFeed:
             self._wake.set()
 
     def put_block(self, block: bytes) -> None:
-        """A run of trade records as the socket brought them (up to 64 KB): one item."""
-        records = self._records
-        while len(records) >= self.block_limit:
+        """A run of trade records as the socket brought them: one item."""
+        while self._bytes_put - self._bytes_taken >= self.block_bytes:
             time.sleep(0.001)
-        records.append(block)
+        self._bytes_put += len(block)  # counted before it can be taken
+        self._records.append(block)
         if self._waiting:
             self._waiting = False
             self._wake.set()
@@ -78,7 +81,10 @@ class RecordFeed:
             finally:
                 self._waiting = False
         take = records.popleft
-        return [take() for _ in range(min(len(records), self.batch))]
+        out = [take() for _ in range(min(len(records), self.batch))]
+        if self._bytes_put != self._bytes_taken:  # blocks among them
+            self._bytes_taken += sum(len(item) for item in out if type(item) is bytes)
+        return out
 
     def empty(self) -> bool:
         return not self._records

@@ -5,8 +5,9 @@ feed costs. `split_trades(client, on_trades)` puts a splitter in front of the cl
 is cut into runs of trade records, handed over as one bytes block each (`on_trades`, read with numpy by
 trading.marketdata.hubbatch), and the other records (symbol mappings, definitions, system and error messages),
 which the client goes on decoding, logging and calling back as before, in their order with the trades. The
-client's own header (metadata) and its timers are left to it. It relies on the client's protocol object
-(databento 0.88, pinned): without the parts it needs, it says so and the client's per-record path stays.
+client's own header (metadata) and its timers are left to it; its socket reads are made larger (READ_BYTES). It
+relies on the client's protocol object (databento 0.88, pinned): without the parts it needs, it says so and the
+client's per-record path stays.
 """
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ from trading.marketdata.hubbatch import RECORD_HEAD, TRADE_BYTES, TRADE_RTYPE
 
 log = logging.getLogger(__name__)
 TRADE_WORDS = TRADE_BYTES // 4  # a record's length byte counts 4-byte words
+# Bytes a socket read may bring. The client reads into 64 KB: on a busy feed, a wake of its thread (and a hand-over
+# of the interpreter with the hub's) per 1,365 trades; a read brings what has arrived, so a quiet feed is unchanged.
+READ_BYTES = 1 << 20
+READ_BUFFER = "_DatabentoLiveProtocol__buffer"  # the client's read buffer (its get_buffer and buffer_updated's)
 HEAD = np.dtype({"names": ["length", "rtype"], "formats": ["u1", "u1"], "offsets": [0, 1], "itemsize": TRADE_BYTES})
 assert HEAD == RECORD_HEAD
 
@@ -114,4 +119,7 @@ def split_trades(client, on_trades) -> bool:
         protocol._last_msg_loop_time = loop.time()
 
     protocol._process_dbn = TradeSplitter(decode, on_trades, seen).feed
+    buffer = getattr(protocol, READ_BUFFER, None)
+    if isinstance(buffer, bytearray) and len(buffer) < READ_BYTES:  # (absent: the client's own size stays)
+        setattr(protocol, READ_BUFFER, bytearray(READ_BYTES))
     return True
