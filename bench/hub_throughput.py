@@ -14,9 +14,9 @@ More runs feed the hub the same records decoded from the files beforehand (no ne
 hub's own ceiling: hub (file) publishing to Redis, hub (no redis) accepting bars unwritten, and
 hub per record (no redis), `Hub.process` one record at a time, the path the batches replace.
 Timing runs from the first data record (symbol mapping or trade; the subscription's acknowledgement, which
-comes before the gateway has its data ready, starts no clock) to the last one; for the hub, until the gateway's
-end-of-data heartbeat, which ends a session, has closed its last bars and every bar is written, to Redis and to
-the bar store (from the files: until the last record's bars are written; the heartbeat's, untimed).
+comes before the gateway has its data ready, starts no clock) to the last one; for the hub, until every bar the
+records closed is written, to Redis and to the bar store. The gateway's end-of-data heartbeat, a beat after its
+last write, ends a session; the hub then closes its last bars, untimed.
 The live side (gateway process, client, raw reference) is bench/hub_gateway.py.
 Redis keys go under a throw-away `pineops-bench-<uuid>` prefix and are deleted at the end.
 Target: hub (live) at least 0.9 of the raw rate. The script prints numbers and the load average; it
@@ -145,11 +145,13 @@ def bars_of(hub) -> int:
     return sum(hub.counters[f"bars_{tf}"] for tf in ("1m", "1h", "1d"))
 
 
-def hub_live(port: int, roots: list[str], start: date, timeout: float, *, blocks: bool = True) -> Result:
+def hub_live(port: int, roots: list[str], start: date, timeout: float, *, expected: int, blocks: bool = True) -> Result:
     """The hub as runhub runs it (live.run_live's loop): socket reads → trade blocks and records → RecordFeed
-    → process_many, a flush whenever the feed is drained; timed until the gateway's end-of-data heartbeat
-    has been processed (it closes the last minutes) and every bar is written. `blocks=False`: the client's
-    callback per record instead."""
+    → process_many, a flush whenever the feed is drained; timed until its `expected` data records (the files'
+    trades and mappings) are processed and every bar they closed is written, as the run from the files is. The
+    gateway sends its end-of-data heartbeat a beat after its last write, which a hub that keeps up would wait for:
+    it ends the session, and the bars it closes (each root's last minute, hour and day) are written untimed.
+    `blocks=False`: the client's callback per record instead."""
     hub, written, close_store = make_hub(roots, start)
     feed = RecordFeed()
     client = subscribe(port, roots, feed.put, feed.put_block if blocks else None)
@@ -164,13 +166,16 @@ def hub_live(port: int, roots: list[str], start: date, timeout: float, *, blocks
             hub.process_many(batch)
             if hub.counters["gateway_errors"]:
                 raise RuntimeError("the gateway sent an error (logged above)")
-            if hub.counters["system"] > heartbeats:  # the end-of-data heartbeat was in this batch
-                written()
-                last = time.perf_counter()
-                end = next(i for i, rec in enumerate(batch) if isinstance(rec, dbn.SystemMsg) and rec.is_heartbeat())
-                records += records_in(batch[:end])
+            ended = hub.counters["system"] > heartbeats  # the end-of-data heartbeat was in this batch
+            if not last:
+                end = next(i for i, rec in enumerate(batch) if isinstance(rec, dbn.SystemMsg) and rec.is_heartbeat()) \
+                    if ended else len(batch)
+                records += records_in(batch[:end])  # not the acknowledgement
+                if records >= expected or ended:
+                    written()
+                    last = time.perf_counter()
+            if ended:
                 break
-            records += records_in(batch)  # not the acknowledgement
             if feed.empty():
                 hub.flush()
             if time.monotonic() > deadline:
@@ -273,10 +278,10 @@ def run(*, roots: list[str], start: date, days: int, trades_per_minute: float, s
                     s = live_session(port, roots, Session(), timeout)
                     raw_runs.append(Result("raw (live)", s.records, s.seconds))
                     with redis_prefix(f"{base}-live{attempt}"):
-                        hub_runs.append(hub_live(port, roots, start, timeout))
+                        hub_runs.append(hub_live(port, roots, start, timeout, expected=len(records)))
                     ratios.append(hub_runs[-1].rate / raw_runs[-1].rate)
                     with redis_prefix(f"{base}-records{attempt}"):
-                        record_runs.append(hub_live(port, roots, start, timeout, blocks=False))
+                        record_runs.append(hub_live(port, roots, start, timeout, expected=len(records), blocks=False))
                     if file_run:
                         with redis_prefix(f"{base}-file{attempt}"):
                             file_runs.append(hub_from_records(records, roots, start, last_ts))
