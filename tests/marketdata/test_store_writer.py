@@ -105,3 +105,23 @@ def test_a_contract_held_after_its_roll_keeps_its_own_bars_in_the_bar_store():
     rows = StoredBar.objects.filter(root="CL", timeframe="1h").order_by("ts")
     assert [(r.ts, r.contract, r.close) for r in rows] == [(b.ts, b.contract, b.close) for b in front]
     assert rows.last().contract == "CLF7"  # the root's own hours stay the front's
+
+
+def test_a_bar_the_store_refuses_is_left_out_named_and_the_others_are_written(caplog):
+    """A bar the bar store's constraints refuse (a negative trade count) is data, not an outage: the bars of its
+    batch and after it are written, not held behind it, and the refused one is named in the log."""
+    bad = Bar.make("CL", "CLZ6", "1h", T0 + timedelta(hours=2), 72, 73, 71, 72.5, 100, -1)
+    writer = BarStoreWriter()
+    try:
+        for bar in (hour(0), hour(1), bad, hour(3)):
+            writer.put(bar)
+        assert writer.drain(10)
+        writer.put(hour(4))  # the writer goes on
+        assert writer.drain(10)
+    finally:
+        writer.close()
+    assert list(StoredBar.objects.filter(root="CL", timeframe="1h").values_list("ts", flat=True)) == [
+        T0 + timedelta(hours=i) for i in (0, 1, 3, 4)]
+    assert writer.written == 4 and writer.failures == 0
+    assert any("bar refused by the bar store" in r.getMessage() and (T0 + timedelta(hours=2)).isoformat()
+               in r.getMessage() for r in caplog.records)

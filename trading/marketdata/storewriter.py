@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 
-from django.db import close_old_connections, connection, transaction
+from django.db import IntegrityError, close_old_connections, connection, transaction
 
 from trading.models import StoredBar
 
@@ -117,7 +117,11 @@ class BarStoreWriter:
         batch = [self.waiting.popleft() for _ in range(min(len(self.waiting), 2000))]
         try:
             close_old_connections()
-            self.write(batch)
+            try:
+                self.write(batch)
+                refused = 0
+            except IntegrityError:  # a bar the store refuses (not an outage): the others must not wait behind it
+                refused = self._write_each(batch)
         except Exception as exc:  # noqa: BLE001 — the database away: kept, written when it is back
             self.waiting.extendleft(reversed(batch))
             while len(self.waiting) > KEEP:
@@ -131,6 +135,20 @@ class BarStoreWriter:
         if self.failures:
             log.warning("bar store back: written after %d failed attempt(s)", self.failures)
             self.failures = 0
-        self.written += len(batch)
+        self.written += len(batch) - refused
         self.handled += len(batch)
         return True
+
+    def _write_each(self, batch: list) -> int:
+        """A batch refused as data: its bars one by one, each refused one logged and left out (warmup's downloads
+        fill the store's hours); a failure of any other kind goes up (the database away: the batch is kept).
+        Returns how many were refused."""
+        refused = 0
+        for bar in batch:
+            try:
+                self.write([bar])
+            except IntegrityError as exc:
+                refused += 1
+                log.error("bar refused by the bar store, left out root=%s timeframe=%s ts=%s: %s", bar.stream,
+                          bar.timeframe, bar.ts.isoformat(), exc)
+        return refused
