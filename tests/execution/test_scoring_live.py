@@ -54,6 +54,14 @@ class Desk:
     def __init__(self, bars: dict[str, list[Bar]], keep: int = LOOKBACK * 2):
         self.bars, self.frames, self.ref = bars, BarFrames(keep), {}
 
+    @classmethod
+    def followed(cls, full: dict, keep: int = LOOKBACK * 2) -> "Desk":
+        """A desk of `full`'s bars (root → frame), ibs_a's roots' frames set to their first LOOKBACK bars."""
+        desk = cls({r: bars_of(f, r) for r, f in full.items()}, keep=keep)
+        for root in IBS_A:
+            desk.set(root, 0, LOOKBACK)
+        return desk
+
     def set(self, root: str, lo: int, hi: int) -> None:
         """`root`'s frame set anew to its bars [lo, hi) (history loaded: Worker.setup; a root added: empty)."""
         self.frames[root] = self.ref[root] = frame_from_bars(self.bars[root][lo:hi])
@@ -96,9 +104,7 @@ def test_scores_follow_the_appended_bars_through_the_dropped_front_a_rebuild_a_r
     (Worker.setup again), at 110 ES added (its empty frame, then its bars: the models read their own features
     by name), at 160 a new registry (a config reload)."""
     full = strategy_bars(IBS_A + ["ES"], LOOKBACK + 220, seed=23, start="2026-02-02")
-    desk = Desk({r: bars_of(f, r) for r, f in full.items()}, keep=LOOKBACK + 24)
-    for root in IBS_A:
-        desk.set(root, 0, LOOKBACK)
+    desk = Desk.followed(full, keep=LOOKBACK + 24)
     reg, scored, above = registry(), 0, 0
     for step in range(220):
         i = LOOKBACK + step
@@ -122,9 +128,7 @@ def test_the_production_keep_past_its_front_and_a_gap_longer_than_kept(registry)
     row is a fresh build's, every 4th candidate's score the pandas path's too. Then more hours pass unscored
     than the frames keep, and the next score follows the frames again."""
     full = strategy_bars(IBS_A, LOOKBACK + 600 + 2 * LOOKBACK + 1, seed=29, start="2026-03-02")
-    desk = Desk({r: bars_of(f, r) for r, f in full.items()})
-    for root in IBS_A:
-        desk.set(root, 0, LOOKBACK)
+    desk = Desk.followed(full)
     reg, scored = registry(), 0
     for step in range(600):
         new = desk.append(LOOKBACK + step)
@@ -153,9 +157,7 @@ def test_a_frame_set_anew_is_followed_even_with_more_bars_appended_since_than_be
     so it does with other BarFrames whose marks happen to be the same."""
     full = strategy_bars(IBS_A, LOOKBACK + 10, seed=41, start="2026-02-02")
     other = strategy_bars(IBS_A, LOOKBACK + 10, seed=43, start="2026-02-02")  # the same hours, other prices
-    desk = Desk({r: bars_of(f, r) for r, f in full.items()})
-    for root in IBS_A:
-        desk.set(root, 0, LOOKBACK)
+    desk = Desk.followed(full)
     reg = registry()
     for i in range(LOOKBACK, LOOKBACK + 2):
         new = desk.append(i)
@@ -166,9 +168,7 @@ def test_a_frame_set_anew_is_followed_even_with_more_bars_appended_since_than_be
         new = desk.append(i)
     for root in ("CL", "GC"):  # GC's row reads CL's cross features
         desk.check(reg, root, new[root])
-    again = Desk({r: bars_of(f, r) for r, f in other.items()})  # other BarFrames whose marks are the same
-    for root in IBS_A:
-        again.set(root, 0, LOOKBACK)
+    again = Desk.followed(other)  # other BarFrames whose marks are the same
     for i in range(LOOKBACK, LOOKBACK + 5):
         new = again.append(i)
     assert again.frames.mark("GC") == desk.frames.mark("GC")
@@ -193,9 +193,7 @@ def test_a_candidate_builds_no_frame_once_its_roots_are_followed(registry, frame
     """After the first score (each root's frame read once), the candidates of the hours after it read no frame
     and make none (no frame_from_bars); a frame set anew is read once, at the next score."""
     full = strategy_bars(IBS_A, LOOKBACK + 200, seed=31, start="2026-02-02")
-    desk = Desk({r: bars_of(f, r) for r, f in full.items()}, keep=LOOKBACK + 24)
-    for root in IBS_A:
-        desk.set(root, 0, LOOKBACK)
+    desk = Desk.followed(full, keep=LOOKBACK + 24)
     reg, made, reads = registry(), [], []
     monkeypatch.setattr(hours, "frame_from_bars", lambda bars: made.append(len(bars)) or frame_from_bars(bars))
     for step in range(200):
@@ -217,9 +215,7 @@ def test_a_bar_twice_or_out_of_order_is_refused_as_from_the_frame(registry):
     """A bar appended twice (or one before the last): the scorer fails as the frame path fails (the model
     unavailable, its policy applied, one alert naming the root), and a new registry refuses the frame too."""
     full = strategy_bars(IBS_A, LOOKBACK + 40, seed=37, start="2026-02-02")
-    desk = Desk({r: bars_of(f, r) for r, f in full.items()})
-    for root in IBS_A:
-        desk.set(root, 0, LOOKBACK)
+    desk = Desk.followed(full)
     reg = registry()
     for i in range(LOOKBACK, LOOKBACK + 10):
         new = desk.append(i)
@@ -231,9 +227,7 @@ def test_a_bar_twice_or_out_of_order_is_refused_as_from_the_frame(registry):
     again = registry()
     assert np.isnan(again.score("GC", new["GC"], desk.frames))
     assert "HG: bars are not in time order" in again.errors["GC"]
-    desk = Desk({r: bars_of(f, r) for r, f in full.items()})  # a bar before the last, in a fresh desk
-    for root in IBS_A:
-        desk.set(root, 0, LOOKBACK)
+    desk = Desk.followed(full)  # a bar before the last, in a fresh desk
     reg = registry()
     new = desk.append(LOOKBACK)
     desk.check(reg, "6A", new["6A"])
