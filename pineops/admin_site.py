@@ -2,28 +2,15 @@
 login lands for trading staff (view permission on trades and positions; anyone else lands on the index).
 The index lists Trading first and the maintenance models (periodic tasks, heartbeats, worker cursors,
 configuration revisions, login records, users) under System."""
-import sys
-from pathlib import Path
-
 from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig, SimpleAdminConfig
 from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.urls import reverse
 
+from pineops.process import headless_process
+
 SYSTEM_MODELS = {"trading": {"Heartbeat", "WorkerCursor", "ConfigRevision"}}
 SYSTEM_APPS = ("django_celery_beat", "auth", "axes")
-# Processes that never serve the admin: Django's AdminConfig imports every admin module (the dashboard,
-# its charts, pandas) as it starts, which cost them most of their memory and start-up (issue 19). They
-# skip that; pineops.urls discovers the admin wherever the URL conf is loaded (the web, `manage.py check`).
-HEADLESS_COMMANDS = frozenset({"runworker", "sendorders", "runhub", "sync_workers"})
-
-
-def headless_process(argv: list[str] | None = None) -> bool:
-    """Whether this process is `manage.py <one of HEADLESS_COMMANDS>`."""
-    argv = sys.argv if argv is None else argv
-    return len(argv) > 1 and Path(argv[0]).name == "manage.py" and argv[1] in HEADLESS_COMMANDS
-
-
 class PineOpsAdminSite(admin.AdminSite):
     site_header = "PineOps"
     site_title = "PineOps admin"
@@ -64,6 +51,9 @@ class PineOpsAdminConfig(AdminConfig):
     default_site = "pineops.admin_site.PineOpsAdminSite"
 
     def ready(self):
+        # A headless process (pineops.process) skips what AdminConfig does as it starts, importing every admin
+        # module (the dashboard, its charts, pandas); pineops.urls discovers the admin wherever the URL conf is
+        # loaded (the web, `manage.py check`).
         if headless_process():
             SimpleAdminConfig.ready(self)  # the admin's checks registered, its modules not imported
         else:

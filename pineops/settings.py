@@ -13,6 +13,7 @@ import environ
 
 from pineops.env import BASE_DIR, load_env
 from pineops.envcheck import environment_problems, rate_limits, roles, worker_strategies
+from pineops.process import headless_process
 
 load_env()
 env = environ.Env()
@@ -61,6 +62,8 @@ INSTALLED_APPS = [
     "axes",
     "trading",
 ]
+if headless_process():  # never a Celery task nor a periodic task's row there (pineops.process)
+    INSTALLED_APPS.remove("django_celery_beat")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

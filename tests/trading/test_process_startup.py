@@ -18,7 +18,8 @@ from django.core.management import call_command, load_command_class
 from django.core.management.base import SystemCheckError
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ["pandas", "pyarrow", "numpy", "sklearn", "scipy", "skops", "trading.admin", "pineops.urls"]
+HEAVY = ["pandas", "pyarrow", "numpy", "sklearn", "scipy", "skops", "trading.admin", "pineops.urls", "celery",
+         "django_celery_beat"]
 
 
 def clean_env(**extra) -> dict:
@@ -31,16 +32,16 @@ def imported_after(argv0: str, code: str, tmp_path) -> list[str]:
     script = (f"import sys, json; sys.argv = {argv0.split()!r}\n"
               "import django; django.setup()\n"
               f"{code}\n"
-              f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))")
+              f"print(json.dumps([m for m in {HEAVY!r} if sys.modules.get(m) is not None]))")
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
                           env=clean_env(RUNTIME_DIR=str(tmp_path)))
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_the_order_sender_imports_neither_pandas_nor_sklearn_nor_pyarrow_nor_the_admin(tmp_path):
+def test_the_order_sender_imports_neither_pandas_nor_sklearn_nor_pyarrow_nor_the_admin_nor_celery(tmp_path):
     """(django.contrib.admin itself is an installed app, imported by every Django process; its ModelAdmins,
-    the dashboard and their pandas are what stays out.) Booking a trade needs the session date of its exit:
+    the dashboard and their pandas are what stays out; so do the Celery app and django-celery-beat.) Booking a trade needs the session date of its exit:
     that too without pandas, or numpy."""
     code = ("import trading.management.commands.sendorders\n"
             "from datetime import datetime, timezone\n"
@@ -62,6 +63,7 @@ def test_the_worker_with_ml_off_never_imports_sklearn(tmp_path):
     found = imported_after("manage.py runworker", code, tmp_path)
     assert not {"sklearn", "scipy", "skops"} & set(found), found
     assert "trading.admin" not in found and "pineops.urls" not in found
+    assert "celery" not in found and "django_celery_beat" not in found
 
 
 def test_the_worker_with_ml_on_loads_its_forests_without_sklearn(tmp_path):
@@ -75,12 +77,60 @@ def test_the_worker_with_ml_on_loads_its_forests_without_sklearn(tmp_path):
             "assert sorted(registry.models) == roots and not registry.errors, registry.errors")
     found = imported_after("manage.py runworker", code, tmp_path)
     assert not {"sklearn", "scipy", "skops"} & set(found), found
+    # pandas runs without pyarrow there (pineops.process.UNUSED_BY): its strings in Python objects
+    assert "pandas" in found and "pyarrow" not in found, found
+
+
+SCORES = """
+import json
+import numpy as np
+from pathlib import Path
+from strategies.features import build_features, feature_names
+from strategies.forest import read_array_forest
+from strategies.ml import load
+from strategies.synthetic import strategy_bars
+roots = ['6A', '6C', '6M', 'CL', 'GC', 'HG']
+frames = strategy_bars(roots, 600, seed=7, start='2026-03-02')
+table = build_features(frames, 'CL')
+model = load('CL', Path('models'), feature_names(roots, 'CL'), reader=read_array_forest)
+rows = table.iloc[-200:]
+out = {'features': np.nan_to_num(rows.to_numpy(dtype=float), nan=-1e300).tolist(),
+       'scores': model.probability(rows).tolist()}
+print(json.dumps(out))
+"""
+
+
+def test_the_worker_without_pyarrow_computes_the_features_and_scores_of_a_process_with_it(tmp_path):
+    """The pandas path of the features (the worker's warm-up and its check of the numpy path; its frames hold
+    numbers only) and the model's scores over 200 hours of the demo's six roots: in `manage.py runworker`'s
+    interpreter, pyarrow kept out, the same numbers to the bit as in one where pandas has it."""
+    script = ("import sys; sys.argv = ['manage.py', 'runworker']\n"
+              "import django; django.setup()\n"
+              "assert sys.modules['pyarrow'] is None\n" + SCORES)
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env=clean_env(RUNTIME_DIR=str(tmp_path)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    worker = json.loads(done.stdout.strip().splitlines()[-1])
+    here = subprocess.run([sys.executable, "-c", "import pyarrow\n" + SCORES], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env=clean_env(RUNTIME_DIR=str(tmp_path)))
+    assert here.returncode == 0, here.stderr[-3000:]
+    reference = json.loads(here.stdout.strip().splitlines()[-1])
+    assert len(worker["scores"]) == 200 and len(set(worker["scores"])) > 10
+    assert worker["features"] == reference["features"] and worker["scores"] == reference["scores"]
 
 
 def test_the_web_process_and_manage_py_check_still_discover_the_admin_as_they_start(tmp_path):
     assert "trading.admin" in imported_after("gunicorn pineops.wsgi", "", tmp_path)
     assert "trading.admin" in imported_after("manage.py check", "", tmp_path)
     assert "trading.admin" in imported_after("manage.py boot", "", tmp_path)
+
+
+@pytest.mark.parametrize("argv0", ["gunicorn pineops.wsgi", "celery -A pineops beat", "manage.py boot"])
+def test_the_processes_that_queue_or_run_tasks_keep_the_celery_app_and_the_periodic_tasks(tmp_path, argv0):
+    code = ("import pineops\n"
+            "from django.apps import apps\n"
+            "assert pineops.celery_app.main == 'pineops' and apps.is_installed('django_celery_beat')")
+    assert {"celery", "django_celery_beat"} <= set(imported_after(argv0, code, tmp_path))
 
 
 @pytest.mark.parametrize("name", ["runworker", "sendorders", "runhub", "sync_workers"])
