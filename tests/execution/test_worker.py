@@ -96,6 +96,49 @@ def test_entries_only_killswitch_still_posts_the_exit(setup, broker):
     assert [o["action"] for o in broker.orders()] == ["buy", "exit"]
 
 
+class HeldBack:
+    """The worker's sender behind it (as in a catch-up, hours decided faster than sent): it sends nothing."""
+
+    def start(self, strategy): ...
+    def send_now(self, strategy, signals): ...
+    def pump(self, strategy): ...
+    def stop(self, strategy): ...
+
+
+def decided_entry_and_exit_unsent() -> Worker:
+    """The worker decides an entry, models its fill and decides its exit; neither is sent yet."""
+    w = Worker("ibs_a", block_ms=10, sender=HeldBack())
+    w.setup()
+    publish([SIGNAL, EXIT])
+    w.poll()
+    entry, exit_ = Signal.objects.order_by("bar_time")
+    assert (entry.action, entry.state, exit_.action, exit_.state) == ("buy", "pending", "exit", "pending")
+    assert Position.objects.get().state == "closing"
+    return w
+
+
+@pytest.mark.parametrize("refused", ["by the killswitch change", "at its send"])
+def test_an_entry_that_never_reaches_the_broker_takes_the_exit_decided_for_it_with_it(setup, broker, monkeypatch,
+                                                                                      refused):
+    """Its position is cancelled and the exit is refused too, by the same control: no POST of an exit for a
+    position the broker never had (it would answer 400, and the alerts would say the position stays open)."""
+    decided_entry_and_exit_unsent()
+    if refused == "by the killswitch change":
+        set_mode("entries", "standing aside", actor="t")  # cancels what is not sent yet, in its transaction
+    else:
+        monkeypatch.setenv("POLICY_KILLSWITCH", "entries")  # the environment's override: caught at the send
+    from trading.execution.outbox import send_pending_orders
+
+    send_pending_orders()
+    entry, exit_ = Signal.objects.order_by("bar_time")
+    assert broker.snapshot() == []
+    assert (entry.state, exit_.state) == ("blocked", "blocked")
+    assert exit_.risk_control == entry.risk_control != ""
+    assert exit_.state_reason.startswith(f"its entry {entry.key} never reached the broker")
+    assert Position.objects.get().state == "cancelled" and not setup.trades.exists()
+    assert not Notification.objects.filter(kind="emergency").exclude(title__startswith="Killswitch").exists()
+
+
 def test_env_override_wins_over_the_database(setup, broker, monkeypatch):
     monkeypatch.setenv("POLICY_KILLSWITCH", "YES")
     w = worker()

@@ -149,10 +149,22 @@ def exit_not_delivered(sig: Signal, reason: str) -> None:
 
 
 def cancel_unsent_entry(sig: Signal, reason: str) -> None:
-    """An entry that never reached the broker opens nothing: its modelled position is cancelled."""
-    cancelled = Position.objects.open().filter(entry_signal=sig).update(state=PState.CANCELLED)
-    if cancelled:
-        log.warning("position cancelled signal=%s reason=%r", sig.key, reason)
+    """An entry that never reached the broker opens nothing: its modelled position is cancelled, and an exit
+    the worker decided for it meanwhile (a worker catching up decides faster than its sender sends) is never
+    sent: refused, by the entry's own control, rather than posted for a position the broker does not hold."""
+    positions = list(Position.objects.open().filter(entry_signal=sig).values_list("pk", "exit_signal_id"))
+    if not positions:
+        return
+    Position.objects.filter(pk__in=[pk for pk, _ in positions]).update(state=PState.CANCELLED)
+    log.warning("position cancelled signal=%s reason=%r", sig.key, reason)
+    exits = [pk for _, pk in positions if pk is not None]
+    if exits:
+        control = Signal.objects.filter(pk=sig.pk).values_list("risk_control", flat=True).first() or ""
+        for key in Signal.objects.filter(pk__in=exits, state__in=UNSENT).values_list("key", flat=True):
+            log.warning("exit not sent signal=%s: its entry %s never reached the broker", key, sig.key)
+        Signal.objects.filter(pk__in=exits, state__in=UNSENT).update(
+            state=State.BLOCKED, risk_control=control, next_attempt_at=None,
+            state_reason=f"its entry {sig.key} never reached the broker ({reason})"[:300])
 
 
 # --- full halt -------------------------------------------------------------------------------------
