@@ -139,6 +139,33 @@ def test_an_entry_that_never_reaches_the_broker_takes_the_exit_decided_for_it_wi
     assert not Notification.objects.filter(kind="emergency").exclude(title__startswith="Killswitch").exists()
 
 
+def test_a_bracket_trade_booked_on_an_entry_that_never_reaches_the_broker_is_voided(setup, broker):
+    """The model filled the entry and its stop inside the next bar (the broker's bracket: a trade booked at
+    once), all before the sender sent the entry; the entry is then refused: the trade leaves the books and
+    the day's P&L (the dashboard's summary equals the trades), alerted; the bracket's exit is not posted."""
+    from trading.execution.outbox import send_pending_orders
+    from trading.models import DailyRiskState
+    from trading.performance import daily_rows, daily_rows_from_trades
+
+    w = Worker("ibs_a", block_ms=10, sender=HeldBack())
+    w.setup()
+    publish([SIGNAL, (99.5, 99.6, 98.0, 98.2)])  # filled at 99.5, stopped at 98.505 inside the same bar
+    w.poll()
+    trade = setup.trades.get()
+    assert trade.exit_reason == "stop_loss" and trade.pnl < 0
+    assert DailyRiskState.objects.get(strategy=setup, session_date=trade.session_date).trades == 1
+    set_mode("entries", "standing aside", actor="t")
+    send_pending_orders()
+    assert broker.snapshot() == [] and not setup.trades.exists()
+    day = DailyRiskState.objects.get(strategy=setup, session_date=trade.session_date)
+    assert (day.trades, day.realized_pnl, day.wins, day.won, day.lost) == (0, 0, 0, 0, 0)
+    assert daily_rows() == daily_rows_from_trades() == {}
+    assert set(Position.objects.values_list("state", flat=True)) == {"cancelled"}  # the next bar's entry too
+    assert set(Signal.objects.values_list("action", "state")) == {("buy", "blocked"), ("exit", "blocked")}
+    voided = Notification.objects.get(title__startswith="Trade voided")
+    assert voided.kind == "emergency" and f"{trade.pnl:+.2f}" in voided.title and "never got" in voided.body
+
+
 def test_env_override_wins_over_the_database(setup, broker, monkeypatch):
     monkeypatch.setenv("POLICY_KILLSWITCH", "YES")
     w = worker()

@@ -26,7 +26,7 @@ from trading.execution.signals import write_signal
 from trading.marketdata import streams
 from trading.models import KillSwitch, KillSwitchEvent, Position, RiskControl, Signal, StrategyInstrument, Trade, trade_pnl
 from trading.delivery.alerts import enqueue
-from trading.risk.daily import record_realized
+from trading.risk.daily import record_realized, unrecord_realized
 from trading.risk.decision import Kind, KillState, order_decision
 
 log = logging.getLogger(__name__)
@@ -149,15 +149,19 @@ def exit_not_delivered(sig: Signal, reason: str) -> None:
 
 
 def cancel_unsent_entry(sig: Signal, reason: str) -> None:
-    """An entry that never reached the broker opens nothing: its modelled position is cancelled, and an exit
-    the worker decided for it meanwhile (a worker catching up decides faster than its sender sends) is never
-    sent: refused, by the entry's own control, rather than posted for a position the broker does not hold."""
-    positions = list(Position.objects.open().filter(entry_signal=sig).values_list("pk", "exit_signal_id"))
+    """An entry that never reached the broker opens nothing: its modelled position is cancelled. A worker
+    catching up decides faster than its sender sends, so the model may have gone on meanwhile: an exit
+    decided for the position is never sent (refused by the entry's own control rather than posted for a
+    position the broker does not hold), and a trade booked from the broker's bracket in the model is voided."""
+    positions = list(Position.objects.filter(entry_signal=sig, state__in=[*Position.OPEN_STATES, PState.CLOSED])
+                     .values_list("pk", "state", "exit_signal_id"))
     if not positions:
         return
-    Position.objects.filter(pk__in=[pk for pk, _ in positions]).update(state=PState.CANCELLED)
+    Position.objects.filter(pk__in=[pk for pk, _, _ in positions]).update(state=PState.CANCELLED)
     log.warning("position cancelled signal=%s reason=%r", sig.key, reason)
-    exits = [pk for _, pk in positions if pk is not None]
+    if any(state == PState.CLOSED for _, state, _ in positions):
+        _void_trades(sig, reason)
+    exits = [pk for _, _, pk in positions if pk is not None]
     if exits:
         control = Signal.objects.filter(pk=sig.pk).values_list("risk_control", flat=True).first() or ""
         for key in Signal.objects.filter(pk__in=exits, state__in=UNSENT).values_list("key", flat=True):
@@ -165,6 +169,23 @@ def cancel_unsent_entry(sig: Signal, reason: str) -> None:
         Signal.objects.filter(pk__in=exits, state__in=UNSENT).update(
             state=State.BLOCKED, risk_control=control, next_attempt_at=None,
             state_reason=f"its entry {sig.key} never reached the broker ({reason})"[:300])
+
+
+def _void_trades(sig: Signal, reason: str) -> None:
+    """The trades booked on entry `sig`, which the broker never got: out of the books and the day's P&L, each
+    alerted (its exit was alerted when it was booked)."""
+    for trade in Trade.objects.filter(entry_signal=sig).select_related("strategy"):
+        unrecord_realized(trade.strategy, trade.session_date, trade.pnl)
+        trade.delete()
+        enqueue("emergency", f"Trade voided: {trade.strategy.name} {trade.symbol} {trade.pnl:+.2f} $",
+                strategy=trade.strategy,
+                body=(f"The trade booked from the broker's bracket at {trade.exit_time:%Y-%m-%d %H:%M} UTC had an "
+                      f"entry the broker never got ({sig.key}: {reason}); it is out of the books and the "
+                      f"{trade.session_date} P&L. Check the broker holds nothing."),
+                fields={"symbol": trade.contract or trade.symbol, "P&L $": str(trade.pnl), "entry": sig.key},
+                dedupe_key=f"trade-voided:{sig.key}")
+        log.error("trade voided strategy=%s root=%s entry=%s pnl=%s: its entry never reached the broker",
+                  trade.strategy.name, trade.symbol, sig.key, trade.pnl)
 
 
 # --- full halt -------------------------------------------------------------------------------------

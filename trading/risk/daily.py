@@ -25,8 +25,7 @@ def record_realized(strategy: Strategy, session_date: date, pnl: Decimal, *, now
     now = now or timezone.now()
     pnl = Decimal(pnl)
     day = DailyRiskState.objects.filter(strategy=strategy, session_date=session_date)
-    add = {"realized_pnl": F("realized_pnl") + pnl, "trades": F("trades") + 1, "wins": F("wins") + int(pnl > 0),
-           "won": F("won") + max(pnl, Decimal(0)), "lost": F("lost") + min(pnl, Decimal(0))}
+    add = _counted(pnl, 1)
     with transaction.atomic(savepoint=False):  # part of the caller's transaction (a booking) when it has one
         if not day.update(**add):  # the day's first trade: its row made first (by whoever gets there first)
             DailyRiskState.objects.get_or_create(strategy=strategy, session_date=session_date)
@@ -43,6 +42,18 @@ def record_realized(strategy: Strategy, session_date: date, pnl: Decimal, *, now
                     dedupe_key=f"daily-stop:{strategy.name}:{session_date}")
             log.warning("daily stop hit strategy=%s session=%s pnl=%s", strategy.name, session_date, state.realized_pnl)
     return state
+
+
+def _counted(pnl: Decimal, sign: int) -> dict:
+    """The day's summary columns with one trade of `pnl` added (sign 1) or taken out (sign -1)."""
+    return {"realized_pnl": F("realized_pnl") + sign * pnl, "trades": F("trades") + sign,
+            "wins": F("wins") + sign * int(pnl > 0), "won": F("won") + sign * max(pnl, Decimal(0)),
+            "lost": F("lost") + sign * min(pnl, Decimal(0))}
+
+
+def unrecord_realized(strategy: Strategy, session_date: date, pnl: Decimal) -> None:
+    """Take a voided trade back out of its day's P&L (a daily stop it tripped stays for the day: fail safe)."""
+    DailyRiskState.objects.filter(strategy=strategy, session_date=session_date).update(**_counted(Decimal(pnl), -1))
 
 
 def entries_stopped(strategy: Strategy, session_date: date) -> RiskDecision:
