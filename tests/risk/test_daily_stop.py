@@ -1,9 +1,9 @@
 from datetime import date, datetime
 from decimal import Decimal
-from unittest import mock
 
 import pytest
 from django.core.management import call_command
+from django.db import connection, transaction
 
 from trading.models import DailyRiskState, Notification, Strategy
 from strategies.calendar import previous_trade_date
@@ -54,8 +54,15 @@ def test_profits_do_not_trip_and_other_strategies_are_unaffected(strategy):
 
 
 def test_unreadable_state_blocks_entries(strategy):
-    with mock.patch.object(DailyRiskState.objects, "filter", side_effect=RuntimeError("db gone")):
+    """The table really cannot be read (renamed away): blocked, and the caller's transaction still usable."""
+    table = DailyRiskState._meta.db_table
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE {table} RENAME TO {table}_away")
         decision = entries_stopped(strategy, DAY)
+        assert Strategy.objects.filter(pk=strategy.pk).exists()  # the step's transaction goes on
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE {table}_away RENAME TO {table}")
     assert decision.kind is Kind.BLOCK_ENTRY and decision.control == "unreadable" and "unreadable" in decision.reason
 
 

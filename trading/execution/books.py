@@ -35,17 +35,20 @@ def expected_shape(pos: Position | None) -> tuple[bool, bool, bool, bool]:
     return False, True, True, False  # held through a halt, or sent at the market (flatten, released)
 
 
-def managed_rows(strategy, *, lock: bool = False) -> dict[str, Position]:
+def managed_rows(strategy, *, lock: bool = False, instruments: dict | None = None) -> dict[str, Position]:
     """`strategy`'s managed position rows by root, each with its instrument and exit signal (its entry's is
     read only when a book is restored from it); `lock`: locked for the caller's transaction (a step's). Read
-    every hour on the order's path: the rows in one plain statement, no join; `strategy` is set, not read."""
+    every hour on the order's path: the rows in one plain statement, no join; `strategy` is set, not read,
+    and so is an instrument found in `instruments` (id → row: the worker's legs'), only others are read."""
     quote, states = connection.ops.quote_name, Position.MANAGED_STATES
     sql = (f"SELECT * FROM {quote(Position._meta.db_table)} WHERE {quote('strategy_id')} = %s AND "
            f"{quote('state')} IN ({', '.join(['%s'] * len(states))})")
     if lock and connection.features.has_select_for_update:
         sql += " FOR UPDATE"
     rows = list(Position.objects.raw(sql, [strategy.pk, *states]))
-    instruments = Instrument.objects.in_bulk({pos.instrument_id for pos in rows})
+    known = instruments or {}
+    missing = {pos.instrument_id for pos in rows} - known.keys()
+    instruments = {**known, **Instrument.objects.in_bulk(missing)} if missing else known
     exits = Signal.objects.in_bulk([pos.exit_signal_id for pos in rows if pos.exit_signal_id])
     out = {}
     for pos in rows:
@@ -55,10 +58,12 @@ def managed_rows(strategy, *, lock: bool = False) -> dict[str, Position]:
     return out
 
 
-def reconcile(portfolio, strategy, params: dict, rows: dict[str, Position] | None = None) -> dict[str, str]:
+def reconcile(portfolio, strategy, params: dict, rows: dict[str, Position] | None = None,
+              instruments: dict | None = None) -> dict[str, str]:
     """Make every book of `portfolio` hold what `strategy`'s managed position rows say (`rows`: read already,
-    by managed_rows); returns the contract of each root's position (root → raw symbol, '' when none)."""
-    rows = managed_rows(strategy) if rows is None else rows
+    by managed_rows, else read here with `instruments`); returns the contract of each root's position
+    (root → raw symbol, '' when none)."""
+    rows = managed_rows(strategy, instruments=instruments) if rows is None else rows
     for root in rows:
         if root not in portfolio.books:
             log.error("open position in %s which is not a managed instrument; it is left to the operator", root)

@@ -20,6 +20,11 @@ class Config:
     params: dict
     fingerprint: tuple
 
+    @property
+    def instruments(self) -> dict:
+        """The legs' instrument rows by id (read with the legs): the position rows of the step take theirs."""
+        return {leg.row.instrument_id: leg.row.instrument for leg in self.legs.values()}
+
 
 def load_config(name: str) -> Config:
     """Read the strategy and the instruments it manages; ParameterError names a bad parameter."""

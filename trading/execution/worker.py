@@ -98,7 +98,8 @@ class Worker:
 
     def reconcile_books(self, rows: dict | None = None) -> None:
         """The books from the position rows (`rows`: read already); the contracts they are in too (execution.rolls)."""
-        self.contracts = books.reconcile(self.portfolio, self.config.strategy, self.config.params, rows)
+        self.contracts = books.reconcile(self.portfolio, self.config.strategy, self.config.params, rows,
+                                         self.config.instruments)
         if self.hours is not None:
             self.hours.hold(self.contracts.values(), self.cursor_ms)
 
@@ -148,7 +149,7 @@ class Worker:
         with transaction.atomic():
             # The position rows locked once: the books follow them (a flatten, a held or failed exit written by
             # others since the last hour), the step is decided on them and written against them.
-            positions = books.managed_rows(self.config.strategy, lock=True)
+            positions = books.managed_rows(self.config.strategy, lock=True, instruments=self.config.instruments)
             self.reconcile_books(positions)
             roll = rolls.plan(self.config.strategy, bars, held or {}, self.contracts, self.config.legs)
             outcome = self.portfolio.step(ts, bars, score=self.score,

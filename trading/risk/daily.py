@@ -8,7 +8,7 @@ import logging
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
@@ -56,19 +56,24 @@ def unrecord_realized(strategy: Strategy, session_date: date, pnl: Decimal) -> N
     DailyRiskState.objects.filter(strategy=strategy, session_date=session_date).update(**_counted(Decimal(pnl), -1))
 
 
+_STOPPED = (f"SELECT stopped, stop_reason FROM {DailyRiskState._meta.db_table} "
+            "WHERE strategy_id = %s AND session_date = %s")
+
+
 def entries_stopped(strategy: Strategy, session_date: date) -> RiskDecision:
     """The daily stop's answer for an entry in `session_date`; unreadable → blocked (fail closed). Read in a
     savepoint: a read that fails inside the worker's step leaves the step's transaction usable."""
     try:
-        with transaction.atomic():
-            state = DailyRiskState.objects.filter(strategy=strategy, session_date=session_date).first()
+        with transaction.atomic(), connection.cursor() as cursor:  # plain SQL: read on the order's path
+            cursor.execute(_STOPPED, [strategy.pk, connection.ops.adapt_datefield_value(session_date)])
+            state = cursor.fetchone()
     except Exception as exc:  # noqa: BLE001 — any failure to read must fail closed
         log.error("daily risk state unreadable strategy=%s (%s); entries blocked", strategy.name,
                   exc.__class__.__name__)
         return block_entry(RiskControl.UNREADABLE,
                            f"daily risk state unreadable ({exc.__class__.__name__}); entries blocked")
-    if state and state.stopped:
-        return block_entry(RiskControl.DAILY_STOP, f"daily stop: {state.stop_reason}")
+    if state and state[0]:
+        return block_entry(RiskControl.DAILY_STOP, f"daily stop: {state[1]}")
     return ALLOW
 
 
