@@ -9,15 +9,12 @@ recovery that decides (an interrupted POST is failed, never resent).
 """
 from __future__ import annotations
 
-import functools
-import os
 import time
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection
 
-from trading.delivery.claims import holder_token
 from trading.execution import outbox
 from trading.models import Signal
 
@@ -57,18 +54,12 @@ class HandedOrder:
                    message["contract"], expires, HandedInstrument(message["instrument"], message["root"]))
 
 
-@functools.lru_cache(maxsize=1)
-def _token(pid: int) -> str:
-    """This process's holder token, read once (from /proc: its pid and start never change; a fork has its own)."""
-    return holder_token()
-
-
 class HandedClaim(outbox.Claim):
     """A handed order's claim, taken at its POST: only while the order is as it was handed over (its attempts,
     not tried since) and due."""
 
     def __init__(self, pk: int, attempts: int):
-        super().__init__(pk, _token(os.getpid()))
+        super().__init__(pk)
         self.attempts = attempts
 
     def condition(self, at: datetime) -> tuple[str, list]:

@@ -4,6 +4,7 @@ The start time (clock ticks since boot, from /proc) makes a token name one proce
 the kernel hands to a new process later is not mistaken for the holder that died. The host is the system's
 host name, or PINEOPS_HOST_NAME (unique per host: a token of another host is judged by its lease only).
 """
+import functools
 import os
 import socket
 
@@ -40,10 +41,18 @@ def host_name() -> str:
     return os.environ.get("PINEOPS_HOST_NAME") or socket.gethostname()
 
 
+@functools.lru_cache(maxsize=2)
+def _started(pid: int) -> str:
+    """When this process (`pid`: its own) started: read once, it never changes for the life of a pid (a fork
+    asks with its own)."""
+    return (_stat(pid) or [""] * 20)[19]
+
+
 def process_token() -> str:
-    """host:pid:start of this process, as locks and claims record their holder."""
-    fields = _stat(os.getpid()) or [""] * 20
-    return f"{host_name()}:{os.getpid()}:{fields[19]}"
+    """host:pid:start of this process, as locks and claims record their holder (asked for at every order's
+    claim: /proc is read once per process)."""
+    pid = os.getpid()
+    return f"{host_name()}:{pid}:{_started(pid)}"
 
 
 def _local(token: str) -> tuple[int, str] | None:
