@@ -129,6 +129,36 @@ def test_env_killswitch_blocks_an_entry_at_send_time_and_nothing_is_posted(signa
     assert (signal.state, signal.risk_control) == ("blocked", "env") and "blocks entries" in signal.state_reason
 
 
+@pytest.mark.django_db(transaction=True)  # as the sender runs: autocommit, its own transactions
+def test_a_refusal_and_what_follows_from_it_commit_together(signal, monkeypatch):
+    """The entry's state and its position's cancellation are one transaction: when the second fails (the
+    process killed, the database gone), the entry is not left refused with its position still in the books;
+    it is pending again, refused whole at the next pass."""
+    from trading.execution import exits
+    from trading.models import Position
+
+    strategy, cl = signal.strategy, signal.instrument
+    pos = Position.objects.create(strategy=strategy, instrument=cl, contract="CLZ6", size=1, signal_time=signal.bar_time,
+                                  entry_time=signal.bar_time + timedelta(hours=1), entry_price=Decimal("71.25"),
+                                  commission_per_side=Decimal("1.25"), point_value=Decimal("1000"), entry_signal=signal)
+    monkeypatch.setenv("POLICY_KILLSWITCH", "true")
+    cancel = exits.cancel_unsent_entry
+
+    def cut_off(sig, reason):
+        raise ConnectionError("the database went away")
+
+    monkeypatch.setattr(exits, "cancel_unsent_entry", cut_off)
+    with pytest.raises(ConnectionError):
+        send_pending_orders(deliver=ScriptedBroker())
+    signal.refresh_from_db()
+    pos.refresh_from_db()
+    assert (signal.state, signal.risk_control, pos.state) == ("pending", "", "open")
+    monkeypatch.setattr(exits, "cancel_unsent_entry", cancel)
+    assert send_pending_orders(deliver=ScriptedBroker()).blocked == [signal.key]
+    pos.refresh_from_db()
+    assert pos.state == "cancelled"
+
+
 def test_day_order_expires_rather_than_going_out_late(signal):
     Signal.objects.filter(pk=signal.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
     broker = ScriptedBroker()

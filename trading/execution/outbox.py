@@ -65,13 +65,17 @@ class OutboxReport:
 
 def _finish(sig: Signal, state: str, reason: str, **extra) -> bool:
     """Settle a signal this sender holds (state sending); an order the broker never got tells its position.
-    False when the signal is no longer this sender's to settle (then nothing else is done with it)."""
-    if not Signal.objects.filter(pk=sig.pk, state=State.SENDING).update(state=state, state_reason=reason[:300],
-                                                                        **extra):
-        log.error("signal %s was settled by someone else meanwhile; the answer %s is only logged", sig.key, state)
-        return False
-    if state in (State.FAILED, State.EXPIRED, State.BLOCKED):
-        (exits.cancel_unsent_entry if sig.action == Signal.Action.BUY else exits.exit_not_delivered)(sig, reason)
+    False when the signal is no longer this sender's to settle (then nothing else is done with it). The state
+    and what follows from it commit together (a kill in between must not leave the books a position the
+    broker never got)."""
+    with transaction.atomic(savepoint=False):
+        if not Signal.objects.filter(pk=sig.pk, state=State.SENDING).update(state=state, state_reason=reason[:300],
+                                                                            **extra):
+            log.error("signal %s was settled by someone else meanwhile; the answer %s is only logged", sig.key,
+                      state)
+            return False
+        if state in (State.FAILED, State.EXPIRED, State.BLOCKED):
+            (exits.cancel_unsent_entry if sig.action == Signal.Action.BUY else exits.exit_not_delivered)(sig, reason)
     return True
 
 
