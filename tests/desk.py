@@ -82,3 +82,13 @@ def held_position(strategy: Strategy, root: str, *, entry: float, size: int = 1,
         signal_time=at, entry_time=at + timedelta(hours=1), entry_price=e, stop_price=e * Decimal("0.99"),
         target_price=e * Decimal("1.01"), ibs_entry=0.1, commission_per_side=leg.commission_per_side,
         point_value=leg.instrument.point_value, entry_signal=sig)
+
+
+class HeldBack:
+    """A worker's sender holding its orders back (a slow broker, or a catch-up deciding hours faster than they
+    are sent): they stay in the outbox, unsent."""
+
+    def start(self, strategy): ...
+    def send_now(self, strategy, signals): ...
+    def pump(self, strategy): ...
+    def stop(self, strategy): ...

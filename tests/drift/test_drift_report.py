@@ -13,7 +13,7 @@ from trading.marketdata import streams
 from trading.marketdata.barstore import store_bar, store_bars
 from trading.models import DriftItem, DriftReport, Notification, Signal, StoredBar, Strategy
 from trading.risk.killswitch import set_mode
-from tests.desk import EXIT, MID, SIGNAL, demo_desk
+from tests.desk import EXIT, MID, SIGNAL, HeldBack, demo_desk
 from tests.strategies.builders import hourly
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -91,6 +91,31 @@ def test_an_hour_of_block_entries_is_exactly_the_blocked_entries_with_reason_kil
     assert all(c.reason == "killswitch" for c in top[0].consequences.all())
     assert report.items.filter(kind="matched").count() > 0 and report.unexplained == 0
     assert "killswitch" in out and "missing_live" in out
+
+
+def test_an_entry_still_in_the_outbox_when_block_entries_goes_on_is_named_with_reason_killswitch(desk):
+    """Decided, not sent yet when the killswitch goes to "block entries" (before the next hour is decided):
+    it is cancelled, never sent, and the report names it, reason killswitch, nothing unexplained."""
+    sender = desk.sender
+
+    def killswitch(i):
+        if i == 0:
+            desk.sender = HeldBack()
+        if i == 1:
+            set_mode("entries", "standing aside", actor="t")
+            desk.sender = sender
+        if i == 2:
+            set_mode("off", "back", actor="t")
+
+    trade(desk, SESSION, hook=killswitch)
+    entry = Signal.objects.get(bar_time=T0, action="buy")
+    assert (entry.state, entry.risk_control, entry.attempts) == ("blocked", "killswitch", 0)
+    assert "decided before the change, never sent" in entry.state_reason
+    report, out = drift()
+    top = differences(report)
+    assert [(d.kind, d.action, d.bar_time, d.reason) for d in top] == [("missing_live", "buy", T0, "killswitch")], out
+    assert top[0].signal == entry and report.unexplained == 0
+    assert report.items.filter(kind="matched").count() > 0
 
 
 def test_an_hour_the_hub_never_published_is_named_as_a_hub_gap(desk):

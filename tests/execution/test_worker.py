@@ -10,6 +10,7 @@ from trading.marketdata import streams
 from trading.marketdata.barstore import store_bars
 from trading.models import Notification, Position, Signal, Strategy, StrategyInstrument
 from trading.risk.killswitch import set_mode
+from tests.desk import HeldBack
 from tests.strategies.builders import MID, hourly
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -94,15 +95,6 @@ def test_entries_only_killswitch_still_posts_the_exit(setup, broker):
     publish([EXIT, MID], start=T0 + timedelta(hours=1))
     w.poll()
     assert [o["action"] for o in broker.orders()] == ["buy", "exit"]
-
-
-class HeldBack:
-    """The worker's sender behind it (as in a catch-up, hours decided faster than sent): it sends nothing."""
-
-    def start(self, strategy): ...
-    def send_now(self, strategy, signals): ...
-    def pump(self, strategy): ...
-    def stop(self, strategy): ...
 
 
 def decided_entry_and_exit_unsent() -> Worker:
