@@ -118,6 +118,35 @@ def test_an_entry_still_in_the_outbox_when_block_entries_goes_on_is_named_with_r
     assert report.items.filter(kind="matched").count() > 0
 
 
+def test_an_entry_refused_after_the_worker_held_it_for_hours_is_named_and_its_exit_follows_from_it(desk):
+    """The sender far behind (a slow broker): the worker models the entry's fill and holds the position for
+    hours (no entry at the next signal bar: it holds CL) before block entries cancels it, unsent. The report
+    names the entry, reason killswitch; the exit the backtest made of it follows from it; nothing else
+    differs and nothing is unexplained."""
+    sender = desk.sender
+
+    def late(i):
+        if i == 0:
+            desk.sender = HeldBack()
+        if i == 4:
+            set_mode("entries", "standing aside", actor="t")  # before the exit bar is decided
+            desk.sender = sender
+        if i == 5:
+            set_mode("off", "back", actor="t")
+
+    low = (100.0, 100.5, 99.5, 99.55)  # IBS 0.05: an entry while flat; above the held position's stop
+    trade(desk, [SIGNAL, MID, low, MID, EXIT, MID, SIGNAL, EXIT, MID, MID], hook=late)
+    entry = Signal.objects.get(bar_time=T0, action="buy")
+    assert (entry.state, entry.risk_control) == ("blocked", "killswitch")
+    assert not Signal.objects.filter(bar_time=T0 + timedelta(hours=2), action="buy").exists()  # it held CL then
+    report, out = drift()
+    top = differences(report)
+    assert report.unexplained == 0, out
+    assert [(d.kind, d.action, d.bar_time, d.reason) for d in top] == [("missing_live", "buy", T0, "killswitch")], out
+    assert [(c.action, c.bar_time, c.reason) for c in top[0].consequences.all()] == [
+        ("exit", T0 + timedelta(hours=4), "killswitch")], out
+
+
 def test_an_hour_the_hub_never_published_is_named_as_a_hub_gap(desk):
     rows = list(SESSION)
     trade(desk, rows, skip_hub={6})
