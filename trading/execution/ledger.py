@@ -141,7 +141,7 @@ class Ledger:
         # The signal's state read now, under the position's lock, not with the position: a delivery that
         # committed while this step waited for that lock found the position still closing and left the
         # booking to this step (exits.exit_delivered); one not yet at the lock will find it EXITED.
-        sig.refresh_from_db(fields=["state"])
+        sig.state = Signal.objects.filter(pk=sig.pk).values_list("state", flat=True).get()
         if sig.state == State.SENT:
             book_exit(pos, sig, exit_time=trade.exit_ts, exit_price=trade.exit_price, reason=trade.reason,
                       ibs_exit=trade.ibs_exit)

@@ -8,10 +8,15 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
+from django.db import connection
+
 from strategies.calendar import next_trade_date, next_window, session_close, session_date
 from strategies.pnl import price
 from trading.execution.traderspost import order_payload
 from trading.models import Instrument, Signal, Strategy, signal_key
+
+
+_BY_KEY = f'SELECT id FROM {Signal._meta.db_table} WHERE "key" = %s'
 
 
 def day_order_expiry(decided: datetime, now: datetime, root: str | None = None) -> datetime:
@@ -39,8 +44,11 @@ def write_signal(strategy: Strategy, instrument: Instrument, *, ticker: str, con
     """The signal row of one decision (created once; an existing key returns the row already there, marked
     `was_there`)."""
     key = key or signal_key(strategy.name, instrument.root, bar_time, action)
-    existing = Signal.objects.filter(key=key).first()
-    if existing:
+    with connection.cursor() as cursor:  # plain SQL: asked for every order on its path, nearly always absent
+        cursor.execute(_BY_KEY, [key])
+        found = cursor.fetchone()
+    if found:
+        existing = Signal.objects.get(pk=found[0])
         existing.was_there = True  # written before (a step re-run, a flatten repeated): nothing new made of it
         return existing
     ibs = None if ibs is None or math.isnan(ibs) else ibs
