@@ -77,6 +77,27 @@ def test_entry_then_exit_one_order_each_with_the_design_payload(setup, broker):
     assert trade.pnl == (100.0 - 99.5) * 1000 - 2 * 1.25
 
 
+def test_a_fill_modelled_just_before_a_kill_is_booked_when_the_worker_starts_again(setup, broker, monkeypatch):
+    """The step that models the exit's fill commits it (the position out of the book) and the trade is booked
+    right after, off the order's path; killed in between, the next worker books it as it starts: one trade,
+    the backtest's prices, nothing sent twice."""
+    from trading.execution import exits
+
+    w = worker()
+    publish([SIGNAL, EXIT])
+    w.poll()
+    with monkeypatch.context() as killed:
+        killed.setattr(exits, "book_filled_exits", lambda strategy: [])  # killed right after the step's commit
+        publish([MID], start=T0 + timedelta(hours=2))
+        w.poll()
+    pos = Position.objects.get()
+    assert pos.state == "exited" and pos.exit_signal.state == "sent" and not setup.trades.exists()
+    worker()
+    trade = setup.trades.get()
+    assert (float(trade.entry_price), float(trade.exit_price), trade.exit_reason) == (99.5, 100.0, "ibs_exit")
+    assert Position.objects.get().state == "closed" and [o["action"] for o in broker.orders()] == ["buy", "exit"]
+
+
 def test_killswitch_blocks_and_records_the_entry_and_posts_nothing(setup, broker):
     set_mode("entries", "test", actor="t")
     w = worker()

@@ -105,6 +105,21 @@ def exit_delivered(sig: Signal) -> Trade | None:
     return trade
 
 
+def book_filled_exits(strategy) -> list[Trade]:
+    """The trades of `strategy`'s positions whose exit the worker modelled filled (EXITED) and the broker has
+    (the exit sent), each booked in its own transaction: called by the worker right after each step's commit
+    (the booking off the order's path) and as it starts (a worker killed in between books them then)."""
+    booked = []
+    done = (Position.objects.filter(strategy=strategy, state=PState.EXITED, exit_signal__state=State.SENT)
+            .values_list("exit_signal_id", flat=True))
+    for sig in Signal.objects.filter(pk__in=list(done)).select_related("strategy", "instrument"):
+        with transaction.atomic():
+            trade = exit_delivered(sig)  # under the position's lock: a sender booking it meanwhile goes first
+        if trade is not None:
+            booked.append(trade)
+    return booked
+
+
 def _cancel_newer_unsent(pos: Position, why: str) -> None:
     """Entries of `pos`'s instrument decided after it left the book (queued behind its exit) and not
     sent: cancelled, since the broker still holds `pos`."""
@@ -331,5 +346,5 @@ def exit_state(pos: Position) -> str:
         sig.state, sig.get_state_display())
 
 
-__all__ = ["apply_mode", "book_exit", "cancel_unsent_entry", "exit_delivered", "exit_not_delivered",
+__all__ = ["apply_mode", "book_exit", "book_filled_exits", "cancel_unsent_entry", "exit_delivered", "exit_not_delivered",
            "exit_state", "flatten", "hold_exit", "release_held_exits"]

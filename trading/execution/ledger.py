@@ -131,24 +131,18 @@ class Ledger:
         return [s for s in created if s.state == State.PENDING]
 
     def _exit_filled(self, pos: Position, trade) -> None:
-        """The exit decided at the last close fills at this open: a trade if the broker has it, else the
-        position is EXITED (out of the book, its fill kept) and the trade is booked when the broker
-        answers (exits.exit_delivered); orders of one instrument reach the broker in decision order, so
-        a new entry decided meanwhile goes out after this exit."""
+        """The exit decided at the last close fills at this open: the position is EXITED (out of the book, its
+        fill kept), and its trade is booked once the broker has the exit and this step has committed:
+        by the worker right after the step when the exit was delivered already (exits.book_filled_exits,
+        off the order's path), else by the sender when the broker answers (exits.exit_delivered). Orders
+        of one instrument reach the broker in decision order, so a new entry decided meanwhile goes out
+        after this exit."""
         sig = pos.exit_signal
         if sig is None or pos.state != PState.CLOSING or sig.fill != Fill.NEXT_OPEN:
             return  # held, failed or replaced since: the database knows better than the book (worker reconciles)
-        # The signal's state read now, under the position's lock, not with the position: a delivery that
-        # committed while this step waited for that lock found the position still closing and left the
-        # booking to this step (exits.exit_delivered); one not yet at the lock will find it EXITED.
-        sig.state = Signal.objects.filter(pk=sig.pk).values_list("state", flat=True).get()
-        if sig.state == State.SENT:
-            book_exit(pos, sig, exit_time=trade.exit_ts, exit_price=trade.exit_price, reason=trade.reason,
-                      ibs_exit=trade.ibs_exit)
-            return
         pos.state, pos.exit_time, pos.exit_price = PState.EXITED, trade.exit_ts, price(trade.exit_price)
         pos.save(update_fields=["state", "exit_time", "exit_price"])
-        log.info("exit filled before the broker answered; booked on delivery strategy=%s root=%s signal=%s",
+        log.info("exit filled (modelled) strategy=%s root=%s signal=%s: booked once the broker has it",
                  self.strategy.name, pos.instrument.root, sig.key)
 
     def _bracket_exit(self, pos: Position, trade, leg: Leg, bar, kill: KillState, now: datetime) -> list[Signal]:

@@ -24,7 +24,7 @@ from strategies.ibs import InstrumentBook
 from strategies.params import ParameterError
 from strategies.portfolio import Portfolio
 from trading.delivery.alerts import enqueue
-from trading.execution import books, rolls
+from trading.execution import books, exits, rolls
 from trading.execution.configuration import Config, load_config
 from trading.execution.hours import HOUR_MS, BarFrames, HourFeed, feature_history
 from trading.execution.ledger import Leg, Ledger
@@ -80,6 +80,7 @@ class Worker:
                                    hours=PRODUCT_HOURS)
         self.ledger = Ledger(s, self.config.legs, features=self.features)
         self.hours = None
+        exits.book_filled_exits(s)  # fills a step modelled just before a kill, the broker's answer already in
         self.reconcile_books()
         self.scoring = ModelRegistry(s, self.config.legs)
         cursor = WorkerCursor.objects.filter(strategy=s).first()
@@ -161,6 +162,7 @@ class Worker:
         self.cursor_ms = ts_ms
         self.last_bar_time = ts
         self.sender.send_now(self.config.strategy, pending)
+        exits.book_filled_exits(self.config.strategy)  # the step's modelled fills of exits the broker has
         self.reconcile_books()  # what the step opened is held from now on (execution.hours: a roll's streams)
         for root, t in outcome.closed:
             log.info("exit filled (modelled) strategy=%s root=%s entry=%s exit=%s reason=%s", self.name, root,
