@@ -2,7 +2,7 @@
 from celery import shared_task
 from django.conf import settings
 
-from trading.execution import outbox, sender
+from trading.execution import recovery, sender
 from trading.health import monitor
 from trading.marketdata.clock import market_now
 from trading.notify import delivery
@@ -23,8 +23,8 @@ def send_pending_orders():
 
 @shared_task(name="trading.check_stuck_orders", ignore_result=True)
 def check_stuck_orders():
-    recovered = outbox.recover_interrupted()
-    stuck = outbox.alert_stuck_pending()
+    recovered = recovery.recover_interrupted()
+    stuck = recovery.alert_stuck_pending()
     return {"recovered": recovered, "stuck": stuck}
 
 

@@ -18,7 +18,8 @@ from django.utils import timezone
 from tests.execution.test_outbox import Result, ScriptedBroker
 from trading.delivery.outcomes import Outcome
 from trading.execution import handoff
-from trading.execution.outbox import OutboxReport, recover_interrupted, send_pending_orders
+from trading.execution.outbox import OutboxReport, send_pending_orders
+from trading.execution.recovery import recover_interrupted
 from trading.execution.sender import DetachedSender, run_sender
 from trading.models import DeliveryAttempt, PaperOrder, Signal, Strategy, signal_key
 from trading.risk.killswitch import set_mode

@@ -12,7 +12,8 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from tests.e2e.appliance import free_port
-from trading.execution.outbox import MAX_ATTEMPTS, backoff_seconds, recover_interrupted, send_pending_orders
+from trading.execution.outbox import MAX_ATTEMPTS, backoff_seconds, send_pending_orders
+from trading.execution.recovery import recover_interrupted
 from trading.execution.ratelimit import RedisRateLimiter
 from trading.execution.sender import settle_own_claims
 from trading.health.process import _stat, process_token
@@ -224,7 +225,7 @@ def test_backoff_grows_and_is_capped():
 
 
 def test_long_pending_signal_is_alerted_once(signal):
-    from trading.execution.outbox import alert_stuck_pending
+    from trading.execution.recovery import alert_stuck_pending
 
     later = timezone.now() + timedelta(minutes=10)
     assert alert_stuck_pending(now=later) == [signal.key]

@@ -21,7 +21,8 @@ from tests.conftest import remember_secret
 from tests.e2e.appliance import free_port
 from trading.execution import traderspost
 from trading.execution.ledger import Ledger, price
-from trading.execution.outbox import MAX_ATTEMPTS, alert_stuck_pending, send_pending_orders
+from trading.execution.outbox import MAX_ATTEMPTS, send_pending_orders
+from trading.execution.recovery import alert_stuck_pending
 from trading.execution.ratelimit import MemoryRateLimiter
 from trading.execution.configuration import load_config
 from trading.models import Notification, Position, Signal

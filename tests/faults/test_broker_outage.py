@@ -136,7 +136,7 @@ def test_c_read_timeout_is_ambiguous_and_is_not_resent(desk, fault_report):
     """The broker takes the order but answers after 1 s; the outbox gives up waiting at 0.25 s.
     The POST reached TradersPost (the stand-in recorded and accepted it): resending it is a second
     order, since TradersPost has no idempotency key. A timed-out read must be treated like a POST
-    cut by a crash (outbox.recover_interrupted): failed and alerted as ambiguous, not retried."""
+    cut by a crash (execution.recovery): failed and alerted as ambiguous, not retried."""
     t0 = desk.clock.t
     slow = []
 

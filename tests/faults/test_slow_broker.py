@@ -10,7 +10,8 @@ from datetime import timedelta
 import pytest
 
 from tests.faults.simdesk import SECOND, delivered_twice
-from trading.execution.outbox import claim_lease, recover_interrupted, send_pending_orders
+from trading.execution.outbox import send_pending_orders
+from trading.execution.recovery import claim_lease, recover_interrupted
 from trading.execution.signals import write_signal
 from trading.health import process
 from trading.models import DeliveryAttempt, Notification, Signal

@@ -19,14 +19,13 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from trading.config import ConfigError, resolve
 from trading.delivery.alerts import enqueue
-from trading.delivery.claims import claim_is_dead, holder_token
+from trading.delivery.claims import holder_token
 from trading.delivery.outcomes import Outcome
 from trading.delivery.retry import backoff_seconds
 from trading.execution import exits, traderspost
@@ -40,13 +39,6 @@ State = Signal.State
 
 MAX_ATTEMPTS = 6
 MAX_DELAY = timedelta(days=1)  # the longest any wait is kept (a Retry-After of 1e12 s included)
-STUCK_AFTER = timedelta(minutes=5)  # pending this long after its decision: alerted
-
-
-def claim_lease() -> timedelta:
-    """How long a claim held on another host counts as alive (longer than any POST timeout). A holder on
-    this host is judged by its process: alive (even frozen) it keeps its claim, dead it loses it at once."""
-    return timedelta(seconds=settings.ORDER_CLAIM_LEASE_SECONDS)
 
 
 @dataclass
@@ -79,7 +71,7 @@ def _finish(sig: Signal, state: str, reason: str, **extra) -> bool:
     return True
 
 
-def _fail_ambiguous(sig: Signal, what: str, **extra) -> None:
+def fail_ambiguous(sig: Signal, what: str, **extra) -> None:
     """A POST that may have reached the broker: failed and alerted, never resent. An entry's position is
     kept (the broker may hold it, so the books go on managing it); an exit's position stays open too."""
     reason = (f"{what}: it may have reached the broker, so it is not resent "
@@ -169,7 +161,7 @@ class Claim:
     def release_unposted(self) -> None:
         """An error before the POST (Redis or the database away): pending again, not left claimed by a live sender
         holding back its instrument. A claim stamped for its POST is never released here; when even this fails,
-        the sender settles its claims later (recover_interrupted(mine=True))."""
+        the sender settles its claims later (recovery.recover_interrupted(mine=True))."""
         if self.claimed_at is None or self.posted:
             return
         try:
@@ -322,7 +314,7 @@ def _settle(sig: Signal, attempt: int, result, number: int, elapsed_ms: int, now
             report.retrying.append(sig.key)
             return State.PENDING
         if result.outcome == Outcome.AMBIGUOUS:
-            _fail_ambiguous(sig, f"no answer after the request left ({getattr(result, 'error', '')})",
+            fail_ambiguous(sig, f"no answer after the request left ({getattr(result, 'error', '')})",
                             last_error=getattr(result, "error", ""))
             report.failed.append(sig.key)
             return State.FAILED
@@ -351,54 +343,3 @@ def send_pending_orders(*, strategy=None, now: datetime | None = None, deliver=N
             break
         send_one(pk, now=now, deliver=deliver, limiter=limiter, sessions=sessions, timeout=timeout, report=report)
     return report
-
-
-def recover_interrupted(*, strategy=None, now: datetime | None = None, lease: timedelta | None = None,
-                        mine: bool = False) -> dict:
-    """Settle signals left in 'sending' by a sender that died: at once when its process (on this host) is
-    known gone; a claim held on another host once it is older than `lease`. A claim whose holder lives
-    on this host — slow or frozen — is never taken: it blocks its own instrument's queue, nothing else.
-    `mine`: only this process's own claims, which it knows are not in flight (a sender between passes).
-
-    Never posted (no started attempt) → pending again. Possibly posted → failed and alerted, never resent.
-    """
-    now = now or timezone.now()
-    lease = lease or claim_lease()
-    stuck = Signal.objects.filter(state=State.SENDING)
-    if strategy is not None:
-        stuck = stuck.filter(strategy=strategy)
-    if mine:
-        stuck = stuck.filter(claimed_by=holder_token())
-    outcome = {"requeued": [], "ambiguous": []}
-    for sig in stuck.select_related("strategy", "instrument"):
-        if not mine and not claim_is_dead(sig.claimed_by, sig.claimed_at, now, lease, live_holder_keeps=True):
-            continue
-        in_flight = sig.delivery_attempts.filter(outcome=Outcome.STARTED).exists()
-        claim = Signal.objects.filter(pk=sig.pk, state=State.SENDING, claimed_by=sig.claimed_by,
-                                      claimed_at=sig.claimed_at)  # the very claim judged dead, not a newer one
-        if not in_flight:
-            if claim.update(state=State.PENDING):
-                outcome["requeued"].append(sig.key)
-            continue
-        if not claim.exists():
-            continue
-        _fail_ambiguous(sig, "interrupted while posting")
-        sig.delivery_attempts.filter(outcome=Outcome.STARTED).update(outcome=Outcome.INTERRUPTED)
-        outcome["ambiguous"].append(sig.key)
-    if outcome["requeued"] or outcome["ambiguous"]:
-        log.warning("outbox recovery requeued=%s ambiguous=%s", outcome["requeued"], outcome["ambiguous"])
-    return outcome
-
-
-def alert_stuck_pending(*, now: datetime | None = None, older_than: timedelta = STUCK_AFTER) -> list[str]:
-    """Alert (once per signal) on signals still pending long after they were decided."""
-    now = now or timezone.now()
-    stuck = Signal.objects.filter(state=State.PENDING, created_at__lt=now - older_than).select_related("strategy")
-    keys = []
-    for sig in stuck:
-        minutes = int((now - sig.created_at).total_seconds() // 60)
-        if enqueue("emergency", f"Order stuck in pending: {sig.key}", strategy=sig.strategy,
-                   body=f"Decided {minutes} min ago, {sig.attempts} attempts; last error: {sig.last_error or '—'}",
-                   dedupe_key=f"order-stuck:{sig.key}"):
-            keys.append(sig.key)
-    return keys

@@ -7,7 +7,7 @@ as a child in its own session, fed by a pipe (the orders themselves, execution.h
 sees the pipe closed and exits without starting another. The next worker starts its own
 sender; claims (`Signal.claimed_by`) keep two senders off one order, and a claim is settled only
 once its sender is known dead. What remains ambiguous is a kill of the sender itself during
-its POST: such an order is failed and alerted, never resent (see outbox.recover_interrupted).
+its POST: such an order is failed and alerted, never resent (see execution.recovery).
 
 `InlineSender` sends from the calling process: for in-process tests and tools.
 """
@@ -25,7 +25,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import close_old_connections
 
-from trading.execution import handoff, outbox
+from trading.execution import handoff, outbox, recovery
 from trading.execution.ratelimit import RedisRateLimiter
 from trading.health.process import process_token
 from trading.models import Signal, Strategy
@@ -56,7 +56,7 @@ class InlineSender:
         self.sessions = handoff.Sessions()
 
     def start(self, strategy) -> None:
-        outbox.recover_interrupted(strategy=strategy)
+        recovery.recover_interrupted(strategy=strategy)
 
     def send_now(self, strategy, signals) -> None:
         """Send the orders the worker has just committed (Signal rows), in their order."""
@@ -86,7 +86,7 @@ class DetachedSender:
         log.info("order sender started strategy=%s pid=%d", self.name, self.proc.pid)
 
     def start(self, strategy) -> None:
-        outbox.recover_interrupted(strategy=strategy)
+        recovery.recover_interrupted(strategy=strategy)
         self._spawn()
 
     def _alive(self, strategy) -> bool:
@@ -95,7 +95,7 @@ class DetachedSender:
         if self.proc is not None:
             log.error("order sender died strategy=%s pid=%d code=%s; settling its claims and restarting it",
                       self.name, self.proc.pid, self.proc.returncode)
-            outbox.recover_interrupted(strategy=strategy)
+            recovery.recover_interrupted(strategy=strategy)
             self._spawn()
         return False
 
@@ -153,7 +153,7 @@ def settle_own_claims(strategy) -> None:
     """After a failed pass no POST of this sender is in flight: a claim it still holds is settled (never
     posted: pending again; possibly posted: failed and alerted), or it would hold its instrument's queue."""
     try:
-        outbox.recover_interrupted(strategy=strategy, mine=True)
+        recovery.recover_interrupted(strategy=strategy, mine=True)
     except Exception as exc:  # noqa: BLE001 — still away: tried again after the next failed pass
         log.error("own claims not settled strategy=%s (%s)", strategy.name, exc.__class__.__name__)
 
