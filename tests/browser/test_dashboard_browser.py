@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.utils import timezone as dj_timezone
 
 from strategies.bars import Bar
-from strategies.calendar import session_date
+from strategies.calendar import previous_trade_date, session_date
 from tests.browser.conftest import SCREENSHOTS, log_in, screenshot
 from tests.trading.factories import make_trade
 from trading.execution.worker import Worker
@@ -50,9 +50,12 @@ def demo(settings, redis_prefix, webhook_env, monkeypatch, broker, runtime_dir):
 
     now = dj_timezone.now().replace(second=0, microsecond=0)
     today = session_date(now)
-    for days_ago, pnl in [(2, "100.00"), (1, "-40.00"), (0, "250.00"), (0, "-90.50")]:
-        make_trade(ibs_a, session_date=today - timedelta(days=days_ago), pnl=Decimal(pnl))
-    make_trade(ibs_b, session_date=today - timedelta(days=1), pnl=Decimal("30.00"), root="SI")
+    # CME sessions, not calendar days: after Friday's close "today" is Monday's session, the one before Friday
+    yesterday = previous_trade_date(today)
+    sessions = {0: today, 1: yesterday, 2: previous_trade_date(yesterday)}
+    for ago, pnl in [(2, "100.00"), (1, "-40.00"), (0, "250.00"), (0, "-90.50")]:
+        make_trade(ibs_a, session_date=sessions[ago], pnl=Decimal(pnl))
+    make_trade(ibs_b, session_date=yesterday, pnl=Decimal("30.00"), root="SI")
 
     gc = ibs_a.legs.get(instrument__root="GC").instrument
     sig = Signal.objects.create(key="ibs_a:GC:dashboard-open:buy", strategy=ibs_a, instrument=gc,
