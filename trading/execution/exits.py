@@ -97,7 +97,7 @@ def exit_delivered(sig: Signal) -> Trade | None:
     elif pos.state == PState.EXITED:  # the worker modelled the fill before the broker answered
         exit_time, exit_price = pos.exit_time, pos.exit_price
     else:
-        return None  # the worker books it at the fill bar
+        return None  # the worker books it once it has modelled the fill (book_filled_exits)
     trade = book_exit(pos, sig, exit_time=exit_time, exit_price=exit_price, reason=pos.exit_reason or sig.reason,
                       ibs_exit=pos.ibs_exit)
     if sig.reason == "flatten":
@@ -110,9 +110,9 @@ def book_filled_exits(strategy) -> list[Trade]:
     (the exit sent), each booked in its own transaction: called by the worker right after each step's commit
     (the booking off the order's path) and as it starts (a worker killed in between books them then)."""
     booked = []
-    done = (Position.objects.filter(strategy=strategy, state=PState.EXITED, exit_signal__state=State.SENT)
-            .values_list("exit_signal_id", flat=True))
-    for sig in Signal.objects.filter(pk__in=list(done)).select_related("strategy", "instrument"):
+    delivered = Signal.objects.filter(state=State.SENT, closed_position__strategy=strategy,
+                                      closed_position__state=PState.EXITED)
+    for sig in delivered.select_related("strategy", "instrument"):
         with transaction.atomic():
             trade = exit_delivered(sig)  # under the position's lock: a sender booking it meanwhile goes first
         if trade is not None:

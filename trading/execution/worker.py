@@ -162,7 +162,8 @@ class Worker:
         self.cursor_ms = ts_ms
         self.last_bar_time = ts
         self.sender.send_now(self.config.strategy, pending)
-        exits.book_filled_exits(self.config.strategy)  # the step's modelled fills of exits the broker has
+        if any(t.exit_signal_ts is not None for _, t in outcome.closed):  # it modelled an exit order's fill
+            exits.book_filled_exits(self.config.strategy)  # booked now if the broker has the exit already
         self.reconcile_books()  # what the step opened is held from now on (execution.hours: a roll's streams)
         for root, t in outcome.closed:
             log.info("exit filled (modelled) strategy=%s root=%s entry=%s exit=%s reason=%s", self.name, root,
